@@ -1,0 +1,43 @@
+/*
+ * ctx.c: the library context (mig_ctx_new/free) and its settings.
+ * Everything that would otherwise be a global lives here.
+ */
+#include <config.h>
+
+#include <stdlib.h>
+
+#include "mig-internal.h"
+
+
+int mig_ctx_new(struct mig_ctx **ctx_out)
+{
+    struct mig_ctx *ctx = calloc(1, sizeof(*ctx));
+    if (!ctx)
+        return -MIG_ENOMEM;
+    ctx->log_fn = mig__default_logger;
+    ctx->log_opaque = NULL;
+    ctx->log_level = MIG_LOG_INFO;
+    *ctx_out = ctx;
+    return 0;
+}
+
+void mig_ctx_free(struct mig_ctx *ctx)
+{
+    free(ctx);
+}
+
+void mig_ctx_set_logger(struct mig_ctx *ctx, mig_log_fn *fn, void *opaque)
+{
+    ctx->log_fn = fn;
+    ctx->log_opaque = opaque;
+}
+
+void mig_ctx_set_log_level(struct mig_ctx *ctx, enum mig_log_level level)
+{
+    ctx->log_level = level;
+}
+
+enum mig_log_level mig_ctx_get_log_level(const struct mig_ctx *ctx)
+{
+    return ctx->log_level;
+}

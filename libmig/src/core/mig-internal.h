@@ -1,0 +1,93 @@
+/*
+ * mig-internal.h: what libmig's modules share and the public API hides:
+ * the context's fields, the logging macros with rate limiting, time, and
+ * errno conversion. Included by library sources and unit tests only.
+ */
+#ifndef MIG_INTERNAL_H
+#define MIG_INTERNAL_H
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+
+#include <libmig/mig.h>
+
+#define MIG_HIDDEN __attribute__((visibility("hidden")))
+
+struct mig_ctx {
+    mig_log_fn *log_fn;          /* NULL: muted */
+    void *log_opaque;            /* borrowed; passed to log_fn */
+    enum mig_log_level log_level;
+};
+
+/* ---- logging ----------------------------------------------------------- */
+
+/* The default sink: timestamped lines on stderr. */
+MIG_HIDDEN void mig__default_logger(void *opaque, enum mig_log_level level, const char *module,
+                                    const char *msg);
+
+MIG_HIDDEN void mig__log(struct mig_ctx *ctx, enum mig_log_level level, const char *module,
+                         const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+MIG_HIDDEN void mig__vlog(struct mig_ctx *ctx, enum mig_log_level level, const char *module,
+                          const char *fmt, va_list ap) __attribute__((format(printf, 4, 0)));
+
+static inline int mig__log_enabled(const struct mig_ctx *ctx, enum mig_log_level level)
+{
+    return ctx && ctx->log_fn && level <= ctx->log_level;
+}
+
+#ifndef MIG_LOG_MODULE
+#define MIG_LOG_MODULE "mig"
+#endif
+
+/* MIG_LOG(ctx, WARN, "round %u", n): level checked before formatting. */
+#define MIG_LOG(ctx, LEVEL, ...)                                                      \
+    do {                                                                            \
+        if (mig__log_enabled((ctx), MIG_LOG_##LEVEL))                               \
+            mig__log((ctx), MIG_LOG_##LEVEL, MIG_LOG_MODULE, __VA_ARGS__);          \
+    } while (0)
+
+/*
+ * A token bucket for logs in hot loops (per page, per record). Embed one per
+ * call site in the object doing the work (no static state). 'burst' messages
+ * pass, then one per 'interval_ms'; the count of dropped ones is reported
+ * with the next message that passes.
+ */
+struct mig_ratelimit {
+    uint32_t interval_ms;
+    uint32_t burst;
+    uint32_t tokens;
+    uint64_t last_ns;
+    uint64_t suppressed;
+};
+
+MIG_HIDDEN void mig__ratelimit_init(struct mig_ratelimit *rl, uint32_t interval_ms,
+                                    uint32_t burst);
+/* True if a message may be logged now; counts it as dropped otherwise. */
+MIG_HIDDEN bool mig__ratelimit_allow(struct mig_ratelimit *rl, uint64_t now_ns);
+
+#define MIG_LOG_RL(ctx, rl, LEVEL, ...)                                               \
+    do {                                                                            \
+        if (mig__log_enabled((ctx), MIG_LOG_##LEVEL)) {                             \
+            uint64_t mig__sup = (rl)->suppressed;                                   \
+            if (mig__ratelimit_allow((rl), mig__now_ns())) {                        \
+                if (mig__sup)                                                       \
+                    mig__log((ctx), MIG_LOG_##LEVEL, MIG_LOG_MODULE,                \
+                             "(%" PRIu64 " similar messages suppressed)", mig__sup);\
+                mig__log((ctx), MIG_LOG_##LEVEL, MIG_LOG_MODULE, __VA_ARGS__);      \
+            }                                                                       \
+        }                                                                           \
+    } while (0)
+
+/* ---- time -------------------------------------------------------------- */
+
+/* CLOCK_MONOTONIC in nanoseconds. */
+MIG_HIDDEN uint64_t mig__now_ns(void);
+
+/* ---- errors ------------------------------------------------------------ */
+
+/* Convert an errno value (positive) to a negative libmig code. Use only where
+ * the errno was produced. */
+MIG_HIDDEN int mig__from_errno(int err);
+
+#endif

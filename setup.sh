@@ -1,0 +1,130 @@
+#!/bin/bash
+# setup.sh: install what migrate-live needs on Debian 12, build it, and run
+# either the demo or the whole test suite. Run as root from a clean clone.
+#
+#   ./setup.sh demo    install, build, live-migrate the test guest locally
+#   ./setup.sh test    install, build, run every test stage (what CI runs)
+#
+# Each stage has a time budget (seconds) and prints its duration.
+set -euo pipefail
+cd "$(dirname "$0")"
+top=$PWD
+mode=${1:-demo}
+jobs=$(nproc 2>/dev/null || echo 2)
+
+# Debian packages for building and unit testing. Integration tests install
+# their own components (OVS, qemu, nbd tools, ansible) in their scripts.
+PACKAGES="build-essential autoconf automake libtool pkg-config \
+libxen-dev libssl-dev libyaml-dev libzstd-dev libcmocka-dev \
+clang python3 python3-jsonschema"
+
+declare -a stage_report=()
+overall_rc=0
+
+# stage NAME BUDGET_SECONDS COMMAND...: run with a time limit, record duration.
+stage() {
+    local name=$1 budget=$2
+    shift 2
+    local t0 t1 rc=0
+    t0=$(date +%s)
+    echo "==> stage $name (budget ${budget}s)"
+    # Functions run in a child bash so that timeout can bound them.
+    timeout --foreground -k 10 "$budget" bash -c 'set -euo pipefail; "$@"' stage "$@" || rc=$?
+    t1=$(date +%s)
+    local verdict=ok
+    if [ "$rc" -eq 124 ]; then verdict="TIMEOUT"; elif [ "$rc" -ne 0 ]; then verdict="FAILED($rc)"; fi
+    stage_report+=("$(printf '%-22s %5ss / %5ss  %s' "$name" "$((t1 - t0))" "$budget" "$verdict")")
+    echo "<== stage $name: $verdict in $((t1 - t0))s"
+    if [ "$rc" -ne 0 ]; then
+        overall_rc=1
+        return 1
+    fi
+}
+
+install_packages() {
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "setup.sh: run as root (it installs Debian packages)" >&2
+        return 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # shellcheck disable=SC2086
+    apt-get install -y -qq --no-install-recommends $PACKAGES >/dev/null
+}
+
+build() {
+    ./autogen.sh >/dev/null
+    mkdir -p build
+    (cd build && ../configure --enable-werror --enable-fault-injection -q && make -s -j"$jobs")
+}
+
+# make check in a build tree, then show each cmocka summary.
+check_tree() {
+    local dir=$1 rc=0
+    make -C "$dir" -s -j"$jobs" check >"$dir/check.out" 2>&1 || rc=$?
+    grep -E '^(PASS|FAIL|XPASS|ERROR|SKIP):|^# (TOTAL|PASS|FAIL|SKIP|ERROR)' "$dir/check.out" || true
+    find "$dir/tests" -name '*.log' ! -name test-suite.log -print0 2>/dev/null |
+        xargs -0 -r grep -h -E '^\[  (PASSED|FAILED)  \]|^\[==========\] .* run\.' || true
+    if [ "$rc" -ne 0 ]; then
+        cat "$dir/test-suite.log" 2>/dev/null | tail -60
+    fi
+    return "$rc"
+}
+
+sanitizer_build_and_check() {
+    mkdir -p build-san
+    (cd build-san && ../configure -q --enable-werror --enable-sanitizers --enable-fault-injection \
+        CFLAGS="-O1 -g" && make -s -j"$jobs")
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+        check_tree build-san
+}
+
+distcheck() {
+    make -C build -s -j"$jobs" distcheck >build/distcheck.out 2>&1 || { tail -40 build/distcheck.out; return 1; }
+    grep -E 'archives ready|\.tar\.gz' build/distcheck.out | head -3
+}
+
+# Count individual tests: cmocka's summaries plus the scripts' "N passed, N failed".
+summary() {
+    local p=0 f=0 n
+    for dir in build build-san; do
+        [ -d "$dir/tests" ] || continue
+        while read -r n; do p=$((p + n)); done < <(find "$dir/tests" -name '*.log' ! -name test-suite.log \
+            -exec grep -h -oP '^\[  PASSED  \] \K[0-9]+' {} + 2>/dev/null)
+        while read -r n; do f=$((f + n)); done < <(find "$dir/tests" -name '*.log' ! -name test-suite.log \
+            -exec grep -h -oP '^\[  FAILED  \] \K[0-9]+' {} + 2>/dev/null)
+        while read -r a b; do p=$((p + a)); f=$((f + b)); done < <(find "$dir/tests" -name '*.sh.log' \
+            -exec grep -h -oP '^\K[0-9]+(?= passed, )|(?<= passed, )[0-9]+(?= failed)' {} + 2>/dev/null | paste - -)
+    done
+    echo
+    echo "Stage durations:"
+    printf '  %s\n' "${stage_report[@]}"
+    echo
+    [ "$overall_rc" -eq 0 ] || f=$((f > 0 ? f : 1))
+    echo "tests: $p passed, $f failed"
+}
+
+export jobs PACKAGES
+export -f install_packages build check_tree sanitizer_build_and_check distcheck
+
+case "$mode" in
+demo)
+    stage deps 900 install_packages
+    stage build 600 build
+    echo
+    ./build/xl-plugin/xl-migrate-live demo
+    ;;
+test | check)
+    stage deps 900 install_packages || { summary; exit 1; }
+    stage build 600 build || { summary; exit 1; }
+    stage make-check 600 check_tree build || true
+    stage sanitizers 900 sanitizer_build_and_check || true
+    stage distcheck 600 distcheck || true
+    summary
+    exit "$overall_rc"
+    ;;
+*)
+    echo "usage: $0 demo|test" >&2
+    exit 2
+    ;;
+esac
