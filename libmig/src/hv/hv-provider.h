@@ -1,0 +1,111 @@
+/*
+ * hv-provider.h: the domain backend ops table. Every backend (xen:, sim:)
+ * fills every member (a no-op where unused); hv.c checks this at
+ * registration and picks the backend by URI prefix. The engine reaches a
+ * hypervisor only through this table.
+ *
+ * Conventions for every op: returns 0 or a negative libmig code; never
+ * blocks longer than the bound stated on the op; ownership as commented.
+ */
+#ifndef MIG_HV_PROVIDER_H
+#define MIG_HV_PROVIDER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mig-internal.h"
+
+struct mig__hv;
+
+/* What the destination needs to build the incoming domain; sent by the
+ * source in the DOMAIN_INFO record. */
+struct mig__dom_info {
+    char name[64];          /* domain name on the source, NUL-terminated */
+    uint64_t nr_pages;      /* pages: guest memory size / page_size */
+    uint32_t page_size;     /* bytes: 4096 */
+    uint32_t vcpus;         /* count */
+    char config[512];       /* backend-specific, NUL-terminated text (sim: "dirty=..,pattern=..") */
+};
+
+/* A state blob (device state, CPU context, ...). Heap data, freed by the owner. */
+struct mig__blob {
+    uint32_t kind;          /* backend-defined tag */
+    size_t len;             /* bytes */
+    void *data;             /* malloc'ed */
+};
+
+/* Where the guest's memory of a batch lives while mapped (source side). */
+struct mig__hv_map;
+
+struct mig__hv_ops {
+    const char *name;       /* URI prefix without ':' ("xen", "sim") */
+
+    /* ---- both sides ---- */
+    /* Open a backend instance. Source: 'arg' names an existing domain.
+     * Destination: 'arg' names the host/context where domains are created.
+     * Caller frees with close(). May block (library connect). */
+    int (*open)(struct mig_ctx *ctx, const char *arg, enum mig_role role,
+                struct mig__hv **hv_out);
+    /* NULL-safe and idempotent. Source: log-dirty off, original throttle
+     * restored; a suspended (not committed) guest is resumed. Destination: an
+     * incoming domain that was not committed is discarded. */
+    void (*close)(struct mig__hv *hv);
+    /* Host facts as a JSON object text; caller frees *json_out. */
+    int (*facts)(struct mig__hv *hv, char **json_out);
+    /* Describe the (source) domain. */
+    int (*info)(struct mig__hv *hv, struct mig__dom_info *info_out);
+    /* Name of the dirty-tracking mechanism in use (static string). */
+    const char *(*tracking)(struct mig__hv *hv);
+
+    /* ---- source side ---- */
+    int (*logdirty_enable)(struct mig__hv *hv);
+    /* Get-and-clear: set a bit in 'bitmap' (caller-owned, nr_pages bits,
+     * zeroed by the caller) for every page written since enable or the last
+     * clean, and clear the backend's record of them, atomically with respect to
+     * the guest's writes. *ndirty_out: number of bits set. */
+    int (*logdirty_clean)(struct mig__hv *hv, unsigned long *bitmap, uint64_t *ndirty_out);
+    int (*logdirty_disable)(struct mig__hv *hv);
+    /* Map 'n' pages (n <= 1024) for reading: ptrs[i] is the address of pfns[i]'s
+     * content until unmap_pages(*map_out). Borrowed; valid only while mapped. */
+    int (*map_pages)(struct mig__hv *hv, const uint64_t *pfns, unsigned n, const void **ptrs,
+                     struct mig__hv_map **map_out);
+    void (*unmap_pages)(struct mig__hv *hv, struct mig__hv_map *map); /* NULL-safe */
+    /* Throttle the guest's vCPUs to (100 - percent)% of their time; 0 lifts it
+     * back to the admin's original setting, which the backend saved. */
+    int (*throttle)(struct mig__hv *hv, unsigned percent);
+    /* Stop the guest at a safe point (bounded by the backend's timeout). */
+    int (*suspend)(struct mig__hv *hv);
+    /* Resume a suspended source guest after a failed or cancelled migration. */
+    int (*resume)(struct mig__hv *hv);
+    /* Device/CPU state at stop-and-copy; caller frees blob->data. */
+    int (*save_state)(struct mig__hv *hv, struct mig__blob *blob_out);
+    /* Rename the source domain (xl: NAME--migratedaway at COMMIT). */
+    int (*rename)(struct mig__hv *hv, const char *new_name);
+    /* Destroy the source copy after COMMIT-ACK. */
+    int (*destroy)(struct mig__hv *hv);
+
+    /* ---- destination side ---- */
+    /* Create the incoming domain, paused, named info->name + "--incoming". */
+    int (*create_incoming)(struct mig__hv *hv, const struct mig__dom_info *info);
+    /* Write 'n' pages; data holds n * page_size bytes (borrowed for the call). */
+    int (*write_pages)(struct mig__hv *hv, const uint64_t *pfns, unsigned n, const void *data);
+    /* Make 'count' pages from 'pfn' zero. */
+    int (*write_zero)(struct mig__hv *hv, uint64_t pfn, uint64_t count);
+    int (*load_state)(struct mig__hv *hv, const struct mig__blob *blob);
+    /* Everything applied; the domain is built and paused. May run device
+     * attach (inside the downtime window). */
+    int (*ready)(struct mig__hv *hv);
+    /* Unpause and rename to the final name. */
+    int (*commit)(struct mig__hv *hv);
+    /* Destroy the incoming domain (any failure before commit). */
+    int (*discard)(struct mig__hv *hv);
+};
+
+/* Every backend instance starts with this. */
+struct mig__hv {
+    const struct mig__hv_ops *ops;
+    struct mig_ctx *ctx;     /* borrowed */
+    enum mig_role role;
+};
+
+#endif

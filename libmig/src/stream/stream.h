@@ -1,0 +1,169 @@
+/*
+ * stream.h: the migration stream as the engine sees it. A link is one
+ * authenticated session between source and destination: a control channel
+ * plus N data channels, each a struct mig__stream that frames records
+ * ({type, length} header, payload, CRC32C on plaintext transports) over a
+ * transport connection. docs/stream-format.md is the normative spec.
+ *
+ * Writers are buffered and have a sticky error: after a failure every put is
+ * a no-op and mig__stream_error() returns the first error, so callers check
+ * once per batch. Readers validate each header (type known, length within
+ * the type's maximum) before allocating or reading the payload.
+ */
+#ifndef MIG_STREAM_H
+#define MIG_STREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "mig-internal.h"
+
+#define MIG_PAGE_SIZE 4096u
+#define MIG_PAGES_PER_BATCH 1024u   /* max pages in one PAGES / PAGES_ZSTD record */
+
+enum mig__rec_type {
+    MIG_REC_HELLO = 1,        /* handshake (handshake.c); not for engine use */
+    MIG_REC_HELLO_ACK,
+    MIG_REC_FACTS,            /* JSON text: host facts (destination -> source) */
+    MIG_REC_DOMAIN_INFO,      /* struct mig__dom_info fields (source -> destination) */
+    MIG_REC_PAGES,            /* round, count, pfns[count], count * 4096 bytes */
+    MIG_REC_ZERO_RUNS,        /* round, nruns, {pfn, count}[nruns] */
+    MIG_REC_PAGES_ZSTD,       /* round, count, pfns[count], raw_len, zstd frame */
+    MIG_REC_BLOCK_EXTENT,     /* disk, offset, length, data (block mirror) */
+    MIG_REC_STATE_BLOB,       /* kind, bytes */
+    MIG_REC_ROUND_END,        /* round, pages this channel sent in it (barrier) */
+    MIG_REC_SWITCHOVER,       /* source suspended; last round follows */
+    MIG_REC_READY,            /* destination applied everything, paused */
+    MIG_REC_COMMIT,           /* source: resume there */
+    MIG_REC_COMMIT_ACK,       /* destination: running */
+    MIG_REC_ABORT,            /* code, reason text */
+    MIG_REC_ERROR,            /* code, message text */
+    MIG_REC_KEEPALIVE,        /* empty */
+    MIG_REC_CHANNEL_JOIN,     /* session id, channel index, secret (transport layer) */
+    MIG_REC_RESOLVE_QUERY,    /* domain name, session id */
+    MIG_REC_RESOLVE_ANSWER,   /* session id, outcome */
+    MIG_REC__COUNT
+};
+
+/* A record as read: payload is borrowed until the next get on that stream. */
+struct mig__rec {
+    uint32_t type;            /* enum mig__rec_type */
+    uint32_t len;             /* payload bytes */
+    const uint8_t *payload;
+};
+
+struct mig__zero_run {
+    uint64_t pfn;
+    uint64_t count;
+};
+
+/* Decoded views; pointers borrow from the record's payload. */
+struct mig__rec_pages {
+    uint32_t round;
+    uint32_t count;
+    const uint64_t *pfns;     /* count entries (host order after decode) */
+    const uint8_t *data;      /* PAGES: count * 4096 bytes; PAGES_ZSTD: zstd frame */
+    uint32_t data_len;        /* bytes of 'data' */
+    uint32_t raw_len;         /* PAGES_ZSTD: decompressed size (count * 4096) */
+};
+
+struct mig__rec_zero_runs {
+    uint32_t round;
+    uint32_t nruns;
+    const struct mig__zero_run *runs;
+};
+
+struct mig__stream;
+
+/* ---- framing ---------------------------------------------------------- */
+
+/* Queue one record of 'type' whose payload is the concatenation of iov. */
+void mig__stream_put(struct mig__stream *s, uint32_t type, const struct iovec *iov,
+                     unsigned iovcnt);
+/* Push everything queued to the transport. Returns the sticky error. */
+int mig__stream_flush(struct mig__stream *s);
+/* The first error this stream met, or 0. */
+int mig__stream_error(const struct mig__stream *s);
+/* Read the next record (KEEPALIVEs are consumed silently). Blocks at most the
+ * stream's timeout: -MIG_ETIMEOUT when the peer went silent. */
+int mig__stream_get(struct mig__stream *s, struct mig__rec *rec_out);
+/* Bytes written to / read from the transport so far (headers included). */
+uint64_t mig__stream_bytes_out(const struct mig__stream *s);
+uint64_t mig__stream_bytes_in(const struct mig__stream *s);
+
+/* ---- typed records (one encode / decode pair per type) ----------------- */
+
+void mig__rec_put_pages(struct mig__stream *s, uint32_t round, unsigned n, const uint64_t *pfns,
+                        const void *const *pages);
+void mig__rec_put_pages_zstd(struct mig__stream *s, uint32_t round, unsigned n,
+                             const uint64_t *pfns, const void *frame, uint32_t frame_len);
+void mig__rec_put_zero_runs(struct mig__stream *s, uint32_t round, unsigned nruns,
+                            const struct mig__zero_run *runs);
+void mig__rec_put_round_end(struct mig__stream *s, uint32_t round, uint64_t pages);
+void mig__rec_put_blob(struct mig__stream *s, uint32_t kind, const void *data, size_t len);
+void mig__rec_put_text(struct mig__stream *s, uint32_t type, const char *text); /* FACTS */
+void mig__rec_put_code_text(struct mig__stream *s, uint32_t type, int32_t code,
+                            const char *text); /* ABORT, ERROR */
+void mig__rec_put_empty(struct mig__stream *s, uint32_t type); /* SWITCHOVER, READY, COMMIT... */
+
+int mig__rec_get_pages(const struct mig__rec *r, struct mig__rec_pages *out);
+int mig__rec_get_zero_runs(const struct mig__rec *r, struct mig__rec_zero_runs *out);
+int mig__rec_get_round_end(const struct mig__rec *r, uint32_t *round_out, uint64_t *pages_out);
+int mig__rec_get_blob(const struct mig__rec *r, uint32_t *kind_out, const void **data_out,
+                      size_t *len_out);
+/* Text payloads are checked to be valid NUL-free text; *text_out is a
+ * malloc'ed NUL-terminated copy the caller frees. */
+int mig__rec_get_text(const struct mig__rec *r, char **text_out);
+int mig__rec_get_code_text(const struct mig__rec *r, int32_t *code_out, char **text_out);
+
+/* Name of a record type for logs ("PAGES"); "UNKNOWN" otherwise. */
+const char *mig__rec_type_name(uint32_t type);
+
+/* ---- links: one authenticated session = control + data channels -------- */
+
+struct mig__link_opts {
+    unsigned channels;        /* data channels wanted (>= 1); ssh: 1 */
+    unsigned timeout_ms;      /* peer silence that counts as dead; 0: 10000 */
+    const char *psk_file;     /* tcp: pre-shared key file; NULL with insecure */
+    bool insecure;            /* tcp: allow unauthenticated (logged loudly) */
+    const char *pki_dir;      /* tls: certificate folder; NULL: /etc/pki/migrate-live */
+    const char *ssh_command;  /* ssh: replaces "ssh" (xl's -s); NULL: "ssh" */
+    const char *remote_args;  /* ssh: arguments after "xl-migrate-live receive" */
+    uint32_t caps;            /* capabilities this side offers (MIG_CAP_*) */
+};
+
+#define MIG_CAP_ZSTD      (1u << 0)
+#define MIG_CAP_BLOCK     (1u << 1)
+#define MIG_CAP_NETHANDOFF (1u << 2)
+
+struct mig__link {
+    struct mig__stream *ctrl;     /* owned */
+    unsigned nchannels;           /* data channels */
+    struct mig__stream **data;    /* owned, nchannels entries */
+    uint32_t caps;                /* negotiated: intersection of both sides */
+    uint8_t session_id[16];
+    char peer_version[32];        /* the peer's software version */
+};
+
+/* Source side: connect to 'uri' (tcp:H:P, tls:H:P, ssh:HOST, unix:PATH),
+ * authenticate, negotiate, open opts->channels data channels. */
+int mig__link_connect(struct mig_ctx *ctx, const char *uri, const struct mig__link_opts *opts,
+                      struct mig__link **link_out);
+
+struct mig__listener;
+/* Destination side: listen on 'uri'; accept one session at a time. */
+int mig__listener_open(struct mig_ctx *ctx, const char *uri, const struct mig__link_opts *opts,
+                       struct mig__listener **l_out);
+/* Wait for the next authenticated session (control + all its data channels). */
+int mig__link_accept(struct mig__listener *l, int timeout_ms, struct mig__link **link_out);
+/* Serve one session over an already-connected fd pair (ssh: stdin/stdout). */
+int mig__link_from_fds(struct mig_ctx *ctx, int rfd, int wfd, const struct mig__link_opts *opts,
+                       struct mig__link **link_out);
+void mig__listener_close(struct mig__listener *l); /* NULL-safe */
+/* Shut down every channel (wakes blocked readers) without freeing. */
+void mig__link_shutdown(struct mig__link *link);
+void mig__link_close(struct mig__link *link);      /* NULL-safe; closes and frees */
+
+#endif
