@@ -17,6 +17,11 @@ int mig_ctx_new(struct mig_ctx **ctx_out)
     ctx->log_fn = mig__default_logger;
     ctx->log_opaque = NULL;
     ctx->log_level = MIG_LOG_INFO;
+    int rc = mig__hv_register_builtins(ctx);
+    if (rc < 0) {
+        free(ctx);
+        return rc;
+    }
     *ctx_out = ctx;
     return 0;
 }

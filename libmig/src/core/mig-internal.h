@@ -14,10 +14,17 @@
 
 #define MIG_HIDDEN __attribute__((visibility("hidden")))
 
+struct mig__hv_ops;
+
+#define MIG_MAX_HV_CLASSES 8
+
 struct mig_ctx {
     mig_log_fn *log_fn;          /* NULL: muted */
     void *log_opaque;            /* borrowed; passed to log_fn */
     enum mig_log_level log_level;
+    /* Domain backend classes, picked by URI prefix (hv.c). Static tables, borrowed. */
+    const struct mig__hv_ops *hv_classes[MIG_MAX_HV_CLASSES];
+    unsigned n_hv_classes;
 };
 
 /* ---- logging ----------------------------------------------------------- */
@@ -89,5 +96,8 @@ MIG_HIDDEN uint64_t mig__now_ns(void);
 /* Convert an errno value (positive) to a negative libmig code. Use only where
  * the errno was produced. */
 MIG_HIDDEN int mig__from_errno(int err);
+
+/* hv.c: registers the built-in domain backends on a new context. */
+MIG_HIDDEN int mig__hv_register_builtins(struct mig_ctx *ctx);
 
 #endif

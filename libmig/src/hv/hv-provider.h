@@ -47,8 +47,9 @@ struct mig__hv_ops {
     int (*open)(struct mig_ctx *ctx, const char *arg, enum mig_role role,
                 struct mig__hv **hv_out);
     /* NULL-safe and idempotent. Source: log-dirty off, original throttle
-     * restored; a suspended (not committed) guest is resumed. Destination: an
-     * incoming domain that was not committed is discarded. */
+     * restored; the guest's run state is NOT changed (the engine resumes it
+     * explicitly on failure, and leaves it paused when the outcome is in
+     * doubt). Destination: an incoming domain not committed is discarded. */
     void (*close)(struct mig__hv *hv);
     /* Host facts as a JSON object text; caller frees *json_out. */
     int (*facts)(struct mig__hv *hv, char **json_out);
@@ -107,5 +108,18 @@ struct mig__hv {
     struct mig_ctx *ctx;     /* borrowed */
     enum mig_role role;
 };
+
+/* ---- the class table (hv.c) ------------------------------------------- */
+
+/* Add a backend class to ctx. Every op must be set: -MIG_EINVAL names the
+ * missing one in the log. -MIG_EEXIST for a duplicate name. */
+int mig__hv_register(struct mig_ctx *ctx, const struct mig__hv_ops *ops);
+/* Register the backends built into this library (builtin.c). */
+int mig__hv_register_builtins(struct mig_ctx *ctx);
+/* Find the class for "prefix:arg"; *arg_out points into uri (borrowed). */
+int mig__hv_lookup(struct mig_ctx *ctx, const char *uri, const struct mig__hv_ops **ops_out,
+                   const char **arg_out);
+/* Lookup + open. */
+int mig__hv_open(struct mig_ctx *ctx, const char *uri, enum mig_role role, struct mig__hv **hv_out);
 
 #endif

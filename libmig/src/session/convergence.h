@@ -9,17 +9,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <libmig/migrate.h>
+
 #include "mig-internal.h"
 
-enum mig__policy {
-    MIG_POLICY_DOWNTIME = 0, /* stop when the predicted final copy fits the target */
-    MIG_POLICY_XL,           /* Xen's default: 5 rounds, or fewer than 50 dirty pages */
-};
-
-enum mig__on_timeout {
-    MIG_ON_TIMEOUT_ABORT = 0,   /* source keeps running */
-    MIG_ON_TIMEOUT_SWITCHOVER,  /* stop and copy whatever is dirty */
-};
 
 enum mig__decision {
     MIG_DECIDE_CONTINUE = 0,
@@ -40,10 +33,10 @@ struct mig__round_stats {
 };
 
 struct mig__policy_params {
-    enum mig__policy policy;
+    enum mig_policy policy;
     uint32_t downtime_ms;       /* ms: target (default 300) */
     uint32_t timeout_ms;        /* ms: total-time limit, 0 = none */
-    enum mig__on_timeout on_timeout;
+    enum mig_on_timeout on_timeout;
     uint32_t max_rounds;        /* count: hard cap on rounds for the downtime policy (0: 30) */
 };
 

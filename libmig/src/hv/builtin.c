@@ -1,0 +1,22 @@
+/*
+ * builtin.c: the domain backends compiled into this library, registered on
+ * every new context. A build without a backend's library links its stub.
+ */
+#include <config.h>
+
+#include "hv-provider.h"
+
+int mig__hv_register_builtins(struct mig_ctx *ctx)
+{
+    static const struct mig__hv_ops *const builtins[] = {
+        NULL, /* sim and xen are added as they land */
+    };
+    for (size_t i = 0; i < sizeof(builtins) / sizeof(builtins[0]); i++) {
+        if (!builtins[i])
+            continue;
+        int rc = mig__hv_register(ctx, builtins[i]);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}

@@ -1,0 +1,530 @@
+/*
+ * dest.c: the destination side. Serves one session: sends this host's
+ * facts, builds the incoming domain from DOMAIN_INFO, applies pages from
+ * every data channel in round order (a channel may apply round N+1 only once
+ * every channel has finished round N, so an older copy of a page never
+ * overwrites a newer one), loads the state at switchover, answers READY,
+ * and unpauses on COMMIT. Anything short of COMMIT discards the incoming
+ * domain. A session that opens with RESOLVE_QUERY is answered from the
+ * outcomes journal instead.
+ *
+ * Entry points: mig_recv_params_init, mig_receive_fds, mig_listen_serve.
+ */
+#include <config.h>
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zstd.h>
+
+#define MIG_LOG_MODULE "dest"
+#include "session-internal.h"
+
+struct dest;
+
+struct chan {
+    struct dest *d;
+    unsigned idx;
+    pthread_t thread;
+    bool started;
+    struct mig__stream *stream;   /* borrowed from the link */
+    int64_t done_round;           /* last ROUND_END seen on this channel, -1: none */
+    bool finished;                /* end-of-data mark seen */
+    ZSTD_DCtx *dctx;              /* owned */
+    uint8_t *zbuf;                /* owned: decompressed batch */
+};
+
+struct dest {
+    struct mig_ctx *ctx;
+    const struct mig_recv_params *p;
+    struct mig__link *link;       /* borrowed */
+    struct mig__hv *hv;           /* owned */
+    struct mig_fsm fsm;
+    struct mig__dom_info info;
+    bool created;
+
+    pthread_mutex_t lock;
+    pthread_cond_t cond;          /* a channel advanced, finished or failed */
+    struct chan *ch;              /* owned, nchannels entries */
+    unsigned n;
+    int err;                      /* first error of any channel */
+    struct mig_ratelimit rl;
+};
+
+void mig_recv_params_init(struct mig_recv_params *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->link.channels = 1;
+    p->link.timeout_ms = 10000;
+    p->state_dir = "/var/lib/migrate-live";
+}
+
+/* The lowest round every channel has finished (-1 if none). Caller locks. */
+static int64_t completed_round(const struct dest *d)
+{
+    int64_t m = INT64_MAX;
+    for (unsigned i = 0; i < d->n; i++)
+        if (d->ch[i].done_round < m)
+            m = d->ch[i].done_round;
+    return m;
+}
+
+static void chan_fail(struct chan *c, int rc)
+{
+    struct dest *d = c->d;
+    pthread_mutex_lock(&d->lock);
+    if (!d->err) {
+        d->err = rc;
+        MIG_LOG(d->ctx, ERROR, "data channel %u: %s", c->idx, mig_strerror(rc));
+    }
+    pthread_cond_broadcast(&d->cond);
+    pthread_mutex_unlock(&d->lock);
+}
+
+/* Block until round 'round' may be applied: every channel finished round-1. */
+static int wait_barrier(struct chan *c, uint32_t round)
+{
+    struct dest *d = c->d;
+    int rc = 0;
+    if ((int64_t)round <= c->done_round)
+        return -MIG_EPROTO; /* a channel's rounds only go forward */
+    pthread_mutex_lock(&d->lock);
+    while (!d->err && completed_round(d) < (int64_t)round - 1)
+        pthread_cond_wait(&d->cond, &d->lock);
+    rc = d->err ? -MIG_ECANCELLED : 0;
+    pthread_mutex_unlock(&d->lock);
+    return rc;
+}
+
+static int apply_pages(struct chan *c, const struct mig__rec *rec)
+{
+    struct dest *d = c->d;
+    struct mig__rec_pages pg;
+    int rc = mig__rec_get_pages(rec, &pg);
+    if (rc < 0)
+        return rc;
+    if (pg.count == 0 || pg.count > MIG_PAGES_PER_BATCH)
+        return -MIG_EPROTO;
+    for (uint32_t i = 0; i < pg.count; i++)
+        if (pg.pfns[i] >= d->info.nr_pages) {
+            MIG_LOG_RL(d->ctx, &d->rl, ERROR, "page %" PRIu64 " beyond the guest's %" PRIu64,
+                       pg.pfns[i], d->info.nr_pages);
+            return -MIG_EPROTO;
+        }
+    rc = wait_barrier(c, pg.round);
+    if (rc < 0)
+        return rc;
+    const void *data = pg.data;
+    if (rec->type == MIG_REC_PAGES_ZSTD) {
+        size_t want = (size_t)pg.count * MIG_PAGE_SIZE;
+        if (pg.raw_len != want)
+            return -MIG_EPROTO;
+        size_t got = ZSTD_decompressDCtx(c->dctx, c->zbuf, want, pg.data, pg.data_len);
+        if (ZSTD_isError(got) || got != want)
+            return -MIG_EPROTO;
+        data = c->zbuf;
+    } else if (pg.data_len != pg.count * MIG_PAGE_SIZE) {
+        return -MIG_EPROTO;
+    }
+    return d->hv->ops->write_pages(d->hv, pg.pfns, pg.count, data);
+}
+
+static int apply_zero_runs(struct chan *c, const struct mig__rec *rec)
+{
+    struct dest *d = c->d;
+    struct mig__rec_zero_runs zr;
+    int rc = mig__rec_get_zero_runs(rec, &zr);
+    if (rc < 0)
+        return rc;
+    for (uint32_t i = 0; i < zr.nruns; i++) {
+        const struct mig__zero_run *r = &zr.runs[i];
+        if (r->count == 0 || r->pfn >= d->info.nr_pages || r->count > d->info.nr_pages - r->pfn)
+            return -MIG_EPROTO;
+    }
+    rc = wait_barrier(c, zr.round);
+    if (rc < 0)
+        return rc;
+    for (uint32_t i = 0; i < zr.nruns; i++) {
+        rc = d->hv->ops->write_zero(d->hv, zr.runs[i].pfn, zr.runs[i].count);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static void *chan_main(void *arg)
+{
+    struct chan *c = arg;
+    struct dest *d = c->d;
+    struct mig__rec rec;
+    int rc = 0;
+    for (;;) {
+        rc = mig__stream_get(c->stream, &rec);
+        if (rc < 0)
+            break;
+        switch (rec.type) {
+        case MIG_REC_PAGES:
+        case MIG_REC_PAGES_ZSTD:
+            rc = apply_pages(c, &rec);
+            break;
+        case MIG_REC_ZERO_RUNS:
+            rc = apply_zero_runs(c, &rec);
+            break;
+        case MIG_REC_ROUND_END: {
+            uint32_t round;
+            uint64_t pages;
+            rc = mig__rec_get_round_end(&rec, &round, &pages);
+            if (rc == 0 && (int64_t)round != c->done_round + 1)
+                rc = -MIG_EPROTO;
+            if (rc == 0) {
+                pthread_mutex_lock(&d->lock);
+                c->done_round = round;
+                pthread_cond_broadcast(&d->cond);
+                pthread_mutex_unlock(&d->lock);
+            }
+            break;
+        }
+        case MIG_REC_SWITCHOVER:
+            pthread_mutex_lock(&d->lock);
+            c->finished = true;
+            pthread_cond_broadcast(&d->cond);
+            pthread_mutex_unlock(&d->lock);
+            return NULL;
+        default:
+            rc = -MIG_EPROTO;
+            break;
+        }
+        if (rc < 0)
+            break;
+    }
+    chan_fail(c, rc);
+    return NULL;
+}
+
+static int send_error(struct dest *d, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int send_error(struct dest *d, int rc, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    MIG_LOG(d->ctx, ERROR, "%s", msg);
+    mig__rec_put_code_text(d->link->ctrl, MIG_REC_ERROR, rc, msg);
+    mig__stream_flush(d->link->ctrl);
+    return rc;
+}
+
+static int answer_resolve(struct dest *d, const struct mig__rec *rec)
+{
+    char *text = NULL, hex[64] = "";
+    uint8_t sid[16];
+    enum mig_outcome o = MIG_OUTCOME_UNKNOWN;
+    int rc = mig__rec_get_text(rec, &text);
+    if (rc < 0)
+        return rc;
+    const char *p = strstr(text, "session=");
+    if (!p || sscanf(p, "session=%32s", hex) != 1 || mig__unhex(hex, sid, 16) < 0) {
+        free(text);
+        return send_error(d, -MIG_EPROTO, "malformed resolve query");
+    }
+    free(text);
+    rc = mig__outcome_read(d->p->state_dir, sid, &o);
+    if (rc < 0)
+        return send_error(d, rc, "cannot read the outcomes journal: %s", mig_strerror(rc));
+    MIG_LOG(d->ctx, INFO, "resolve query for session %s: %s", hex, mig_outcome_name(o));
+    mig__rec_put_text(d->link->ctrl, MIG_REC_RESOLVE_ANSWER, mig_outcome_name(o));
+    return mig__stream_flush(d->link->ctrl);
+}
+
+static int start_channels(struct dest *d)
+{
+    d->n = d->link->nchannels;
+    d->ch = calloc(d->n, sizeof(*d->ch));
+    if (!d->ch)
+        return -MIG_ENOMEM;
+    for (unsigned i = 0; i < d->n; i++) {
+        struct chan *c = &d->ch[i];
+        c->d = d;
+        c->idx = i;
+        c->stream = d->link->data[i];
+        c->done_round = -1;
+        c->dctx = ZSTD_createDCtx();
+        c->zbuf = malloc((size_t)MIG_PAGES_PER_BATCH * MIG_PAGE_SIZE);
+        if (!c->dctx || !c->zbuf)
+            return -MIG_ENOMEM;
+    }
+    for (unsigned i = 0; i < d->n; i++) {
+        if (pthread_create(&d->ch[i].thread, NULL, chan_main, &d->ch[i]) != 0)
+            return -MIG_ENOMEM;
+        d->ch[i].started = true;
+    }
+    return 0;
+}
+
+static void stop_channels(struct dest *d)
+{
+    if (!d->ch)
+        return;
+    pthread_mutex_lock(&d->lock);
+    if (!d->err)
+        d->err = -MIG_ECANCELLED;
+    pthread_cond_broadcast(&d->cond);
+    pthread_mutex_unlock(&d->lock);
+}
+
+static void join_channels(struct dest *d)
+{
+    for (unsigned i = 0; d->ch && i < d->n; i++) {
+        struct chan *c = &d->ch[i];
+        if (c->started)
+            pthread_join(c->thread, NULL);
+        ZSTD_freeDCtx(c->dctx);
+        free(c->zbuf);
+    }
+    free(d->ch);
+    d->ch = NULL;
+}
+
+/* Wait for every channel to deliver 'final' and its end-of-data mark. */
+static int wait_final(struct dest *d, uint32_t final)
+{
+    int rc = 0;
+    pthread_mutex_lock(&d->lock);
+    for (;;) {
+        bool all = true;
+        for (unsigned i = 0; i < d->n; i++)
+            all = all && d->ch[i].finished;
+        if (all || d->err)
+            break;
+        pthread_cond_wait(&d->cond, &d->lock);
+    }
+    if (d->err)
+        rc = d->err;
+    else if (completed_round(d) != (int64_t)final)
+        rc = -MIG_EPROTO;
+    pthread_mutex_unlock(&d->lock);
+    return rc;
+}
+
+static int serve(struct dest *d)
+{
+    struct mig__rec rec;
+    char *facts = NULL, *text = NULL;
+    bool switchover = false;
+    int rc;
+
+    rc = mig__hv_open(d->ctx, d->p->backend, MIG_ROLE_DESTINATION, &d->hv);
+    if (rc < 0) {
+        /* Still answer: the source must learn why. */
+        mig__rec_put_text(d->link->ctrl, MIG_REC_FACTS, "{}");
+        return send_error(d, rc, "destination backend %s: %s", d->p->backend, mig_strerror(rc));
+    }
+    rc = d->hv->ops->facts(d->hv, &facts);
+    if (rc < 0)
+        return send_error(d, rc, "cannot gather host facts: %s", mig_strerror(rc));
+    mig__rec_put_text(d->link->ctrl, MIG_REC_FACTS, facts);
+    free(facts);
+    rc = mig__stream_flush(d->link->ctrl);
+    if (rc < 0)
+        return rc;
+
+    rc = mig__stream_get(d->link->ctrl, &rec);
+    if (rc < 0)
+        return rc;
+    if (rec.type == MIG_REC_RESOLVE_QUERY)
+        return answer_resolve(d, &rec);
+    if (rec.type != MIG_REC_DOMAIN_INFO)
+        return send_error(d, -MIG_EPROTO, "expected DOMAIN_INFO, got %s",
+                          mig__rec_type_name(rec.type));
+    rc = mig__rec_get_text(&rec, &text);
+    if (rc == 0)
+        rc = mig__dom_info_decode(text, &d->info);
+    free(text);
+    if (rc < 0)
+        return send_error(d, rc, "malformed domain description");
+    rc = mig_fsm_transition(&d->fsm, MIG_STATE_NONE, MIG_STATE_RECEIVING);
+    if (rc < 0)
+        return rc;
+    rc = d->hv->ops->create_incoming(d->hv, &d->info);
+    if (rc < 0)
+        return send_error(d, rc, "cannot create the incoming domain %s: %s", d->info.name,
+                          mig_strerror(rc));
+    d->created = true;
+    MIG_LOG(d->ctx, INFO, "receiving %s: %" PRIu64 " MiB, %u vCPUs, %u channels", d->info.name,
+            d->info.nr_pages * MIG_PAGE_SIZE >> 20, d->info.vcpus, d->link->nchannels);
+    rc = start_channels(d);
+    if (rc < 0)
+        return rc;
+
+    /* Control loop: round markers, switchover, state, then READY / COMMIT. */
+    for (;;) {
+        rc = mig__stream_get(d->link->ctrl, &rec);
+        if (rc < 0)
+            return rc;
+        pthread_mutex_lock(&d->lock);
+        int cerr = d->err;
+        pthread_mutex_unlock(&d->lock);
+        if (cerr)
+            return send_error(d, cerr, "receiving pages: %s", mig_strerror(cerr));
+        switch (rec.type) {
+        case MIG_REC_ROUND_END: {
+            uint32_t round;
+            uint64_t pages;
+            rc = mig__rec_get_round_end(&rec, &round, &pages);
+            if (rc < 0)
+                return rc;
+            if (!switchover)
+                break;
+            rc = wait_final(d, round);
+            if (rc < 0)
+                return send_error(d, rc, "final round: %s", mig_strerror(rc));
+            rc = d->hv->ops->ready(d->hv);
+            if (rc < 0)
+                return send_error(d, rc, "domain not ready: %s", mig_strerror(rc));
+            rc = mig_fsm_transition(&d->fsm, MIG_STATE_RECEIVING, MIG_STATE_READY);
+            if (rc < 0)
+                return rc;
+            mig__rec_put_empty(d->link->ctrl, MIG_REC_READY);
+            rc = mig__stream_flush(d->link->ctrl);
+            if (rc < 0)
+                return rc;
+            break;
+        }
+        case MIG_REC_SWITCHOVER:
+            if (switchover)
+                return -MIG_EPROTO;
+            switchover = true;
+            break;
+        case MIG_REC_STATE_BLOB: {
+            struct mig__blob blob = {0};
+            const void *data;
+            if (!switchover)
+                return send_error(d, -MIG_EPROTO, "state before switchover");
+            rc = mig__rec_get_blob(&rec, &blob.kind, &data, &blob.len);
+            if (rc < 0)
+                return rc;
+            blob.data = (void *)data;
+            rc = d->hv->ops->load_state(d->hv, &blob);
+            if (rc < 0)
+                return send_error(d, rc, "loading the domain state: %s", mig_strerror(rc));
+            break;
+        }
+        case MIG_REC_COMMIT:
+            if (d->fsm.state != MIG_STATE_READY)
+                return send_error(d, -MIG_EPROTO, "COMMIT before READY");
+            mig__outcome_write(d->p->state_dir, d->link->session_id, "committing");
+            rc = d->hv->ops->commit(d->hv);
+            if (rc < 0) {
+                d->hv->ops->discard(d->hv);
+                d->created = false;
+                mig__outcome_write(d->p->state_dir, d->link->session_id, "discarded");
+                mig_fsm_transition(&d->fsm, MIG_STATE_READY, MIG_STATE_DISCARDED);
+                return send_error(d, rc, "cannot start the domain: %s", mig_strerror(rc));
+            }
+            d->created = false;
+            mig__outcome_write(d->p->state_dir, d->link->session_id, "committed");
+            mig_fsm_transition(&d->fsm, MIG_STATE_READY, MIG_STATE_COMMITTED);
+            MIG_LOG(d->ctx, INFO, "%s committed: running here", d->info.name);
+            mig__rec_put_empty(d->link->ctrl, MIG_REC_COMMIT_ACK);
+            mig__stream_flush(d->link->ctrl);
+            return 0;
+        case MIG_REC_ABORT: {
+            int32_t code = 0;
+            char *why = NULL;
+            mig__rec_get_code_text(&rec, &code, &why);
+            MIG_LOG(d->ctx, WARN, "source aborted: %s", why ? why : "?");
+            free(why);
+            return -MIG_EABORTED;
+        }
+        default:
+            return send_error(d, -MIG_EPROTO, "unexpected %s on the control channel",
+                              mig__rec_type_name(rec.type));
+        }
+    }
+}
+
+static int serve_link(struct mig_ctx *ctx, const struct mig_recv_params *p, struct mig__link *link)
+{
+    struct dest d = {.ctx = ctx, .p = p, .link = link};
+    pthread_mutex_init(&d.lock, NULL);
+    pthread_cond_init(&d.cond, NULL);
+    mig__ratelimit_init(&d.rl, 1000, 5);
+    mig_fsm_init(&d.fsm, ctx, MIG_ROLE_DESTINATION);
+    int rc = serve(&d);
+    if (rc < 0 || d.fsm.state != MIG_STATE_COMMITTED) {
+        /* Wake every channel thread (blocked reads, barrier waits). */
+        stop_channels(&d);
+        mig__link_shutdown(link);
+    }
+    join_channels(&d);
+    if (d.created) {
+        int drc = d.hv->ops->discard(d.hv);
+        if (drc < 0)
+            MIG_LOG(ctx, ERROR, "discarding the incoming domain: %s", mig_strerror(drc));
+        else
+            MIG_LOG(ctx, INFO, "incoming domain %s discarded", d.info.name);
+        mig__outcome_write(p->state_dir, link->session_id, "discarded");
+        if (mig_fsm_transition(&d.fsm, d.fsm.state, MIG_STATE_DISCARDED) < 0 && rc == 0)
+            rc = -MIG_ESTATE;
+    }
+    if (d.hv)
+        d.hv->ops->close(d.hv);
+    pthread_cond_destroy(&d.cond);
+    pthread_mutex_destroy(&d.lock);
+    return rc;
+}
+
+static void link_opts(const struct mig_recv_params *p, struct mig__link_opts *lo)
+{
+    memset(lo, 0, sizeof(*lo));
+    lo->channels = p->link.channels ? p->link.channels : 1;
+    lo->timeout_ms = p->link.timeout_ms;
+    lo->psk_file = p->link.psk_file;
+    lo->insecure = p->link.insecure;
+    lo->pki_dir = p->link.pki_dir;
+    lo->caps = MIG_CAP_ZSTD;
+}
+
+int mig_receive_fds(struct mig_ctx *ctx, const struct mig_recv_params *p, int rfd, int wfd)
+{
+    struct mig__link_opts lo;
+    struct mig__link *link = NULL;
+    link_opts(p, &lo);
+    int rc = mig__link_from_fds(ctx, rfd, wfd, &lo, &link);
+    if (rc < 0)
+        return rc;
+    rc = serve_link(ctx, p, link);
+    mig__link_close(link);
+    return rc;
+}
+
+int mig_listen_serve(struct mig_ctx *ctx, const struct mig_recv_params *p, const char *uri,
+                     volatile int *stop)
+{
+    struct mig__link_opts lo;
+    struct mig__listener *l = NULL;
+    link_opts(p, &lo);
+    int rc = mig__listener_open(ctx, uri, &lo, &l);
+    if (rc < 0)
+        return rc;
+    MIG_LOG(ctx, INFO, "listening on %s", uri);
+    while (!*stop) {
+        struct mig__link *link = NULL;
+        rc = mig__link_accept(l, 500, &link);
+        if (rc == -MIG_ETIMEOUT)
+            continue;
+        if (rc < 0) {
+            MIG_LOG(ctx, WARN, "refused a connection: %s", mig_strerror(rc));
+            continue;
+        }
+        rc = serve_link(ctx, p, link);
+        if (rc < 0)
+            MIG_LOG(ctx, WARN, "session ended: %s", mig_strerror(rc));
+        mig__link_close(link);
+    }
+    mig__listener_close(l);
+    return 0;
+}

@@ -1,0 +1,286 @@
+/*
+ * journal.c: the records that let an interrupted switchover be settled.
+ * The source writes STATE_DIR/indoubt/<domain> before it sends COMMIT and
+ * removes it once the outcome is known; the destination writes
+ * STATE_DIR/outcomes/<session-id> ("committing" before it unpauses,
+ * "committed" after, "discarded" when it drops an incoming domain).
+ * Files are written to a temporary name, fsynced and renamed.
+ * Also the DOMAIN_INFO text codec, which shares the key=value format.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "session-internal.h"
+
+void mig__hex(const uint8_t *in, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 15];
+    }
+    out[2 * n] = 0;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int mig__unhex(const char *in, uint8_t *out, size_t n)
+{
+    if (strlen(in) != 2 * n)
+        return -MIG_EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        int hi = hexval(in[2 * i]), lo = hexval(in[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return -MIG_EINVAL;
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return 0;
+}
+
+static int mkdirs(const char *path)
+{
+    char buf[4096];
+    if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+        return -MIG_EINVAL;
+    for (char *p = buf + 1; *p; p++) {
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+                return mig__from_errno(errno);
+            *p = '/';
+        }
+    }
+    if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+        return mig__from_errno(errno);
+    return 0;
+}
+
+/* A domain URI as a file name: '/' and other odd bytes become '_'. */
+static void file_name(const char *s, char *out, size_t len)
+{
+    size_t i = 0;
+    for (; s[i] && i + 1 < len; i++) {
+        char c = s[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '-' || c == '.' || c == ':' || c == '=' || c == ',';
+        out[i] = ok ? c : '_';
+    }
+    out[i] = 0;
+}
+
+static int write_file_atomic(const char *dir, const char *name, const char *text)
+{
+    char path[4096], tmp[4200];
+    int fd = -1, rc = mkdirs(dir);
+    if (rc < 0)
+        return rc;
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return mig__from_errno(errno);
+    size_t len = strlen(text);
+    if (write(fd, text, len) != (ssize_t)len || fsync(fd) < 0) {
+        rc = mig__from_errno(errno ? errno : EIO);
+        goto out;
+    }
+    if (rename(tmp, path) < 0) {
+        rc = mig__from_errno(errno);
+        goto out;
+    }
+out:
+    close(fd);
+    if (rc < 0)
+        unlink(tmp);
+    return rc;
+}
+
+static int read_small_file(const char *path, char *buf, size_t len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return mig__from_errno(errno);
+    ssize_t n = read(fd, buf, len - 1);
+    int err = errno;
+    close(fd);
+    if (n < 0)
+        return mig__from_errno(err);
+    buf[n] = 0;
+    return 0;
+}
+
+/* Find "key=value" on its own line; copies value. */
+static bool kv_get(const char *text, const char *key, char *out, size_t len)
+{
+    size_t kl = strlen(key);
+    for (const char *line = text; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+        if (strncmp(line, key, kl) == 0 && line[kl] == '=') {
+            const char *v = line + kl + 1;
+            size_t vl = strcspn(v, "\n");
+            if (vl >= len)
+                return false;
+            memcpy(out, v, vl);
+            out[vl] = 0;
+            return true;
+        }
+    }
+    return false;
+}
+
+int mig__journal_write(const char *state_dir, const char *domain, const uint8_t sid[16],
+                       const char *destination)
+{
+    char dir[4096], name[256], hex[33], text[8192];
+    snprintf(dir, sizeof(dir), "%s/indoubt", state_dir);
+    file_name(domain, name, sizeof(name));
+    mig__hex(sid, 16, hex);
+    if (snprintf(text, sizeof(text), "domain=%s\nsession=%s\ndestination=%s\n", domain, hex,
+                 destination) >= (int)sizeof(text))
+        return -MIG_EINVAL;
+    return write_file_atomic(dir, name, text);
+}
+
+int mig__journal_read(const char *state_dir, const char *domain, uint8_t sid_out[16],
+                      char *dest_out, size_t dest_len)
+{
+    char path[4096], name[256], text[8192], hex[64];
+    file_name(domain, name, sizeof(name));
+    snprintf(path, sizeof(path), "%s/indoubt/%s", state_dir, name);
+    int rc = read_small_file(path, text, sizeof(text));
+    if (rc < 0)
+        return rc;
+    if (!kv_get(text, "session", hex, sizeof(hex)) || mig__unhex(hex, sid_out, 16) < 0 ||
+        !kv_get(text, "destination", dest_out, dest_len))
+        return -MIG_EPARSE;
+    return 0;
+}
+
+int mig__journal_remove(const char *state_dir, const char *domain)
+{
+    char path[4096], name[256];
+    file_name(domain, name, sizeof(name));
+    snprintf(path, sizeof(path), "%s/indoubt/%s", state_dir, name);
+    if (unlink(path) < 0 && errno != ENOENT)
+        return mig__from_errno(errno);
+    return 0;
+}
+
+int mig__outcome_write(const char *state_dir, const uint8_t sid[16], const char *outcome)
+{
+    char dir[4096], hex[33], text[64];
+    snprintf(dir, sizeof(dir), "%s/outcomes", state_dir);
+    mig__hex(sid, 16, hex);
+    snprintf(text, sizeof(text), "%s\n", outcome);
+    return write_file_atomic(dir, hex, text);
+}
+
+int mig__outcome_read(const char *state_dir, const uint8_t sid[16], enum mig_outcome *outcome_out)
+{
+    char path[4096], hex[33], text[64];
+    mig__hex(sid, 16, hex);
+    snprintf(path, sizeof(path), "%s/outcomes/%s", state_dir, hex);
+    int rc = read_small_file(path, text, sizeof(text));
+    if (rc == -MIG_ENOENT) {
+        *outcome_out = MIG_OUTCOME_UNKNOWN;
+        return 0;
+    }
+    if (rc < 0)
+        return rc;
+    if (strcmp(text, "committed\n") == 0)
+        *outcome_out = MIG_OUTCOME_COMMITTED;
+    else if (strcmp(text, "discarded\n") == 0)
+        *outcome_out = MIG_OUTCOME_DISCARDED;
+    else
+        *outcome_out = MIG_OUTCOME_UNKNOWN;
+    return 0;
+}
+
+const char *mig_outcome_name(enum mig_outcome o)
+{
+    switch (o) {
+    case MIG_OUTCOME_COMMITTED:
+        return "committed";
+    case MIG_OUTCOME_DISCARDED:
+        return "discarded";
+    default:
+        return "unknown";
+    }
+}
+
+/* ---- DOMAIN_INFO ------------------------------------------------------- */
+
+static bool text_ok(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return false;
+    return true;
+}
+
+int mig__dom_info_encode(const struct mig__dom_info *info, char **text_out)
+{
+    char *text = NULL;
+    if (!text_ok(info->name) || !text_ok(info->config))
+        return -MIG_EINVAL;
+    if (asprintf(&text, "name=%s\nnr_pages=%" PRIu64 "\npage_size=%" PRIu32 "\nvcpus=%" PRIu32
+                        "\nconfig=%s\n",
+                 info->name, info->nr_pages, info->page_size, info->vcpus, info->config) < 0)
+        return -MIG_ENOMEM;
+    *text_out = text;
+    return 0;
+}
+
+static bool parse_u64(const char *s, uint64_t max, uint64_t *out)
+{
+    char *end;
+    if (!*s || *s == '-' || *s == '+')
+        return false;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+int mig__dom_info_decode(const char *text, struct mig__dom_info *info)
+{
+    char v[600];
+    uint64_t n;
+    memset(info, 0, sizeof(*info));
+    if (!kv_get(text, "name", info->name, sizeof(info->name)) || !info->name[0])
+        return -MIG_EPROTO;
+    for (const char *c = info->name; *c; c++)
+        if (*c == '/' || (unsigned char)*c < 0x20)
+            return -MIG_EPROTO;
+    if (!kv_get(text, "nr_pages", v, sizeof(v)) || !parse_u64(v, MIG_MAX_GUEST_PAGES, &n) || !n)
+        return -MIG_EPROTO;
+    info->nr_pages = n;
+    if (!kv_get(text, "page_size", v, sizeof(v)) || !parse_u64(v, UINT32_MAX, &n) ||
+        n != MIG_PAGE_SIZE)
+        return -MIG_EPROTO;
+    info->page_size = (uint32_t)n;
+    if (!kv_get(text, "vcpus", v, sizeof(v)) || !parse_u64(v, 4096, &n) || !n)
+        return -MIG_EPROTO;
+    info->vcpus = (uint32_t)n;
+    if (!kv_get(text, "config", info->config, sizeof(info->config)))
+        return -MIG_EPROTO;
+    return 0;
+}

@@ -1,0 +1,360 @@
+/*
+ * sender.c: the source's data-channel workers. One thread per data channel
+ * pulls batches of up to MIG_PAGES_PER_BATCH pages from the current round,
+ * maps them through the backend, sends zero pages as runs and the rest as
+ * PAGES (or zstd-compressed PAGES_ZSTD) records, then closes the round with
+ * ROUND_END so the destination can apply rounds in order (round barriers).
+ * A shared token bucket enforces the bandwidth limit across channels.
+ *
+ * Entry points: mig__sender_new/round/set_rate/free.
+ */
+#include <config.h>
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <zstd.h>
+
+#define MIG_LOG_MODULE "sender"
+#include "session-internal.h"
+
+/* zstd level for --compress: a fast negative level keeps up with the link. */
+#define ZSTD_LEVEL (-3)
+
+struct worker {
+    struct mig__sender *snd;
+    unsigned idx;
+    pthread_t thread;
+    bool started;
+    struct mig__stream *stream;       /* borrowed from the link */
+    ZSTD_CCtx *cctx;                  /* owned; NULL without compression */
+    void *zbuf;                       /* owned: compressed frame */
+    size_t zcap;
+    uint64_t pfns[MIG_PAGES_PER_BATCH];
+    const void *ptrs[MIG_PAGES_PER_BATCH];
+    struct mig__zero_run runs[MIG_PAGES_PER_BATCH];
+    uint64_t round_pages;             /* pages this worker sent in the current round */
+    unsigned seen_gen;
+};
+
+struct mig__sender {
+    struct mig_session *s;            /* borrowed */
+    unsigned n;
+    struct worker *w;                 /* owned, n entries */
+
+    pthread_mutex_t lock;
+    pthread_cond_t job_cond;          /* a new round (gen changed) or quit */
+    pthread_cond_t done_cond;         /* a worker finished its part */
+    unsigned gen;                     /* bumped for every round */
+    bool quit;
+    uint32_t round;
+    bool final;
+    const uint64_t *pfns;             /* borrowed for the round */
+    uint64_t npfns;
+    atomic_uint_fast64_t next;        /* index of the next batch to take */
+    unsigned done;                    /* workers finished with the round */
+    int err;                          /* first worker error */
+
+    pthread_mutex_t bw_lock;
+    uint64_t bw_rate;                 /* bytes/s, 0 = unlimited */
+    int64_t bw_tokens;                /* bytes; negative = debt to sleep off */
+    uint64_t bw_last_ns;
+
+    struct mig__send_counters c;
+};
+
+static bool page_is_zero(const void *page)
+{
+    const uint64_t *w = page;
+    /* early exit on the first word that is not zero: random pages cost one load */
+    for (unsigned i = 0; i < MIG_PAGE_SIZE / 8; i += 8) {
+        if (w[i] | w[i + 1] | w[i + 2] | w[i + 3] | w[i + 4] | w[i + 5] | w[i + 6] | w[i + 7])
+            return false;
+    }
+    return true;
+}
+
+static void sleep_ns(uint64_t ns)
+{
+    struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000u), .tv_nsec = (long)(ns % 1000000000u)};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+/* Take 'bytes' from the shared bucket, sleeping off any debt. The bucket holds
+ * at most 50 ms of credit so an idle pause does not allow a burst. */
+static void bw_consume(struct mig__sender *snd, uint64_t bytes)
+{
+    uint64_t wait_ns = 0;
+    pthread_mutex_lock(&snd->bw_lock);
+    uint64_t rate = snd->bw_rate;
+    if (rate) {
+        uint64_t now = mig__now_ns();
+        int64_t cap = (int64_t)(rate / 20);
+        int64_t refill = (int64_t)((now - snd->bw_last_ns) * rate / 1000000000u);
+        snd->bw_last_ns = now;
+        snd->bw_tokens += refill;
+        if (snd->bw_tokens > cap)
+            snd->bw_tokens = cap;
+        snd->bw_tokens -= (int64_t)bytes;
+        if (snd->bw_tokens < 0)
+            wait_ns = (uint64_t)(-snd->bw_tokens) * 1000000000u / rate;
+    }
+    pthread_mutex_unlock(&snd->bw_lock);
+    if (wait_ns)
+        sleep_ns(wait_ns);
+}
+
+static int send_compressed(struct worker *w, uint32_t round, unsigned n)
+{
+    ZSTD_outBuffer out = {w->zbuf, w->zcap, 0};
+    size_t r = ZSTD_CCtx_reset(w->cctx, ZSTD_reset_session_only);
+    if (ZSTD_isError(r))
+        return -MIG_EIO;
+    ZSTD_CCtx_setPledgedSrcSize(w->cctx, (unsigned long long)n * MIG_PAGE_SIZE);
+    for (unsigned i = 0; i < n; i++) {
+        ZSTD_inBuffer in = {w->ptrs[i], MIG_PAGE_SIZE, 0};
+        ZSTD_EndDirective mode = i + 1 == n ? ZSTD_e_end : ZSTD_e_continue;
+        do {
+            r = ZSTD_compressStream2(w->cctx, &out, &in, mode);
+            if (ZSTD_isError(r))
+                return -MIG_EIO;
+        } while ((mode == ZSTD_e_end && r != 0) || in.pos < in.size);
+    }
+    mig__rec_put_pages_zstd(w->stream, round, n, w->pfns, w->zbuf, (uint32_t)out.pos);
+    atomic_fetch_add(&w->snd->c.compressed_bytes, out.pos);
+    atomic_fetch_add(&w->snd->c.uncompressed_bytes, (uint64_t)n * MIG_PAGE_SIZE);
+    return (int)out.pos;
+}
+
+/* Send one batch. Page contents are read while the guest may be writing
+ * them: a torn copy is harmless because the write also dirtied the page,
+ * which a later round (at the latest the final one, guest paused) resends. */
+static int send_batch(struct worker *w, uint32_t round, const uint64_t *pfns, unsigned n)
+{
+    struct mig__sender *snd = w->snd;
+    struct mig__hv *hv = snd->s->hv;
+    const void **ptrs = w->ptrs;
+    const void *mapped[MIG_PAGES_PER_BATCH];
+    struct mig__hv_map *map = NULL;
+    unsigned nruns = 0, nz = 0;
+    uint64_t wire = 0;
+    int rc = hv->ops->map_pages(hv, pfns, n, mapped, &map);
+    if (rc < 0)
+        return rc;
+    for (unsigned i = 0; i < n; i++) {
+        if (page_is_zero(mapped[i])) {
+            if (nruns && w->runs[nruns - 1].pfn + w->runs[nruns - 1].count == pfns[i])
+                w->runs[nruns - 1].count++;
+            else
+                w->runs[nruns++] = (struct mig__zero_run){.pfn = pfns[i], .count = 1};
+        } else {
+            w->pfns[nz] = pfns[i];
+            ptrs[nz++] = mapped[i];
+        }
+    }
+    if (nruns) {
+        mig__rec_put_zero_runs(w->stream, round, nruns, w->runs);
+        wire += 16 + (uint64_t)nruns * sizeof(struct mig__zero_run);
+    }
+    if (nz) {
+        if (w->cctx) {
+            rc = send_compressed(w, round, nz);
+            if (rc < 0)
+                goto out;
+            wire += (uint64_t)rc + 8 * nz;
+        } else {
+            mig__rec_put_pages(w->stream, round, nz, w->pfns, ptrs);
+            wire += (uint64_t)nz * (MIG_PAGE_SIZE + 8);
+        }
+    }
+    /* The stream may still point at the mapped pages: push them out before
+     * the mapping goes away. */
+    rc = mig__stream_flush(w->stream);
+    if (rc < 0)
+        goto out;
+    w->round_pages += n;
+    atomic_fetch_add(&snd->c.zero_pages, n - nz);
+    atomic_fetch_add(&snd->c.normal_pages, nz);
+    atomic_fetch_add(&snd->c.payload_bytes, wire);
+    bw_consume(snd, wire);
+out:
+    hv->ops->unmap_pages(hv, map);
+    return rc;
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct mig__sender *snd = w->snd;
+    for (;;) {
+        pthread_mutex_lock(&snd->lock);
+        while (snd->gen == w->seen_gen && !snd->quit)
+            pthread_cond_wait(&snd->job_cond, &snd->lock);
+        if (snd->quit) {
+            pthread_mutex_unlock(&snd->lock);
+            break;
+        }
+        w->seen_gen = snd->gen;
+        uint32_t round = snd->round;
+        bool final = snd->final;
+        const uint64_t *pfns = snd->pfns;
+        uint64_t npfns = snd->npfns;
+        pthread_mutex_unlock(&snd->lock);
+
+        int rc = 0;
+        w->round_pages = 0;
+        for (;;) {
+            if (atomic_load(&snd->s->cancel) && !final)
+                break;
+            pthread_mutex_lock(&snd->lock);
+            int failed = snd->err;
+            pthread_mutex_unlock(&snd->lock);
+            if (failed)
+                break;
+            uint64_t start = atomic_fetch_add(&snd->next, MIG_PAGES_PER_BATCH);
+            if (start >= npfns)
+                break;
+            uint64_t left = npfns - start;
+            unsigned n = left < MIG_PAGES_PER_BATCH ? (unsigned)left : MIG_PAGES_PER_BATCH;
+            rc = send_batch(w, round, pfns + start, n);
+            if (rc < 0)
+                break;
+        }
+        if (rc == 0) {
+            mig__rec_put_round_end(w->stream, round, w->round_pages);
+            if (final)
+                mig__rec_put_empty(w->stream, MIG_REC_SWITCHOVER);
+            rc = mig__stream_flush(w->stream);
+        }
+        pthread_mutex_lock(&snd->lock);
+        if (rc < 0 && !snd->err) {
+            snd->err = rc;
+            MIG_LOG(snd->s->ctx, ERROR, "data channel %u: %s", w->idx, mig_strerror(rc));
+        }
+        snd->done++;
+        pthread_cond_broadcast(&snd->done_cond);
+        pthread_mutex_unlock(&snd->lock);
+    }
+    return NULL;
+}
+
+int mig__sender_new(struct mig_session *s, struct mig__sender **snd_out)
+{
+    int rc = 0;
+    struct mig__sender *snd = calloc(1, sizeof(*snd));
+    if (!snd)
+        return -MIG_ENOMEM;
+    snd->s = s;
+    snd->n = s->link->nchannels;
+    pthread_mutex_init(&snd->lock, NULL);
+    pthread_mutex_init(&snd->bw_lock, NULL);
+    pthread_cond_init(&snd->job_cond, NULL);
+    pthread_cond_init(&snd->done_cond, NULL);
+    snd->bw_last_ns = mig__now_ns();
+    snd->w = calloc(snd->n, sizeof(*snd->w));
+    if (!snd->w) {
+        rc = -MIG_ENOMEM;
+        goto out;
+    }
+    for (unsigned i = 0; i < snd->n; i++) {
+        struct worker *w = &snd->w[i];
+        w->snd = snd;
+        w->idx = i;
+        w->stream = s->link->data[i];
+        if (s->p.compress) {
+            w->cctx = ZSTD_createCCtx();
+            w->zcap = ZSTD_compressBound((size_t)MIG_PAGES_PER_BATCH * MIG_PAGE_SIZE);
+            w->zbuf = malloc(w->zcap);
+            if (!w->cctx || !w->zbuf) {
+                rc = -MIG_ENOMEM;
+                goto out;
+            }
+            ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel, ZSTD_LEVEL);
+        }
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+            rc = -MIG_ENOMEM;
+            goto out;
+        }
+        w->started = true;
+    }
+out:
+    if (rc < 0) {
+        mig__sender_free(snd);
+        return rc;
+    }
+    *snd_out = snd;
+    return 0;
+}
+
+void mig__sender_set_rate(struct mig__sender *snd, uint64_t bytes_per_s)
+{
+    pthread_mutex_lock(&snd->bw_lock);
+    snd->bw_rate = bytes_per_s;
+    snd->bw_tokens = 0;
+    snd->bw_last_ns = mig__now_ns();
+    pthread_mutex_unlock(&snd->bw_lock);
+}
+
+const struct mig__send_counters *mig__sender_counters(const struct mig__sender *snd)
+{
+    return &snd->c;
+}
+
+int mig__sender_round(struct mig__sender *snd, uint32_t round, const uint64_t *pfns, uint64_t n,
+                      bool final, void (*tick)(struct mig_session *s))
+{
+    pthread_mutex_lock(&snd->lock);
+    snd->round = round;
+    snd->final = final;
+    snd->pfns = pfns;
+    snd->npfns = n;
+    atomic_store(&snd->next, 0);
+    snd->done = 0;
+    snd->gen++;
+    pthread_cond_broadcast(&snd->job_cond);
+    while (snd->done < snd->n) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 200 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&snd->done_cond, &snd->lock, &ts);
+        if (snd->done < snd->n && tick) {
+            pthread_mutex_unlock(&snd->lock);
+            tick(snd->s);
+            pthread_mutex_lock(&snd->lock);
+        }
+    }
+    int rc = snd->err;
+    pthread_mutex_unlock(&snd->lock);
+    if (rc == 0 && atomic_load(&snd->s->cancel) && !final)
+        rc = -MIG_ECANCELLED;
+    return rc;
+}
+
+void mig__sender_free(struct mig__sender *snd)
+{
+    if (!snd)
+        return;
+    pthread_mutex_lock(&snd->lock);
+    snd->quit = true;
+    pthread_cond_broadcast(&snd->job_cond);
+    pthread_mutex_unlock(&snd->lock);
+    for (unsigned i = 0; snd->w && i < snd->n; i++) {
+        struct worker *w = &snd->w[i];
+        if (w->started)
+            pthread_join(w->thread, NULL);
+        ZSTD_freeCCtx(w->cctx);
+        free(w->zbuf);
+    }
+    free(snd->w);
+    pthread_cond_destroy(&snd->done_cond);
+    pthread_cond_destroy(&snd->job_cond);
+    pthread_mutex_destroy(&snd->bw_lock);
+    pthread_mutex_destroy(&snd->lock);
+    free(snd);
+}

@@ -1,0 +1,99 @@
+/*
+ * session-internal.h: what the engine's files share: the source session
+ * object, the sender (data-channel workers), the domain-info record codec and
+ * the in-doubt journal.
+ */
+#ifndef MIG_SESSION_INTERNAL_H
+#define MIG_SESSION_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include <libmig/migrate.h>
+
+#include "convergence.h"
+#include "hv-provider.h"
+#include "stream.h"
+
+struct mig__sender;
+
+struct mig_session {
+    struct mig_ctx *ctx;          /* borrowed */
+    struct mig_params p;          /* copy; strings borrowed from the caller */
+    struct mig_fsm fsm;
+    struct mig_stats st;          /* written by the session thread only */
+    mig_progress_fn *progress;
+    void *progress_opaque;
+    uint64_t last_progress_ns;
+    uint64_t last_keepalive_ns;
+    atomic_int cancel;            /* set by mig_session_cancel() */
+    char err[512];                /* first failure, human-readable */
+    char *peer_facts;             /* owned: destination facts (JSON) */
+    char *peer_error;             /* owned: ERROR/ABORT text from the peer */
+
+    struct mig__hv *hv;           /* owned */
+    struct mig__dom_info info;
+    struct mig__link *link;       /* owned */
+    struct mig__sender *sender;   /* owned */
+    unsigned long *bitmap;        /* owned: nr_pages bits */
+    uint64_t *pfns;               /* owned: nr_pages entries, the current round's list */
+    uint64_t t_start_ns;
+    uint64_t t_suspend_ns;
+    bool suspended;               /* source guest paused by us */
+    bool logdirty_on;
+    bool throttled;
+};
+
+/* Record a human-readable failure (first one wins) and return rc. */
+int mig__session_fail(struct mig_session *s, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- sender: one worker thread per data channel ------------------------ */
+
+/* Shared counters the workers add to (atomics: read by the session thread). */
+struct mig__send_counters {
+    atomic_uint_fast64_t payload_bytes;  /* bytes: page data + zero-run records */
+    atomic_uint_fast64_t zero_pages;     /* pages */
+    atomic_uint_fast64_t normal_pages;   /* pages */
+    atomic_uint_fast64_t compressed_bytes;
+    atomic_uint_fast64_t uncompressed_bytes;
+};
+
+int mig__sender_new(struct mig_session *s, struct mig__sender **snd_out);
+/* Send pfns[0..n) as round 'round' over every data channel and wait until
+ * each channel has sent ROUND_END (and, if 'final', its end-of-data mark).
+ * While waiting, calls tick(s) every ~200 ms (progress, keepalive, cancel).
+ * Returns 0 or the first worker error. */
+int mig__sender_round(struct mig__sender *snd, uint32_t round, const uint64_t *pfns, uint64_t n,
+                      bool final, void (*tick)(struct mig_session *s));
+/* Bytes/s limit shared by all channels; 0 = unlimited. */
+void mig__sender_set_rate(struct mig__sender *snd, uint64_t bytes_per_s);
+const struct mig__send_counters *mig__sender_counters(const struct mig__sender *snd);
+void mig__sender_free(struct mig__sender *snd); /* NULL-safe; joins the workers */
+
+/* ---- DOMAIN_INFO record ------------------------------------------------ */
+
+#define MIG_MAX_GUEST_PAGES (1ull << 28) /* 1 TiB of 4 KiB pages */
+
+/* Encode as "key=value\n" text (caller frees) / decode with validation. */
+int mig__dom_info_encode(const struct mig__dom_info *info, char **text_out);
+int mig__dom_info_decode(const char *text, struct mig__dom_info *info_out);
+
+/* ---- journals ---------------------------------------------------------- */
+
+/* Source: the in-doubt record for a domain (written before COMMIT is sent). */
+int mig__journal_write(const char *state_dir, const char *domain, const uint8_t sid[16],
+                       const char *destination);
+int mig__journal_read(const char *state_dir, const char *domain, uint8_t sid_out[16],
+                      char *dest_out, size_t dest_len);
+int mig__journal_remove(const char *state_dir, const char *domain);
+
+/* Destination: the outcome of a session ("committing", "committed", "discarded"). */
+int mig__outcome_write(const char *state_dir, const uint8_t sid[16], const char *outcome);
+/* *outcome_out: MIG_OUTCOME_*; UNKNOWN when no record or "committing". */
+int mig__outcome_read(const char *state_dir, const uint8_t sid[16], enum mig_outcome *outcome_out);
+
+void mig__hex(const uint8_t *in, size_t n, char *out /* 2n+1 */);
+int mig__unhex(const char *in, uint8_t *out, size_t n);
+
+#endif

@@ -1,0 +1,589 @@
+/*
+ * source.c: the source side of a live migration. Walks the phases: setup
+ * (backend, link, peer facts, DOMAIN_INFO), pre-copy rounds over the
+ * backend's log-dirty bitmap with the stop policy and auto-converge after
+ * each, stop-and-copy (suspend, last dirty pages, state blobs), and the
+ * two-phase switchover (READY, COMMIT, COMMIT-ACK). Any failure before
+ * COMMIT resumes the source; a lost link after COMMIT leaves the domain in
+ * doubt with a journal for mig_resolve().
+ *
+ * Entry points: mig_params_init, mig_session_new/run/cancel/free and getters.
+ */
+#include <config.h>
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MIG_LOG_MODULE "source"
+#include "session-internal.h"
+
+#define DEFAULT_STATE_DIR "/var/lib/migrate-live"
+#define BITS_PER_LONG (8 * sizeof(unsigned long))
+/* Below this many bytes a round is too short to measure bandwidth. */
+#define MIN_MEASURE_BYTES (4u << 20)
+/* Fixed cost of suspend + state + READY/COMMIT before anything is measured. */
+#define DEFAULT_FIXED_COST_MS 10u
+
+void mig_params_init(struct mig_params *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->link.channels = 1;
+    p->link.timeout_ms = 10000;
+    p->policy = MIG_POLICY_DOWNTIME;
+    p->downtime_ms = 300;
+    p->throttle = true;
+    p->on_timeout = MIG_ON_TIMEOUT_ABORT;
+    p->state_dir = DEFAULT_STATE_DIR;
+}
+
+int mig__session_fail(struct mig_session *s, int rc, const char *fmt, ...)
+{
+    if (!s->err[0]) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(s->err, sizeof(s->err), fmt, ap);
+        va_end(ap);
+        MIG_LOG(s->ctx, ERROR, "%s", s->err);
+    }
+    return rc;
+}
+
+int mig_session_new(struct mig_ctx *ctx, const struct mig_params *p, struct mig_session **s_out)
+{
+    if (!p->domain || !p->destination)
+        return -MIG_EINVAL;
+    struct mig_session *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -MIG_ENOMEM;
+    s->ctx = ctx;
+    s->p = *p;
+    if (!s->p.state_dir)
+        s->p.state_dir = DEFAULT_STATE_DIR;
+    if (!s->p.link.channels)
+        s->p.link.channels = 1;
+    if (!s->p.link.timeout_ms)
+        s->p.link.timeout_ms = 10000;
+    if (!s->p.downtime_ms)
+        s->p.downtime_ms = 300;
+    atomic_init(&s->cancel, 0);
+    mig_fsm_init(&s->fsm, ctx, MIG_ROLE_SOURCE);
+    *s_out = s;
+    return 0;
+}
+
+void mig_session_set_progress(struct mig_session *s, mig_progress_fn *fn, void *opaque)
+{
+    s->progress = fn;
+    s->progress_opaque = opaque;
+}
+
+void mig_session_cancel(struct mig_session *s)
+{
+    atomic_store(&s->cancel, 1);
+}
+
+const struct mig_stats *mig_session_stats(const struct mig_session *s)
+{
+    return &s->st;
+}
+
+enum mig_state mig_session_state(const struct mig_session *s)
+{
+    return s->fsm.state;
+}
+
+const char *mig_session_error(const struct mig_session *s)
+{
+    return s->err;
+}
+
+const char *mig_session_peer_facts(const struct mig_session *s)
+{
+    return s->peer_facts;
+}
+
+static uint64_t ms_since(uint64_t t0)
+{
+    return (mig__now_ns() - t0) / 1000000u;
+}
+
+/* Refresh the counters the workers keep and the link's byte counts. */
+static void refresh_stats(struct mig_session *s)
+{
+    struct mig_stats *st = &s->st;
+    if (s->sender) {
+        const struct mig__send_counters *c = mig__sender_counters(s->sender);
+        st->zero_pages = atomic_load(&c->zero_pages);
+        st->normal_pages = atomic_load(&c->normal_pages);
+        st->compressed_bytes = atomic_load(&c->compressed_bytes);
+        st->uncompressed_bytes = atomic_load(&c->uncompressed_bytes);
+        st->transferred_bytes = atomic_load(&c->payload_bytes);
+    }
+    if (s->link) {
+        uint64_t w = mig__stream_bytes_out(s->link->ctrl);
+        for (unsigned i = 0; i < s->link->nchannels; i++)
+            w += mig__stream_bytes_out(s->link->data[i]);
+        st->wire_bytes = w;
+    }
+    st->total_time_ms = ms_since(s->t_start_ns);
+}
+
+static void report(struct mig_session *s, bool force)
+{
+    uint64_t now = mig__now_ns();
+    if (!s->progress)
+        return;
+    if (!force && now - s->last_progress_ns < 1000000000u)
+        return;
+    s->last_progress_ns = now;
+    refresh_stats(s);
+    s->progress(s->progress_opaque, s->fsm.state, &s->st);
+}
+
+static int transition(struct mig_session *s, enum mig_state from, enum mig_state to)
+{
+    int rc = mig_fsm_transition(&s->fsm, from, to);
+    if (rc == 0)
+        report(s, true);
+    return rc;
+}
+
+/* Called by the sender every ~200 ms while a round is in flight: progress,
+ * and a keepalive on the control channel so the destination's reader does
+ * not take a long round for a dead peer. */
+static void tick(struct mig_session *s)
+{
+    const uint64_t keepalive_ns = 1000000000u;
+    uint64_t now = mig__now_ns();
+    if (now - s->last_keepalive_ns >= keepalive_ns) {
+        s->last_keepalive_ns = now;
+        mig__rec_put_empty(s->link->ctrl, MIG_REC_KEEPALIVE);
+        mig__stream_flush(s->link->ctrl);
+    }
+    report(s, false);
+}
+
+/* Read the control channel once, expecting one of 'want' (a record type),
+ * and turn a peer's ERROR/ABORT into a failure naming its message. */
+static int expect(struct mig_session *s, uint32_t want, struct mig__rec *rec)
+{
+    int rc = mig__stream_get(s->link->ctrl, rec);
+    if (rc < 0)
+        return rc;
+    if (rec->type == want)
+        return 0;
+    if (rec->type == MIG_REC_ERROR || rec->type == MIG_REC_ABORT) {
+        int32_t code = 0;
+        char *text = NULL;
+        if (mig__rec_get_code_text(rec, &code, &text) == 0) {
+            free(s->peer_error);
+            s->peer_error = text;
+            mig__session_fail(s, -MIG_EABORTED, "destination: %s", text);
+        }
+        return -MIG_EABORTED;
+    }
+    return mig__session_fail(s, -MIG_EPROTO, "expected %s from the destination, got %s",
+                             mig__rec_type_name(want), mig__rec_type_name(rec->type));
+}
+
+/* After a data-channel failure, the destination may have said why on the
+ * control channel before closing: pick that up for the error message. */
+static void collect_peer_error(struct mig_session *s)
+{
+    struct mig__rec rec;
+    if (!s->link || s->peer_error)
+        return;
+    while (mig__stream_get(s->link->ctrl, &rec) == 0) {
+        if (rec.type == MIG_REC_ERROR || rec.type == MIG_REC_ABORT) {
+            int32_t code;
+            char *text = NULL;
+            if (mig__rec_get_code_text(&rec, &code, &text) == 0) {
+                s->peer_error = text;
+                s->err[0] = 0;
+                mig__session_fail(s, -MIG_EABORTED, "destination: %s", text);
+            }
+            return;
+        }
+    }
+}
+
+static int setup(struct mig_session *s)
+{
+    struct mig__rec rec;
+    char *text = NULL;
+    int rc = mig__hv_open(s->ctx, s->p.domain, MIG_ROLE_SOURCE, &s->hv);
+    if (rc < 0)
+        return mig__session_fail(s, rc, "cannot open domain %s: %s", s->p.domain,
+                                 mig_strerror(rc));
+    rc = s->hv->ops->info(s->hv, &s->info);
+    if (rc < 0)
+        return mig__session_fail(s, rc, "cannot describe domain %s: %s", s->p.domain,
+                                 mig_strerror(rc));
+    if (s->info.page_size != MIG_PAGE_SIZE || s->info.nr_pages == 0 ||
+        s->info.nr_pages > MIG_MAX_GUEST_PAGES)
+        return mig__session_fail(s, -MIG_ENOTSUP, "domain %s: unsupported memory layout",
+                                 s->p.domain);
+    s->st.total_bytes = s->info.nr_pages * MIG_PAGE_SIZE;
+    s->st.dirty_tracking = s->hv->ops->tracking(s->hv);
+
+    struct mig__link_opts lo = {
+        .channels = s->p.link.channels,
+        .timeout_ms = s->p.link.timeout_ms,
+        .psk_file = s->p.link.psk_file,
+        .insecure = s->p.link.insecure,
+        .pki_dir = s->p.link.pki_dir,
+        .ssh_command = s->p.link.ssh_command,
+        .remote_args = s->p.link.remote_args,
+        .caps = MIG_CAP_ZSTD,
+    };
+    rc = mig__link_connect(s->ctx, s->p.destination, &lo, &s->link);
+    if (rc < 0)
+        return mig__session_fail(s, rc, "cannot connect to %s: %s", s->p.destination,
+                                 mig_strerror(rc));
+    if (s->p.compress && !(s->link->caps & MIG_CAP_ZSTD))
+        return mig__session_fail(s, -MIG_ENOTSUP,
+                                 "the destination (version %s) does not accept zstd compression",
+                                 s->link->peer_version);
+
+    /* The destination speaks first with its host facts (for the pre-flight). */
+    rc = expect(s, MIG_REC_FACTS, &rec);
+    if (rc < 0)
+        return mig__session_fail(s, rc, "no facts from the destination: %s", mig_strerror(rc));
+    rc = mig__rec_get_text(&rec, &s->peer_facts);
+    if (rc < 0)
+        return mig__session_fail(s, rc, "bad facts record from the destination");
+
+    rc = mig__dom_info_encode(&s->info, &text);
+    if (rc < 0)
+        return rc;
+    mig__rec_put_text(s->link->ctrl, MIG_REC_DOMAIN_INFO, text);
+    free(text);
+    rc = mig__stream_flush(s->link->ctrl);
+    if (rc < 0)
+        return mig__session_fail(s, rc, "sending the domain description: %s", mig_strerror(rc));
+
+    size_t longs = (s->info.nr_pages + BITS_PER_LONG - 1) / BITS_PER_LONG;
+    s->bitmap = calloc(longs, sizeof(unsigned long));
+    s->pfns = malloc(s->info.nr_pages * sizeof(uint64_t));
+    if (!s->bitmap || !s->pfns)
+        return -MIG_ENOMEM;
+    rc = mig__sender_new(s, &s->sender);
+    if (rc < 0)
+        return rc;
+    mig__sender_set_rate(s->sender, s->p.bandwidth);
+    s->st.setup_time_ms = ms_since(s->t_start_ns);
+    return 0;
+}
+
+/* Get-and-clear the dirty bitmap into s->pfns; returns the count. */
+static int collect_dirty(struct mig_session *s, uint64_t *n_out)
+{
+    size_t longs = (s->info.nr_pages + BITS_PER_LONG - 1) / BITS_PER_LONG;
+    uint64_t ndirty = 0, n = 0;
+    memset(s->bitmap, 0, longs * sizeof(unsigned long));
+    int rc = s->hv->ops->logdirty_clean(s->hv, s->bitmap, &ndirty);
+    if (rc < 0)
+        return mig__session_fail(s, rc, "reading the dirty bitmap: %s", mig_strerror(rc));
+    for (size_t i = 0; i < longs; i++) {
+        unsigned long word = s->bitmap[i];
+        while (word) {
+            unsigned bit = (unsigned)__builtin_ctzl(word);
+            uint64_t pfn = (uint64_t)i * BITS_PER_LONG + bit;
+            if (pfn < s->info.nr_pages)
+                s->pfns[n++] = pfn;
+            word &= word - 1;
+        }
+    }
+    *n_out = n;
+    return 0;
+}
+
+static int send_round(struct mig_session *s, uint32_t round, uint64_t n, bool final,
+                      uint64_t *bytes_out, uint64_t *ns_out)
+{
+    uint64_t b0 = 0, t0 = mig__now_ns();
+    refresh_stats(s);
+    b0 = s->st.wire_bytes;
+    s->st.rounds = round + 1;
+    s->st.pages_last_round = n;
+    int rc = mig__sender_round(s->sender, round, s->pfns, n, final, tick);
+    if (rc < 0)
+        return rc == -MIG_ECANCELLED ? rc
+                                     : mig__session_fail(s, rc, "round %u: %s", round,
+                                                         mig_strerror(rc));
+    mig__rec_put_round_end(s->link->ctrl, round, n);
+    rc = mig__stream_flush(s->link->ctrl);
+    if (rc < 0)
+        return mig__session_fail(s, rc, "round %u: control channel: %s", round,
+                                 mig_strerror(rc));
+    refresh_stats(s);
+    *bytes_out = s->st.wire_bytes - b0;
+    *ns_out = mig__now_ns() - t0;
+    return 0;
+}
+
+static int precopy(struct mig_session *s)
+{
+    struct mig__policy_params pp = {
+        .policy = s->p.policy,
+        .downtime_ms = s->p.downtime_ms,
+        .timeout_ms = s->p.timeout_s * 1000u,
+        .on_timeout = s->p.on_timeout,
+        .max_rounds = s->p.max_rounds,
+    };
+    struct mig__throttle_state ts = {0};
+    uint64_t bandwidth = 0, n = s->info.nr_pages;
+    uint64_t last_clean = 0;
+    int rc = s->hv->ops->logdirty_enable(s->hv);
+    if (rc < 0)
+        return mig__session_fail(s, rc, "enabling dirty tracking: %s", mig_strerror(rc));
+    s->logdirty_on = true;
+    last_clean = mig__now_ns();
+    for (uint64_t i = 0; i < n; i++)
+        s->pfns[i] = i;
+
+    for (uint32_t round = 0;; round++) {
+        uint64_t bytes, ns;
+        rc = send_round(s, round, n, false, &bytes, &ns);
+        if (rc < 0)
+            return rc;
+        if (bytes >= MIN_MEASURE_BYTES && ns > 0)
+            bandwidth = bytes * 1000000000u / ns;
+        if (atomic_load(&s->cancel))
+            return -MIG_ECANCELLED;
+
+        rc = collect_dirty(s, &n);
+        if (rc < 0)
+            return rc;
+        uint64_t now = mig__now_ns();
+        uint64_t interval = now - last_clean;
+        last_clean = now;
+
+        struct mig__round_stats rs = {
+            .round = round + 1,
+            .dirty_pages = n,
+            .page_size = MIG_PAGE_SIZE,
+            .bandwidth = bandwidth,
+            .dirty_rate = interval ? n * MIG_PAGE_SIZE * 1000000000u / interval : 0,
+            .fixed_cost_ms = DEFAULT_FIXED_COST_MS,
+            .elapsed_ms = ms_since(s->t_start_ns),
+            .throttle = ts.percent,
+        };
+        s->st.remaining_bytes = n * MIG_PAGE_SIZE;
+        s->st.bandwidth_bytes_per_s = bandwidth;
+        s->st.dirty_bytes_per_s = rs.dirty_rate;
+        uint64_t predicted = mig__predict_downtime_ms(&rs);
+        s->st.expected_downtime_ms = predicted == UINT64_MAX ? 0 : predicted;
+
+        enum mig__decision d = mig__policy_decide(&rs, &pp);
+        MIG_LOG(s->ctx, INFO,
+                "round %u: %" PRIu64 " pages dirty, %" PRIu64 " MB/s sent, %" PRIu64
+                " MB/s dirtied, throttle %u%%, expected downtime %" PRIu64 " ms: %s",
+                round, n, bandwidth / 1000000u, rs.dirty_rate / 1000000u, ts.percent,
+                s->st.expected_downtime_ms, mig__decision_name(d));
+        report(s, false);
+        if (d == MIG_DECIDE_STOP_AND_COPY)
+            return 0;
+        if (d == MIG_DECIDE_ABORT)
+            return mig__session_fail(s, -MIG_ECONVERGE,
+                                     "did not converge within %u s (%" PRIu64
+                                     " MB dirty, %" PRIu64 " MB/s dirtied vs %" PRIu64
+                                     " MB/s sent); the domain keeps running on the source",
+                                     s->p.timeout_s, n * MIG_PAGE_SIZE / 1000000u,
+                                     rs.dirty_rate / 1000000u, bandwidth / 1000000u);
+        if (s->p.throttle) {
+            uint32_t before = ts.percent;
+            uint32_t pct = mig__throttle_next(&ts, &rs);
+            if (pct != before) {
+                rc = s->hv->ops->throttle(s->hv, pct);
+                if (rc < 0)
+                    return mig__session_fail(s, rc, "throttling the guest: %s",
+                                             mig_strerror(rc));
+                s->throttled = true;
+                s->st.throttle_percent = pct;
+                MIG_LOG(s->ctx, INFO, "guest dirties too fast: throttled to %u%%", pct);
+            }
+        }
+    }
+}
+
+static int stop_and_copy(struct mig_session *s)
+{
+    uint64_t n = 0, bytes, ns;
+    struct mig__blob blob = {0};
+    s->t_suspend_ns = mig__now_ns();
+    int rc = s->hv->ops->suspend(s->hv);
+    if (rc < 0)
+        return mig__session_fail(s, rc, "suspending the domain: %s", mig_strerror(rc));
+    s->suspended = true;
+    rc = collect_dirty(s, &n);
+    if (rc < 0)
+        return rc;
+    mig__rec_put_empty(s->link->ctrl, MIG_REC_SWITCHOVER);
+    rc = mig__stream_flush(s->link->ctrl);
+    if (rc < 0)
+        return mig__session_fail(s, rc, "switchover: %s", mig_strerror(rc));
+    s->st.remaining_bytes = n * MIG_PAGE_SIZE;
+    rc = send_round(s, s->st.rounds, n, true, &bytes, &ns);
+    if (rc < 0)
+        return rc;
+    s->st.remaining_bytes = 0;
+    rc = s->hv->ops->save_state(s->hv, &blob);
+    if (rc < 0)
+        return mig__session_fail(s, rc, "saving the domain state: %s", mig_strerror(rc));
+    mig__rec_put_blob(s->link->ctrl, blob.kind, blob.data, blob.len);
+    free(blob.data);
+    /* The final ROUND_END on the control channel closes the stop-and-copy. */
+    mig__rec_put_round_end(s->link->ctrl, s->st.rounds - 1, n);
+    rc = mig__stream_flush(s->link->ctrl);
+    if (rc < 0)
+        return mig__session_fail(s, rc, "sending the domain state: %s", mig_strerror(rc));
+    return 0;
+}
+
+/* Resume the source after a failure before COMMIT: log-dirty off, throttle
+ * lifted, guest running, destination told. */
+static void rollback(struct mig_session *s, int why)
+{
+    if (s->link) {
+        mig__rec_put_code_text(s->link->ctrl, MIG_REC_ABORT, why, s->err[0] ? s->err : mig_strerror(why));
+        mig__stream_flush(s->link->ctrl);
+        mig__link_shutdown(s->link);
+    }
+    mig__journal_remove(s->p.state_dir, s->p.domain);
+    if (!s->hv)
+        return;
+    if (s->suspended) {
+        int rc = s->hv->ops->resume(s->hv);
+        if (rc < 0)
+            MIG_LOG(s->ctx, ERROR, "resuming the domain after failure: %s", mig_strerror(rc));
+        else
+            s->suspended = false;
+    }
+    if (s->throttled) {
+        s->hv->ops->throttle(s->hv, 0);
+        s->throttled = false;
+        s->st.throttle_percent = 0;
+    }
+    if (s->logdirty_on) {
+        s->hv->ops->logdirty_disable(s->hv);
+        s->logdirty_on = false;
+    }
+}
+
+static int wait_ready(struct mig_session *s)
+{
+    struct mig__rec rec;
+    int rc = expect(s, MIG_REC_READY, &rec);
+    if (rc < 0)
+        return mig__session_fail(s, rc, "destination not ready: %s", mig_strerror(rc));
+    /* Past COMMIT the destination may run the domain: the journal must exist
+     * before COMMIT can reach it. */
+    rc = mig__journal_write(s->p.state_dir, s->p.domain, s->link->session_id, s->p.destination);
+    if (rc < 0)
+        return mig__session_fail(s, rc, "cannot write the journal in %s: %s", s->p.state_dir,
+                                 mig_strerror(rc));
+    return 0;
+}
+
+/* Two-phase commit, second half. Failures here never resume the source. */
+static int commit(struct mig_session *s)
+{
+    struct mig__rec rec;
+    int rc = transition(s, MIG_STATE_STOPCOPY, MIG_STATE_COMMIT_SENT);
+    if (rc < 0)
+        return rc;
+    mig__rec_put_empty(s->link->ctrl, MIG_REC_COMMIT);
+    rc = mig__stream_flush(s->link->ctrl);
+    if (rc == 0)
+        rc = expect(s, MIG_REC_COMMIT_ACK, &rec);
+    if (rc == -MIG_EABORTED) {
+        /* The destination refused COMMIT explicitly and discarded its copy. */
+        mig__journal_remove(s->p.state_dir, s->p.domain);
+        transition(s, MIG_STATE_COMMIT_SENT, MIG_STATE_FAILED);
+        return rc;
+    }
+    if (rc < 0) {
+        transition(s, MIG_STATE_COMMIT_SENT, MIG_STATE_INDOUBT);
+        return mig__session_fail(s, -MIG_EINDOUBT,
+                                 "link lost after COMMIT (%s): the domain is paused on the "
+                                 "source and may run on %s; run 'xl-migrate-live resolve %s'",
+                                 mig_strerror(rc), s->p.destination, s->p.domain);
+    }
+    s->st.downtime_ms = ms_since(s->t_suspend_ns);
+    s->suspended = false;
+    rc = s->hv->ops->destroy(s->hv);
+    if (rc < 0)
+        MIG_LOG(s->ctx, ERROR, "destroying the source copy after COMMIT: %s", mig_strerror(rc));
+    mig__journal_remove(s->p.state_dir, s->p.domain);
+    return transition(s, MIG_STATE_COMMIT_SENT, MIG_STATE_DONE);
+}
+
+int mig_session_run(struct mig_session *s)
+{
+    int rc;
+    s->t_start_ns = mig__now_ns();
+    rc = transition(s, MIG_STATE_NONE, MIG_STATE_SETUP);
+    if (rc < 0)
+        return rc;
+    rc = setup(s);
+    if (rc < 0)
+        goto fail;
+    rc = transition(s, MIG_STATE_SETUP, MIG_STATE_PRECOPY);
+    if (rc < 0)
+        goto fail;
+    rc = precopy(s);
+    if (rc < 0)
+        goto fail;
+    if (atomic_load(&s->cancel)) {
+        rc = -MIG_ECANCELLED;
+        goto fail;
+    }
+    rc = transition(s, MIG_STATE_PRECOPY, MIG_STATE_STOPCOPY);
+    if (rc < 0)
+        goto fail;
+    rc = stop_and_copy(s);
+    if (rc < 0)
+        goto fail;
+    rc = wait_ready(s);
+    if (rc < 0)
+        goto fail;
+    if (atomic_load(&s->cancel)) {
+        rc = -MIG_ECANCELLED;
+        goto fail;
+    }
+    rc = commit(s);
+    refresh_stats(s);
+    report(s, true);
+    return rc;
+
+fail:
+    if (rc == -MIG_EPEER)
+        collect_peer_error(s);
+    if (!s->err[0])
+        mig__session_fail(s, rc, "%s", mig_strerror(rc));
+    rollback(s, rc);
+    refresh_stats(s);
+    if (!mig_state_is_final(s->fsm.state))
+        transition(s, s->fsm.state, rc == -MIG_ECANCELLED ? MIG_STATE_CANCELLED : MIG_STATE_FAILED);
+    return rc;
+}
+
+void mig_session_free(struct mig_session *s)
+{
+    if (!s)
+        return;
+    if (s->link)
+        mig__link_shutdown(s->link);
+    mig__sender_free(s->sender);
+    mig__link_close(s->link);
+    if (s->hv)
+        s->hv->ops->close(s->hv);
+    free(s->bitmap);
+    free(s->pfns);
+    free(s->peer_facts);
+    free(s->peer_error);
+    free(s);
+}
