@@ -44,6 +44,10 @@ enum mig__rec_type {
     MIG_REC_CHANNEL_JOIN,     /* session id, channel index, secret (transport layer) */
     MIG_REC_RESOLVE_QUERY,    /* domain name, session id */
     MIG_REC_RESOLVE_ANSWER,   /* session id, outcome */
+    /* Added by the stream layer (handshake only; not for engine use). */
+    MIG_REC_AUTH,             /* client's proof of the pre-shared key */
+    MIG_REC_SESSION,          /* session id, masked secret, negotiated caps/channels */
+    MIG_REC_JOIN_ACK,         /* data channel accepted */
     MIG_REC__COUNT
 };
 
@@ -75,6 +79,17 @@ struct mig__rec_zero_runs {
     const struct mig__zero_run *runs;
 };
 
+/* DOMAIN_INFO as decoded (same fields as the backend's struct mig__dom_info,
+ * kept separate so the stream layer does not depend on hv/). */
+#define MIG_DOM_INFO_LEN 592u
+struct mig__rec_dom_info {
+    char name[64];            /* NUL-terminated */
+    uint64_t nr_pages;        /* pages */
+    uint32_t page_size;       /* bytes */
+    uint32_t vcpus;           /* count */
+    char config[512];         /* NUL-terminated */
+};
+
 struct mig__stream;
 
 /* ---- framing ---------------------------------------------------------- */
@@ -92,6 +107,9 @@ int mig__stream_get(struct mig__stream *s, struct mig__rec *rec_out);
 /* Bytes written to / read from the transport so far (headers included). */
 uint64_t mig__stream_bytes_out(const struct mig__stream *s);
 uint64_t mig__stream_bytes_in(const struct mig__stream *s);
+/* Send a KEEPALIVE if this side wrote nothing for a third of the timeout (for
+ * callers busy with local work between records). Returns the sticky error. */
+int mig__stream_keepalive(struct mig__stream *s);
 
 /* ---- typed records (one encode / decode pair per type) ----------------- */
 
@@ -107,6 +125,14 @@ void mig__rec_put_text(struct mig__stream *s, uint32_t type, const char *text); 
 void mig__rec_put_code_text(struct mig__stream *s, uint32_t type, int32_t code,
                             const char *text); /* ABORT, ERROR */
 void mig__rec_put_empty(struct mig__stream *s, uint32_t type); /* SWITCHOVER, READY, COMMIT... */
+/* Added: the remaining types' encoders. */
+void mig__rec_put_block_extent(struct mig__stream *s, uint32_t disk, uint64_t offset,
+                               const void *data, size_t len);
+void mig__rec_put_dom_info(struct mig__stream *s, const struct mig__rec_dom_info *di);
+void mig__rec_put_resolve_query(struct mig__stream *s, const uint8_t session_id[16],
+                                const char *domain);
+void mig__rec_put_resolve_answer(struct mig__stream *s, const uint8_t session_id[16],
+                                 uint32_t outcome);
 
 int mig__rec_get_pages(const struct mig__rec *r, struct mig__rec_pages *out);
 int mig__rec_get_zero_runs(const struct mig__rec *r, struct mig__rec_zero_runs *out);
@@ -117,6 +143,15 @@ int mig__rec_get_blob(const struct mig__rec *r, uint32_t *kind_out, const void *
  * malloc'ed NUL-terminated copy the caller frees. */
 int mig__rec_get_text(const struct mig__rec *r, char **text_out);
 int mig__rec_get_code_text(const struct mig__rec *r, int32_t *code_out, char **text_out);
+/* Added: the remaining types' decoders (views borrow from the record). */
+int mig__rec_get_block_extent(const struct mig__rec *r, uint32_t *disk_out, uint64_t *offset_out,
+                              const void **data_out, size_t *len_out);
+int mig__rec_get_dom_info(const struct mig__rec *r, struct mig__rec_dom_info *out);
+/* *domain_out: malloc'ed, caller frees. */
+int mig__rec_get_resolve_query(const struct mig__rec *r, uint8_t session_id_out[16],
+                               char **domain_out);
+int mig__rec_get_resolve_answer(const struct mig__rec *r, uint8_t session_id_out[16],
+                                uint32_t *outcome_out);
 
 /* Name of a record type for logs ("PAGES"); "UNKNOWN" otherwise. */
 const char *mig__rec_type_name(uint32_t type);
@@ -145,6 +180,9 @@ struct mig__link {
     uint32_t caps;                /* negotiated: intersection of both sides */
     uint8_t session_id[16];
     char peer_version[32];        /* the peer's software version */
+    /* Added: ssh: and fd pairs have one pipe, so data[0] == ctrl (owned once);
+     * read both from one thread there. */
+    bool data_on_ctrl;
 };
 
 /* Source side: connect to 'uri' (tcp:H:P, tls:H:P, ssh:HOST, unix:PATH),

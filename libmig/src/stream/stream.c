@@ -1,0 +1,457 @@
+/*
+ * stream.c: record framing over one transport connection. A buffered writer
+ * with a sticky error (small records are coalesced, large ones go out with
+ * one writev of header + caller's buffers, no copy of page data) and a
+ * reader that validates each header before allocating or reading its
+ * payload, checks padding and CRC32C, and sends KEEPALIVEs while it waits.
+ *
+ * Entry points: mig__stream_put/flush/get/error (stream.h),
+ * mig__stream_new, _free, _shutdown, _peek, _read_raw, _write_raw (stream-internal.h).
+ *
+ * Threads: one reader and any number of writers; writers serialise on
+ * 'wlock', so records never interleave. The reader takes 'wlock' only with
+ * trylock to send a KEEPALIVE.
+ */
+#include <config.h>
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MIG_LOG_MODULE "stream"
+#include "crc32c.h"
+#include "stream-internal.h"
+
+#define WBUF_SIZE (256u << 10)
+#define RBUF_SIZE (64u << 10)
+#define COALESCE_MAX (32u << 10)   /* payloads above this go out by writev */
+#define READ_CHUNK (256u << 10)    /* direct reads, CRC'd while in cache */
+
+struct mig__stream {
+    struct mig_ctx *ctx;            /* borrowed */
+    struct mig__conn *conn;         /* owned */
+    unsigned timeout_ms;
+    bool crc;                       /* plaintext: compute and check CRC32C */
+    bool in_handshake;              /* handshake record types allowed */
+    int err;                        /* sticky first error, 0 */
+
+    pthread_mutex_t wlock;          /* guards the write side below */
+    uint8_t *wbuf;                  /* owned, WBUF_SIZE */
+    size_t wlen;
+    struct iovec *wiov;             /* owned scratch for writev */
+    unsigned wiov_cap;
+    uint64_t bytes_out;
+    uint64_t last_tx_ns;
+
+    uint8_t *rbuf;                  /* owned, RBUF_SIZE */
+    size_t rpos, rend;
+    uint8_t *payload;               /* owned; records borrow it until next get */
+    size_t payload_cap;
+    uint64_t bytes_in;
+    struct mig_ratelimit rl;        /* protocol warnings */
+};
+
+static const uint8_t zeros[8];
+
+int mig__stream_new(struct mig_ctx *ctx, struct mig__conn *conn, unsigned timeout_ms,
+                    struct mig__stream **s_out)
+{
+    struct mig__stream *s = NULL;
+    int rc = -MIG_ENOMEM;
+
+    *s_out = NULL;
+    s = calloc(1, sizeof(*s));
+    if (!s)
+        goto out;
+    s->ctx = ctx;
+    s->conn = conn;
+    conn = NULL;
+    s->timeout_ms = timeout_ms ? timeout_ms : MIG_DEFAULT_TIMEOUT_MS;
+    s->crc = !s->conn->encrypted;
+    s->in_handshake = true;
+    pthread_mutex_init(&s->wlock, NULL);
+    mig__ratelimit_init(&s->rl, 1000, 5);
+    s->wbuf = malloc(WBUF_SIZE);
+    s->rbuf = malloc(RBUF_SIZE);
+    if (!s->wbuf || !s->rbuf)
+        goto out;
+    s->last_tx_ns = mig__now_ns();
+    *s_out = s;
+    s = NULL;
+    rc = 0;
+out:
+    mig__conn_free(conn);
+    mig__stream_free(s);
+    return rc;
+}
+
+void mig__stream_free(struct mig__stream *s)
+{
+    if (!s)
+        return;
+    mig__conn_free(s->conn);
+    pthread_mutex_destroy(&s->wlock);
+    free(s->payload);
+    free(s->rbuf);
+    free(s->wiov);
+    free(s->wbuf);
+    free(s);
+}
+
+void mig__stream_shutdown(struct mig__stream *s)
+{
+    if (s && s->conn)
+        s->conn->ops->shutdown(s->conn);
+}
+
+struct mig__conn *mig__stream_conn(struct mig__stream *s)
+{
+    return s->conn;
+}
+
+void mig__stream_set_handshake(struct mig__stream *s, bool in_handshake)
+{
+    s->in_handshake = in_handshake;
+}
+
+int mig__stream_fail(struct mig__stream *s, int rc)
+{
+    if (!s->err && rc)
+        s->err = rc;
+    return s->err;
+}
+
+int mig__stream_error(const struct mig__stream *s)
+{
+    return s->err;
+}
+
+uint64_t mig__stream_bytes_out(const struct mig__stream *s)
+{
+    return s->bytes_out;
+}
+
+uint64_t mig__stream_bytes_in(const struct mig__stream *s)
+{
+    return s->bytes_in;
+}
+
+/* ---- write side (caller holds wlock) ------------------------------------ */
+
+static int push(struct mig__stream *s, struct iovec *iov, int n)
+{
+    size_t total = 0;
+    for (int i = 0; i < n; i++)
+        total += iov[i].iov_len;
+    int rc = s->conn->ops->writev(s->conn, iov, n, (int)s->timeout_ms);
+    if (rc < 0) {
+        MIG_LOG(s->ctx, WARN, "write to %s failed: %s", s->conn->peer, mig_strerror(rc));
+        return mig__stream_fail(s, rc);
+    }
+    s->bytes_out += total;
+    s->last_tx_ns = mig__now_ns();
+    return 0;
+}
+
+static int flush_locked(struct mig__stream *s)
+{
+    if (s->err)
+        return s->err;
+    if (!s->wlen)
+        return 0;
+    struct iovec iov = {s->wbuf, s->wlen};
+    s->wlen = 0;
+    return push(s, &iov, 1);
+}
+
+static int wiov_reserve(struct mig__stream *s, unsigned n)
+{
+    if (n <= s->wiov_cap)
+        return 0;
+    struct iovec *v = realloc(s->wiov, n * sizeof(*v));
+    if (!v)
+        return -MIG_ENOMEM;
+    s->wiov = v;
+    s->wiov_cap = n;
+    return 0;
+}
+
+static void put_locked(struct mig__stream *s, uint32_t type, const struct iovec *iov,
+                       unsigned iovcnt)
+{
+    uint8_t hdr[MIG_REC_HDR_LEN];
+    uint64_t len = 0;
+    int rc;
+
+    if (s->err)
+        return;
+    for (unsigned i = 0; i < iovcnt; i++)
+        len += iov[i].iov_len;
+    if (!mig__rec_type_known(type)) {
+        MIG_LOG(s->ctx, ERROR, "refusing to send unknown record type %" PRIu32, type);
+        mig__stream_fail(s, -MIG_EINVAL);
+        return;
+    }
+    if (len > mig__rec_max_len(type)) {
+        MIG_LOG(s->ctx, ERROR, "%s record of %" PRIu64 " bytes exceeds its maximum %" PRIu32,
+                mig__rec_type_name(type), len, mig__rec_max_len(type));
+        mig__stream_fail(s, -MIG_ETOOBIG);
+        return;
+    }
+    size_t pad = (8 - (len & 7)) & 7;
+    mig__le32_put(hdr, type);
+    mig__le32_put(hdr + 4, (uint32_t)len);
+    uint32_t crc = 0;
+    if (s->crc) {
+        crc = mig__crc32c(0, hdr, 8);
+        crc = mig__crc32c_iov(crc, iov, iovcnt);
+        crc = mig__crc32c(crc, zeros, pad);
+    }
+    mig__le32_put(hdr + 8, crc);
+    mig__le32_put(hdr + 12, 0);
+
+    size_t rec = MIG_REC_HDR_LEN + len + pad;
+    if (len <= COALESCE_MAX) {
+        if (s->wlen + rec > WBUF_SIZE && flush_locked(s))
+            return;
+        uint8_t *p = s->wbuf + s->wlen;
+        memcpy(p, hdr, sizeof(hdr));
+        p += sizeof(hdr);
+        for (unsigned i = 0; i < iovcnt; i++) {
+            if (iov[i].iov_len)
+                memcpy(p, iov[i].iov_base, iov[i].iov_len);
+            p += iov[i].iov_len;
+        }
+        memset(p, 0, pad);
+        s->wlen += rec;
+        return;
+    }
+    /* Large: pending bytes + header + the caller's buffers + padding, one writev. */
+    rc = wiov_reserve(s, iovcnt + 3);
+    if (rc) {
+        mig__stream_fail(s, rc);
+        return;
+    }
+    unsigned n = 0;
+    if (s->wlen) {
+        s->wiov[n++] = (struct iovec){s->wbuf, s->wlen};
+        s->wlen = 0;
+    }
+    s->wiov[n++] = (struct iovec){hdr, sizeof(hdr)};
+    for (unsigned i = 0; i < iovcnt; i++)
+        if (iov[i].iov_len)
+            s->wiov[n++] = iov[i];
+    if (pad)
+        s->wiov[n++] = (struct iovec){(void *)zeros, pad};
+    push(s, s->wiov, (int)n);
+}
+
+void mig__stream_put(struct mig__stream *s, uint32_t type, const struct iovec *iov,
+                     unsigned iovcnt)
+{
+    pthread_mutex_lock(&s->wlock);
+    put_locked(s, type, iov, iovcnt);
+    pthread_mutex_unlock(&s->wlock);
+}
+
+int mig__stream_flush(struct mig__stream *s)
+{
+    pthread_mutex_lock(&s->wlock);
+    int rc = flush_locked(s);
+    pthread_mutex_unlock(&s->wlock);
+    return rc;
+}
+
+int mig__stream_keepalive(struct mig__stream *s)
+{
+    if (pthread_mutex_trylock(&s->wlock))
+        return s->err; /* a writer is active: the peer hears from us anyway */
+    if (!s->err && mig__now_ns() - s->last_tx_ns >= (uint64_t)s->timeout_ms * 1000000ull / 3) {
+        put_locked(s, MIG_REC_KEEPALIVE, NULL, 0);
+        flush_locked(s);
+    }
+    int rc = s->err;
+    pthread_mutex_unlock(&s->wlock);
+    return rc;
+}
+
+int mig__stream_write_raw(struct mig__stream *s, const void *buf, size_t len)
+{
+    pthread_mutex_lock(&s->wlock);
+    int rc = flush_locked(s);
+    if (!rc) {
+        struct iovec iov = {(void *)buf, len};
+        rc = push(s, &iov, 1);
+    }
+    pthread_mutex_unlock(&s->wlock);
+    return rc;
+}
+
+/* ---- read side ----------------------------------------------------------- */
+
+/* One transport read with the stream's liveness rules: wait in slices of a
+ * third of the timeout, sending a KEEPALIVE after each silent slice. */
+static int read_some(struct mig__stream *s, void *buf, size_t len, size_t *n_out)
+{
+    unsigned slice = s->timeout_ms / 3 ? s->timeout_ms / 3 : 1;
+    uint64_t deadline = mig__now_ns() + (uint64_t)s->timeout_ms * 1000000ull;
+    for (;;) {
+        int rc = s->conn->ops->read(s->conn, buf, len, (int)slice, n_out);
+        if (rc == 0) {
+            s->bytes_in += *n_out;
+            return 0;
+        }
+        if (rc != -MIG_ETIMEOUT)
+            return mig__stream_fail(s, rc);
+        if (mig__now_ns() >= deadline) {
+            MIG_LOG(s->ctx, ERROR, "%s silent for %u ms: peer considered dead", s->conn->peer,
+                    s->timeout_ms);
+            return mig__stream_fail(s, -MIG_ETIMEOUT);
+        }
+        if (!s->in_handshake)
+            mig__stream_keepalive(s);
+    }
+}
+
+/* Make at least 'need' (<= RBUF_SIZE) bytes available at rbuf + rpos. */
+static int fill(struct mig__stream *s, size_t need)
+{
+    if (s->rend - s->rpos >= need)
+        return 0;
+    if (s->rpos) {
+        memmove(s->rbuf, s->rbuf + s->rpos, s->rend - s->rpos);
+        s->rend -= s->rpos;
+        s->rpos = 0;
+    }
+    while (s->rend < need) {
+        size_t n;
+        int rc = read_some(s, s->rbuf + s->rend, RBUF_SIZE - s->rend, &n);
+        if (rc)
+            return rc;
+        s->rend += n;
+    }
+    return 0;
+}
+
+/* Read exactly 'len' bytes into dst, updating *crc as they arrive. */
+static int read_exact(struct mig__stream *s, uint8_t *dst, size_t len, uint32_t *crc)
+{
+    if (!len)
+        return 0;
+    size_t have = s->rend - s->rpos;
+    if (have) {
+        size_t n = have < len ? have : len;
+        memcpy(dst, s->rbuf + s->rpos, n);
+        s->rpos += n;
+        if (crc)
+            *crc = mig__crc32c(*crc, dst, n);
+        dst += n;
+        len -= n;
+    }
+    while (len) {
+        if (len < RBUF_SIZE / 2) {
+            int rc = fill(s, len);
+            if (rc)
+                return rc;
+            memcpy(dst, s->rbuf + s->rpos, len);
+            s->rpos += len;
+            if (crc)
+                *crc = mig__crc32c(*crc, dst, len);
+            return 0;
+        }
+        size_t n;
+        int rc = read_some(s, dst, len < READ_CHUNK ? len : READ_CHUNK, &n);
+        if (rc)
+            return rc;
+        if (crc)
+            *crc = mig__crc32c(*crc, dst, n);
+        dst += n;
+        len -= n;
+    }
+    return 0;
+}
+
+int mig__stream_read_raw(struct mig__stream *s, void *buf, size_t len)
+{
+    if (s->err)
+        return s->err;
+    return read_exact(s, buf, len, NULL);
+}
+
+int mig__stream_peek(struct mig__stream *s, void *buf, size_t len)
+{
+    if (s->err)
+        return s->err;
+    if (len > RBUF_SIZE)
+        return -MIG_EINVAL;
+    int rc = fill(s, len);
+    if (!rc)
+        memcpy(buf, s->rbuf + s->rpos, len);
+    return rc;
+}
+
+static int bad(struct mig__stream *s, int rc, const char *what, uint32_t type, uint32_t len)
+{
+    MIG_LOG_RL(s->ctx, &s->rl, ERROR, "from %s: %s (type %" PRIu32 " %s, length %" PRIu32 ")",
+               s->conn->peer, what, type, mig__rec_type_name(type), len);
+    return mig__stream_fail(s, rc);
+}
+
+int mig__stream_get(struct mig__stream *s, struct mig__rec *rec_out)
+{
+    for (;;) {
+        if (s->err)
+            return s->err;
+        int rc = fill(s, MIG_REC_HDR_LEN);
+        if (rc)
+            return rc;
+        const uint8_t *h = s->rbuf + s->rpos;
+        uint32_t type = mig__le32_get(h), len = mig__le32_get(h + 4);
+        uint32_t want = mig__le32_get(h + 8), rsvd = mig__le32_get(h + 12);
+        /* Every check happens before a byte of payload is allocated or read. */
+        if (!mig__rec_type_known(type))
+            return bad(s, -MIG_EPROTO, "unknown record type", type, len);
+        if (mig__rec_is_handshake(type) != s->in_handshake && type != MIG_REC_ERROR &&
+            type != MIG_REC_KEEPALIVE) {
+            if (s->in_handshake)
+                return bad(s, -MIG_EPROTO, "record before the handshake finished", type, len);
+            return bad(s, -MIG_EPROTO, "handshake record after the handshake", type, len);
+        }
+        if (len > mig__rec_max_len(type))
+            return bad(s, -MIG_ETOOBIG, "record longer than its type allows", type, len);
+        uint32_t fixed = mig__rec_fixed_len(type);
+        if (fixed != UINT32_MAX && len != fixed)
+            return bad(s, -MIG_EPROTO, "record of the wrong fixed size", type, len);
+        if (rsvd != 0)
+            return bad(s, -MIG_EPROTO, "reserved header field not zero", type, len);
+        uint32_t crc = s->crc ? mig__crc32c(0, h, 8) : 0;
+        s->rpos += MIG_REC_HDR_LEN;
+
+        size_t need = (size_t)len + ((8 - (len & 7)) & 7);
+        if (need > s->payload_cap) {
+            size_t cap = need < 4096 ? 4096 : need;
+            uint8_t *p = realloc(s->payload, cap);
+            if (!p)
+                return mig__stream_fail(s, -MIG_ENOMEM);
+            s->payload = p;
+            s->payload_cap = cap;
+        }
+        rc = read_exact(s, s->payload, need, s->crc ? &crc : NULL);
+        if (rc)
+            return rc;
+        for (size_t i = len; i < need; i++)
+            if (s->payload[i])
+                return bad(s, -MIG_EPROTO, "non-zero padding", type, len);
+        if (s->crc && crc != want)
+            return bad(s, -MIG_ECRC, "CRC32C mismatch: record corrupted in transit", type, len);
+        if (!s->crc && want != 0)
+            return bad(s, -MIG_EPROTO, "CRC field set on an encrypted channel", type, len);
+        if (type == MIG_REC_KEEPALIVE)
+            continue;
+        rec_out->type = type;
+        rec_out->len = len;
+        rec_out->payload = s->payload;
+        return 0;
+    }
+}
