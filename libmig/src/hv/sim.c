@@ -1,0 +1,851 @@
+/*
+ * sim.c: the "sim:" domain backend (mig__hv_sim_ops): drives a test guest
+ * living in a test-guest host (sim-host.c), both roles.
+ *
+ * Source, arg "NAME,host=DIR": attaches to guest NAME (memfd, a control
+ * connection to the guest, its userfaultfd). Dirty tracking is done here,
+ * never by the workload:
+ *  - "uffd-wp-async+pagemap-scan": enable write-protects the guest's whole
+ *    mapping through its uffd (async mode: the kernel resolves write faults
+ *    and clears the page's uffd-wp bit); clean is one PAGEMAP_SCAN ioctl on
+ *    /proc/PID/pagemap with PM_SCAN_WP_MATCHING, which reports written pages
+ *    and write-protects them again under the page-table lock, like Xen's
+ *    log-dirty CLEAN.
+ *  - "uffd-wp-sync" (kernels without WP_ASYNC, or MIG_SIM_TRACKING=sync):
+ *    a thread here reads the guest's write faults from the uffd, sets the
+ *    page's bit and un-protects the page; clean re-protects the recorded
+ *    pages and hands the bits over, holding the lock the fault thread takes,
+ *    so a write after the re-protect faults again and lands in the next
+ *    round.
+ * Pages are read through a read-only MAP_SHARED mapping of the memfd.
+ *
+ * Destination, arg "host=DIR": create-incoming / commit / discard through
+ * the host's control socket; pages are written straight into the incoming
+ * guest's memfd; write_zero punches holes.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/sysinfo.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#define MIG_LOG_MODULE "hv-sim"
+#include "hv-provider.h"
+#include "sim.h"
+#include "uffd-compat.h"
+
+#define BITS_PER_UL (8 * sizeof(unsigned long))
+#define SCAN_VEC 512
+#define STATE_BLOB_KIND 0x53494d31u /* "SIM1" */
+
+struct sim_hv {
+    struct mig__hv base;
+    char dir[PATH_MAX];
+    char name[80];          /* source: guest name; destination: incoming guest's name */
+    char config[512];
+    char tracking[40];
+    pid_t pid;
+    int guest;              /* control connection to the guest */
+    int memfd;
+    int uffd;
+    int pagemap;
+    uint8_t *mem;           /* memfd mapping: read-only (source) or read-write (destination) */
+    uint64_t nr_pages;
+    uint64_t guest_addr;    /* where the guest maps its memory */
+    unsigned vcpus;
+
+    bool tracking_on;
+    bool suspended;
+    bool destroyed;
+    bool incoming;          /* destination: an incoming guest exists */
+    bool committed;
+    unsigned orig_throttle; /* the admin's setting, restored by throttle(0) and close */
+    unsigned cur_throttle;
+
+    /* sync tracking */
+    pthread_mutex_t lock;
+    unsigned long *dirty;   /* nr_pages bits, under lock */
+    pthread_t fault_thr;
+    bool fault_thr_on;
+    int stop_pipe[2];
+    int fault_err;          /* first error of the fault thread (under lock) */
+
+    struct page_region *vec;
+    struct mig_ratelimit rl;
+};
+
+static struct sim_hv *to_sim(struct mig__hv *hv)
+{
+    return (struct sim_hv *)hv;
+}
+
+static int guest_cmd(struct sim_hv *s, const char *req, char *resp, size_t cap)
+{
+    if (s->guest < 0)
+        return -MIG_ESTATE;
+    return mig__sim_call(s->guest, req, resp, cap, NULL, NULL, MIG_SIM_TIMEOUT_MS);
+}
+
+/* ---- probing ------------------------------------------------------------------- */
+
+/* What tracking a guest started by a host on this machine would get. */
+static const char *probe_tracking(void)
+{
+    const char *env = getenv("MIG_SIM_TRACKING");
+    struct uffdio_api api = {.api = UFFD_API};
+    int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY);
+    if (fd < 0)
+        return "none";
+    int r = ioctl(fd, UFFDIO_API, &api);
+    close(fd);
+    if (r < 0 || !(api.features & UFFD_FEATURE_WP_HUGETLBFS_SHMEM))
+        return "none";
+    if ((api.features & UFFD_FEATURE_WP_ASYNC) && !(env && !strcmp(env, "sync")))
+        return "uffd-wp-async+pagemap-scan";
+    return "uffd-wp-sync";
+}
+
+/* ---- open / close ------------------------------------------------------------------ */
+
+/* "NAME,host=DIR" (source) or "host=DIR" (destination). */
+static int parse_arg(const char *arg, bool want_name, char *name, size_t ncap, char *dir,
+                     size_t dcap)
+{
+    char *copy = strdup(arg ? arg : "");
+    char *save = NULL;
+    int rc = 0;
+    bool have_dir = false;
+    if (!copy)
+        return -MIG_ENOMEM;
+    name[0] = '\0';
+    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (!strncmp(tok, "host=", 5)) {
+            snprintf(dir, dcap, "%s", tok + 5);
+            have_dir = tok[5] != '\0';
+        } else if (!strchr(tok, '=') && want_name && !name[0]) {
+            snprintf(name, ncap, "%s", tok);
+        } else {
+            rc = -MIG_EINVAL;
+        }
+    }
+    if (!have_dir || (want_name && !name[0]))
+        rc = -MIG_EINVAL;
+    free(copy);
+    return rc;
+}
+
+static void sim_close(struct mig__hv *hv);
+
+static int attach(struct sim_hv *s)
+{
+    char *resp = malloc(MIG_SIM_MSG_MAX);
+    char req[128];
+    char path[64];
+    int fds[3] = {-1, -1, -1};
+    unsigned nfds = 3;
+    uint64_t v = 0;
+    int rc;
+    if (!resp)
+        return -MIG_ENOMEM;
+    snprintf(req, sizeof(req), "attach %s", s->name);
+    rc = mig__sim_host_call(s->dir, req, resp, MIG_SIM_MSG_MAX, fds, &nfds);
+    if (rc)
+        goto out;
+    if (nfds < 2) {
+        rc = -MIG_EPROTO;
+        goto out;
+    }
+    s->memfd = fds[0];
+    s->guest = fds[1];
+    s->uffd = nfds > 2 ? fds[2] : -1;
+    fds[0] = fds[1] = fds[2] = -1;
+    mig__sim_kv(resp, "tracking", s->tracking, sizeof(s->tracking));
+    mig__sim_kv(resp, "config", s->config, sizeof(s->config));
+    mig__sim_kv_u64(resp, "addr", &s->guest_addr);
+    mig__sim_kv_u64(resp, "nr_pages", &s->nr_pages);
+    if (mig__sim_kv_u64(resp, "pid", &v))
+        s->pid = (pid_t)v;
+    if (mig__sim_kv_u64(resp, "vcpus", &v))
+        s->vcpus = (unsigned)v;
+    if (mig__sim_kv_u64(resp, "throttle", &v))
+        s->orig_throttle = s->cur_throttle = (unsigned)v;
+    if (!s->nr_pages || !s->pid || !s->guest_addr) {
+        rc = -MIG_EPROTO;
+        goto out;
+    }
+    s->mem = mmap(NULL, s->nr_pages * MIG_SIM_PAGE, PROT_READ, MAP_SHARED, s->memfd, 0);
+    if (s->mem == MAP_FAILED) {
+        s->mem = NULL;
+        rc = mig__from_errno(errno);
+        goto out;
+    }
+    if (!strcmp(s->tracking, "uffd-wp-async+pagemap-scan")) {
+        snprintf(path, sizeof(path), "/proc/%d/pagemap", (int)s->pid);
+        s->pagemap = open(path, O_RDONLY | O_CLOEXEC);
+        if (s->pagemap < 0) {
+            rc = mig__from_errno(errno);
+            MIG_LOG(s->base.ctx, ERROR, "sim: cannot open %s: %s", path, strerror(errno));
+            goto out;
+        }
+    }
+    /* this connection owns tracking: if we vanish, the guest lifts write protection */
+    rc = guest_cmd(s, "track-owner", NULL, 0);
+out:
+    for (int i = 0; i < 3; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    free(resp);
+    return rc;
+}
+
+static int sim_open(struct mig_ctx *ctx, const char *arg, enum mig_role role,
+                    struct mig__hv **hv_out)
+{
+    struct sim_hv *s = calloc(1, sizeof(*s));
+    int rc;
+    if (!s)
+        return -MIG_ENOMEM;
+    s->base.ops = &mig__hv_sim_ops;
+    s->base.ctx = ctx;
+    s->base.role = role;
+    s->guest = s->memfd = s->uffd = s->pagemap = -1;
+    s->stop_pipe[0] = s->stop_pipe[1] = -1;
+    pthread_mutex_init(&s->lock, NULL);
+    mig__ratelimit_init(&s->rl, 1000, 5);
+    rc = parse_arg(arg, role == MIG_ROLE_SOURCE, s->name, sizeof(s->name), s->dir,
+                   sizeof(s->dir));
+    if (rc) {
+        MIG_LOG(ctx, ERROR, "sim: bad argument '%s' (want %s)", arg ? arg : "",
+                role == MIG_ROLE_SOURCE ? "NAME,host=DIR" : "host=DIR");
+        goto out;
+    }
+    if (role == MIG_ROLE_SOURCE) {
+        rc = attach(s);
+        if (rc) {
+            MIG_LOG(ctx, ERROR, "sim: cannot attach to %s in %s: %s", s->name, s->dir,
+                    mig_strerror(rc));
+            goto out;
+        }
+        MIG_LOG(ctx, INFO, "sim: attached to %s (pid %d, %" PRIu64 " pages, tracking %s)",
+                s->name, (int)s->pid, s->nr_pages, s->tracking);
+    } else {
+        int sock = -1;
+        rc = mig__sim_connect(s->dir, &sock); /* is a host there? */
+        if (sock >= 0)
+            close(sock);
+        if (rc) {
+            MIG_LOG(ctx, ERROR, "sim: no test-guest host at %s: %s", s->dir, mig_strerror(rc));
+            goto out;
+        }
+        snprintf(s->tracking, sizeof(s->tracking), "%s", probe_tracking());
+    }
+    *hv_out = &s->base;
+    s = NULL;
+out:
+    if (s)
+        sim_close(&s->base);
+    return rc;
+}
+
+static int sim_logdirty_disable(struct mig__hv *hv);
+static int sim_throttle(struct mig__hv *hv, unsigned percent);
+static int sim_resume(struct mig__hv *hv);
+static int sim_discard(struct mig__hv *hv);
+
+static void sim_close(struct mig__hv *hv)
+{
+    struct sim_hv *s = to_sim(hv);
+    if (!s)
+        return;
+    if (s->base.role == MIG_ROLE_SOURCE && !s->destroyed && s->guest >= 0) {
+        sim_logdirty_disable(hv);
+        if (s->cur_throttle != s->orig_throttle)
+            sim_throttle(hv, 0);
+        if (s->suspended)
+            sim_resume(hv);
+    }
+    if (s->base.role == MIG_ROLE_DESTINATION && s->incoming && !s->committed)
+        sim_discard(hv);
+    if (s->mem)
+        munmap(s->mem, s->nr_pages * MIG_SIM_PAGE);
+    if (s->pagemap >= 0)
+        close(s->pagemap);
+    if (s->uffd >= 0)
+        close(s->uffd);
+    if (s->memfd >= 0)
+        close(s->memfd);
+    if (s->guest >= 0)
+        close(s->guest);
+    free(s->dirty);
+    free(s->vec);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
+
+/* ---- both sides ---------------------------------------------------------------------- */
+
+static void json_str(FILE *f, const char *key, const char *v, bool comma)
+{
+    fprintf(f, "\"%s\":\"", key);
+    for (const char *p = v; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fputc('\\', f);
+        if ((unsigned char)*p >= 0x20)
+            fputc(*p, f);
+    }
+    fprintf(f, "\"%s", comma ? "," : "");
+}
+
+static int sim_facts(struct mig__hv *hv, char **json_out)
+{
+    struct sim_hv *s = to_sim(hv);
+    char path[PATH_MAX + 16];
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f;
+    snprintf(path, sizeof(path), "%s/facts.json", s->dir);
+    f = fopen(path, "re");
+    if (f) {
+        /* the facts file describes any host (later issues); passed through as is */
+        char chunk[4096];
+        size_t n;
+        FILE *m = open_memstream(&buf, &len);
+        if (!m) {
+            fclose(f);
+            return -MIG_ENOMEM;
+        }
+        while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+            fwrite(chunk, 1, n, m);
+        fclose(f);
+        if (fclose(m)) {
+            free(buf);
+            return -MIG_ENOMEM;
+        }
+        *json_out = buf;
+        return 0;
+    }
+    struct utsname u;
+    struct sysinfo si;
+    char host[256] = "";
+    uname(&u);
+    sysinfo(&si);
+    gethostname(host, sizeof(host) - 1);
+    f = open_memstream(&buf, &len);
+    if (!f)
+        return -MIG_ENOMEM;
+    fputc('{', f);
+    json_str(f, "backend", "sim", true);
+    json_str(f, "hostname", host, true);
+    json_str(f, "kernel", u.release, true);
+    json_str(f, "machine", u.machine, true);
+    fprintf(f, "\"mem_total_bytes\":%" PRIu64 ",\"mem_free_bytes\":%" PRIu64 ",",
+            (uint64_t)si.totalram * si.mem_unit, (uint64_t)si.freeram * si.mem_unit);
+    fprintf(f, "\"cpus\":%ld,\"page_size\":%u,", sysconf(_SC_NPROCESSORS_ONLN), MIG_SIM_PAGE);
+    json_str(f, "tracking", s->tracking, false);
+    fputc('}', f);
+    if (fclose(f)) {
+        free(buf);
+        return -MIG_ENOMEM;
+    }
+    *json_out = buf;
+    return 0;
+}
+
+static int sim_info(struct mig__hv *hv, struct mig__dom_info *info_out)
+{
+    struct sim_hv *s = to_sim(hv);
+    if (s->base.role != MIG_ROLE_SOURCE)
+        return -MIG_ESTATE;
+    memset(info_out, 0, sizeof(*info_out));
+    snprintf(info_out->name, sizeof(info_out->name), "%.63s", s->name);
+    info_out->nr_pages = s->nr_pages;
+    info_out->page_size = MIG_SIM_PAGE;
+    info_out->vcpus = s->vcpus;
+    snprintf(info_out->config, sizeof(info_out->config), "%s", s->config);
+    return 0;
+}
+
+static const char *sim_tracking(struct mig__hv *hv)
+{
+    /* a static string, as the contract says */
+    const char *t = to_sim(hv)->tracking;
+    if (!strcmp(t, "uffd-wp-async+pagemap-scan"))
+        return "uffd-wp-async+pagemap-scan";
+    if (!strcmp(t, "uffd-wp-sync"))
+        return "uffd-wp-sync";
+    return "none";
+}
+
+/* ---- source: dirty tracking ---------------------------------------------------------------- */
+
+static int wp_range(struct sim_hv *s, uint64_t pfn, uint64_t count, bool protect)
+{
+    struct uffdio_writeprotect wp = {
+        .range = {.start = s->guest_addr + pfn * MIG_SIM_PAGE, .len = count * MIG_SIM_PAGE},
+        .mode = protect ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
+    };
+    for (;;) {
+        if (ioctl(s->uffd, UFFDIO_WRITEPROTECT, &wp) == 0)
+            return 0;
+        if (errno != EAGAIN && errno != EINTR)
+            return mig__from_errno(errno);
+    }
+}
+
+static void *fault_main(void *arg)
+{
+    struct sim_hv *s = arg;
+    struct uffd_msg msgs[64];
+    for (;;) {
+        struct pollfd p[2] = {{.fd = s->uffd, .events = POLLIN}, {.fd = s->stop_pipe[0], .events = POLLIN}};
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        if (p[1].revents)
+            break;
+        ssize_t r = read(s->uffd, msgs, sizeof(msgs));
+        if (r < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                continue;
+            pthread_mutex_lock(&s->lock);
+            if (!s->fault_err)
+                s->fault_err = mig__from_errno(errno);
+            pthread_mutex_unlock(&s->lock);
+            break;
+        }
+        pthread_mutex_lock(&s->lock);
+        for (size_t i = 0; i < (size_t)r / sizeof(msgs[0]); i++) {
+            if (msgs[i].event != UFFD_EVENT_PAGEFAULT)
+                continue;
+            uint64_t addr = msgs[i].arg.pagefault.address & ~(uint64_t)(MIG_SIM_PAGE - 1);
+            uint64_t pfn = (addr - s->guest_addr) / MIG_SIM_PAGE;
+            if (addr < s->guest_addr || pfn >= s->nr_pages)
+                continue;
+            s->dirty[pfn / BITS_PER_UL] |= 1UL << (pfn % BITS_PER_UL);
+            /* un-protect and wake the faulting vCPU: the write goes through */
+            int rc = wp_range(s, pfn, 1, false);
+            if (rc && !s->fault_err)
+                s->fault_err = rc;
+        }
+        pthread_mutex_unlock(&s->lock);
+    }
+    return NULL;
+}
+
+static int sim_logdirty_enable(struct mig__hv *hv)
+{
+    struct sim_hv *s = to_sim(hv);
+    int rc;
+    if (s->base.role != MIG_ROLE_SOURCE || s->destroyed)
+        return -MIG_ESTATE;
+    if (s->tracking_on)
+        return 0;
+    if (s->uffd < 0 || !strcmp(sim_tracking(hv), "none"))
+        return -MIG_ENOTSUP;
+    if (!strcmp(s->tracking, "uffd-wp-sync")) {
+        size_t words = (s->nr_pages + BITS_PER_UL - 1) / BITS_PER_UL;
+        free(s->dirty);
+        s->dirty = calloc(words, sizeof(unsigned long));
+        if (!s->dirty)
+            return -MIG_ENOMEM;
+        if (pipe2(s->stop_pipe, O_CLOEXEC) < 0)
+            return mig__from_errno(errno);
+        s->fault_err = 0;
+        if (pthread_create(&s->fault_thr, NULL, fault_main, s)) {
+            close(s->stop_pipe[0]);
+            close(s->stop_pipe[1]);
+            s->stop_pipe[0] = s->stop_pipe[1] = -1;
+            return -MIG_ENOMEM;
+        }
+        s->fault_thr_on = true;
+    } else if (!s->vec) {
+        s->vec = calloc(SCAN_VEC, sizeof(*s->vec));
+        if (!s->vec)
+            return -MIG_ENOMEM;
+    }
+    s->tracking_on = true;
+    rc = wp_range(s, 0, s->nr_pages, true);
+    if (rc) {
+        sim_logdirty_disable(hv);
+        return rc;
+    }
+    MIG_LOG(s->base.ctx, DEBUG, "sim: log-dirty on (%s)", s->tracking);
+    return 0;
+}
+
+static int sim_logdirty_disable(struct mig__hv *hv)
+{
+    struct sim_hv *s = to_sim(hv);
+    int rc = 0;
+    if (!s->tracking_on)
+        return 0;
+    /* lift protection first: a vCPU blocked on a sync fault is woken by it */
+    rc = wp_range(s, 0, s->nr_pages, false);
+    if (s->fault_thr_on) {
+        ssize_t w = write(s->stop_pipe[1], "x", 1);
+        (void)w;
+        pthread_join(s->fault_thr, NULL);
+        s->fault_thr_on = false;
+        close(s->stop_pipe[0]);
+        close(s->stop_pipe[1]);
+        s->stop_pipe[0] = s->stop_pipe[1] = -1;
+        /* faults that were queued after the unprotect resolve themselves on retry,
+         * but wake anyone still waiting */
+        struct uffdio_range r = {.start = s->guest_addr, .len = s->nr_pages * MIG_SIM_PAGE};
+        ioctl(s->uffd, UFFDIO_WAKE, &r);
+    }
+    s->tracking_on = false;
+    MIG_LOG(s->base.ctx, DEBUG, "sim: log-dirty off");
+    return rc;
+}
+
+static void set_bits(unsigned long *bitmap, uint64_t pfn, uint64_t end)
+{
+    for (; pfn < end && pfn % BITS_PER_UL; pfn++)
+        bitmap[pfn / BITS_PER_UL] |= 1UL << (pfn % BITS_PER_UL);
+    for (; pfn + BITS_PER_UL <= end; pfn += BITS_PER_UL)
+        bitmap[pfn / BITS_PER_UL] = ~0UL;
+    for (; pfn < end; pfn++)
+        bitmap[pfn / BITS_PER_UL] |= 1UL << (pfn % BITS_PER_UL);
+}
+
+static int clean_async(struct sim_hv *s, unsigned long *bitmap, uint64_t *ndirty_out)
+{
+    uint64_t start = s->guest_addr, end = s->guest_addr + s->nr_pages * MIG_SIM_PAGE;
+    uint64_t n = 0;
+    while (start < end) {
+        struct pm_scan_arg arg = {
+            .size = sizeof(arg),
+            .flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
+            .start = start,
+            .end = end,
+            .vec = (uintptr_t)s->vec,
+            .vec_len = SCAN_VEC,
+            .category_mask = PAGE_IS_WRITTEN,
+            .return_mask = PAGE_IS_WRITTEN,
+        };
+        long r = ioctl(s->pagemap, PAGEMAP_SCAN, &arg);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            int e = errno;
+            MIG_LOG_RL(s->base.ctx, &s->rl, ERROR, "sim: PAGEMAP_SCAN failed: %s", strerror(e));
+            return mig__from_errno(e);
+        }
+        for (long i = 0; i < r; i++) {
+            uint64_t a = (s->vec[i].start - s->guest_addr) / MIG_SIM_PAGE;
+            uint64_t b = (s->vec[i].end - s->guest_addr) / MIG_SIM_PAGE;
+            if (b > s->nr_pages)
+                b = s->nr_pages;
+            set_bits(bitmap, a, b);
+            n += b - a;
+        }
+        if (arg.walk_end <= start && r == 0)
+            return -MIG_EBACKEND; /* no progress */
+        start = arg.walk_end;
+    }
+    *ndirty_out = n;
+    return 0;
+}
+
+static int clean_sync(struct sim_hv *s, unsigned long *bitmap, uint64_t *ndirty_out)
+{
+    size_t words = (s->nr_pages + BITS_PER_UL - 1) / BITS_PER_UL;
+    uint64_t n = 0;
+    int rc = 0;
+    pthread_mutex_lock(&s->lock);
+    rc = s->fault_err;
+    for (size_t w = 0; w < words && !rc; w++) {
+        unsigned long bits = s->dirty[w];
+        if (!bits)
+            continue;
+        /* re-protect runs of recorded pages, then hand the bits over; the
+         * fault thread waits on the lock, so a write after the re-protect
+         * faults again and is recorded for the next round */
+        uint64_t base = (uint64_t)w * BITS_PER_UL;
+        unsigned b = 0;
+        while (b < BITS_PER_UL && !rc) {
+            if (!(bits & (1UL << b))) {
+                b++;
+                continue;
+            }
+            unsigned e = b;
+            while (e < BITS_PER_UL && (bits & (1UL << e)))
+                e++;
+            rc = wp_range(s, base + b, e - b, true);
+            b = e;
+        }
+        if (rc)
+            break;
+        bitmap[w] |= bits;
+        n += (uint64_t)__builtin_popcountl(bits);
+        s->dirty[w] = 0;
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (!rc)
+        *ndirty_out = n;
+    return rc;
+}
+
+static int sim_logdirty_clean(struct mig__hv *hv, unsigned long *bitmap, uint64_t *ndirty_out)
+{
+    struct sim_hv *s = to_sim(hv);
+    if (!s->tracking_on)
+        return -MIG_ESTATE;
+    if (s->fault_thr_on)
+        return clean_sync(s, bitmap, ndirty_out);
+    return clean_async(s, bitmap, ndirty_out);
+}
+
+static int sim_map_pages(struct mig__hv *hv, const uint64_t *pfns, unsigned n, const void **ptrs,
+                         struct mig__hv_map **map_out)
+{
+    /* the whole memfd stays mapped: nothing per batch, safe from any thread */
+    struct sim_hv *s = to_sim(hv);
+    if (!s->mem || n > 1024)
+        return -MIG_EINVAL;
+    for (unsigned i = 0; i < n; i++) {
+        if (pfns[i] >= s->nr_pages)
+            return -MIG_EINVAL;
+        ptrs[i] = s->mem + pfns[i] * MIG_SIM_PAGE;
+    }
+    *map_out = NULL; /* nothing to release; unmap_pages(NULL) is a no-op */
+    return 0;
+}
+
+static void sim_unmap_pages(struct mig__hv *hv, struct mig__hv_map *map)
+{
+    (void)hv;
+    (void)map;
+}
+
+/* ---- source: guest control ---------------------------------------------------------------------- */
+
+static int sim_throttle(struct mig__hv *hv, unsigned percent)
+{
+    struct sim_hv *s = to_sim(hv);
+    char req[32];
+    unsigned p = percent ? percent : s->orig_throttle;
+    if (percent > 100)
+        return -MIG_EINVAL;
+    snprintf(req, sizeof(req), "throttle %u", p);
+    int rc = guest_cmd(s, req, NULL, 0);
+    if (!rc)
+        s->cur_throttle = p;
+    return rc;
+}
+
+static int sim_suspend(struct mig__hv *hv)
+{
+    struct sim_hv *s = to_sim(hv);
+    int rc = guest_cmd(s, "suspend", NULL, 0);
+    if (!rc)
+        s->suspended = true;
+    return rc;
+}
+
+static int sim_resume(struct mig__hv *hv)
+{
+    struct sim_hv *s = to_sim(hv);
+    int rc = guest_cmd(s, "resume", NULL, 0);
+    if (!rc)
+        s->suspended = false;
+    return rc;
+}
+
+static int sim_save_state(struct mig__hv *hv, struct mig__blob *blob_out)
+{
+    struct sim_hv *s = to_sim(hv);
+    char resp[2048];
+    int rc = guest_cmd(s, "get-state", resp, sizeof(resp));
+    if (rc)
+        return rc;
+    blob_out->kind = STATE_BLOB_KIND;
+    blob_out->len = strlen(resp) + 1;
+    blob_out->data = strdup(resp);
+    return blob_out->data ? 0 : -MIG_ENOMEM;
+}
+
+static int sim_rename(struct mig__hv *hv, const char *new_name)
+{
+    struct sim_hv *s = to_sim(hv);
+    char req[256];
+    snprintf(req, sizeof(req), "rename %s %s", s->name, new_name);
+    int rc = mig__sim_host_call(s->dir, req, NULL, 0, NULL, NULL);
+    if (!rc)
+        snprintf(s->name, sizeof(s->name), "%s", new_name);
+    return rc;
+}
+
+static int sim_destroy(struct mig__hv *hv)
+{
+    struct sim_hv *s = to_sim(hv);
+    char req[128];
+    snprintf(req, sizeof(req), "destroy %s", s->name);
+    if (s->fault_thr_on)
+        sim_logdirty_disable(hv);
+    int rc = mig__sim_host_call(s->dir, req, NULL, 0, NULL, NULL);
+    if (!rc) {
+        s->destroyed = true;
+        s->tracking_on = false;
+    }
+    return rc;
+}
+
+/* ---- destination ------------------------------------------------------------------------------------- */
+
+static int sim_create_incoming(struct mig__hv *hv, const struct mig__dom_info *info)
+{
+    struct sim_hv *s = to_sim(hv);
+    struct mig__sim_config cfg;
+    char req[1024], resp[512];
+    int fds[2] = {-1, -1};
+    unsigned nfds = 2;
+    int rc;
+    if (s->base.role != MIG_ROLE_DESTINATION || s->incoming)
+        return -MIG_ESTATE;
+    if (info->page_size != MIG_SIM_PAGE)
+        return -MIG_EINCOMPAT;
+    rc = mig__sim_config_parse(info->config, &cfg);
+    if (rc)
+        return rc;
+    if (cfg.mem_bytes / MIG_SIM_PAGE != info->nr_pages)
+        return -MIG_EINVAL;
+    snprintf(req, sizeof(req), "create-incoming %s %s", info->name, info->config);
+    rc = mig__sim_host_call(s->dir, req, resp, sizeof(resp), fds, &nfds);
+    if (rc)
+        return rc;
+    if (nfds < 2) {
+        for (unsigned i = 0; i < nfds; i++)
+            close(fds[i]);
+        return -MIG_EPROTO;
+    }
+    s->memfd = fds[0];
+    s->guest = fds[1];
+    s->incoming = true;
+    s->nr_pages = info->nr_pages;
+    mig__sim_kv(resp, "name", s->name, sizeof(s->name));
+    snprintf(s->config, sizeof(s->config), "%s", info->config);
+    s->mem = mmap(NULL, s->nr_pages * MIG_SIM_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, s->memfd,
+                  0);
+    if (s->mem == MAP_FAILED) {
+        s->mem = NULL;
+        rc = mig__from_errno(errno);
+        sim_discard(hv);
+    }
+    return rc;
+}
+
+static int sim_write_pages(struct mig__hv *hv, const uint64_t *pfns, unsigned n, const void *data)
+{
+    struct sim_hv *s = to_sim(hv);
+    if (!s->mem || s->committed)
+        return -MIG_ESTATE;
+    for (unsigned i = 0; i < n; i++) {
+        if (pfns[i] >= s->nr_pages)
+            return -MIG_EINVAL;
+        memcpy(s->mem + pfns[i] * MIG_SIM_PAGE, (const uint8_t *)data + (size_t)i * MIG_SIM_PAGE,
+               MIG_SIM_PAGE);
+    }
+    return 0;
+}
+
+static int sim_write_zero(struct mig__hv *hv, uint64_t pfn, uint64_t count)
+{
+    struct sim_hv *s = to_sim(hv);
+    if (!s->mem || s->committed)
+        return -MIG_ESTATE;
+    if (pfn > s->nr_pages || count > s->nr_pages - pfn)
+        return -MIG_EINVAL;
+    if (!count)
+        return 0;
+    if (fallocate(s->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                  (off_t)(pfn * MIG_SIM_PAGE), (off_t)(count * MIG_SIM_PAGE)) < 0) {
+        /* no hole punching here: zero by hand */
+        memset(s->mem + pfn * MIG_SIM_PAGE, 0, count * MIG_SIM_PAGE);
+    }
+    return 0;
+}
+
+static int sim_load_state(struct mig__hv *hv, const struct mig__blob *blob)
+{
+    struct sim_hv *s = to_sim(hv);
+    char req[2100];
+    if (blob->kind != STATE_BLOB_KIND || blob->len == 0 || blob->len > 2000 ||
+        ((const char *)blob->data)[blob->len - 1] != '\0')
+        return -MIG_EPROTO;
+    snprintf(req, sizeof(req), "set-state %s", (const char *)blob->data);
+    return guest_cmd(s, req, NULL, 0);
+}
+
+static int sim_ready(struct mig__hv *hv)
+{
+    struct sim_hv *s = to_sim(hv);
+    return s->incoming && !s->committed ? 0 : -MIG_ESTATE;
+}
+
+static int sim_commit(struct mig__hv *hv)
+{
+    struct sim_hv *s = to_sim(hv);
+    char req[128];
+    if (!s->incoming || s->committed)
+        return -MIG_ESTATE;
+    snprintf(req, sizeof(req), "commit %s", s->name);
+    int rc = mig__sim_host_call(s->dir, req, NULL, 0, NULL, NULL);
+    if (!rc)
+        s->committed = true;
+    return rc;
+}
+
+static int sim_discard(struct mig__hv *hv)
+{
+    struct sim_hv *s = to_sim(hv);
+    char req[128];
+    if (!s->incoming || s->committed)
+        return -MIG_ESTATE;
+    snprintf(req, sizeof(req), "discard %s", s->name);
+    int rc = mig__sim_host_call(s->dir, req, NULL, 0, NULL, NULL);
+    if (!rc || rc == -MIG_ENOENT)
+        s->incoming = false;
+    return rc;
+}
+
+const struct mig__hv_ops mig__hv_sim_ops = {
+    .name = "sim",
+    .open = sim_open,
+    .close = sim_close,
+    .facts = sim_facts,
+    .info = sim_info,
+    .tracking = sim_tracking,
+    .logdirty_enable = sim_logdirty_enable,
+    .logdirty_clean = sim_logdirty_clean,
+    .logdirty_disable = sim_logdirty_disable,
+    .map_pages = sim_map_pages,
+    .unmap_pages = sim_unmap_pages,
+    .throttle = sim_throttle,
+    .suspend = sim_suspend,
+    .resume = sim_resume,
+    .save_state = sim_save_state,
+    .rename = sim_rename,
+    .destroy = sim_destroy,
+    .create_incoming = sim_create_incoming,
+    .write_pages = sim_write_pages,
+    .write_zero = sim_write_zero,
+    .load_state = sim_load_state,
+    .ready = sim_ready,
+    .commit = sim_commit,
+    .discard = sim_discard,
+};

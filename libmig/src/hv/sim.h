@@ -1,0 +1,143 @@
+/*
+ * sim.h: what the test-guest pieces share: the guest memory layout, the
+ * config grammar, and the message layer used between the backend, the host
+ * and the guests (SOCK_SEQPACKET, one text message per packet, file
+ * descriptors attached with SCM_RIGHTS). See docs/sim-backend.md.
+ *
+ * Files: sim-proto.c (messages, config, memory layout helpers), sim-guest.c
+ * (the guest process), sim-host.c (the host and the public client calls),
+ * sim.c (the "sim:" backend ops).
+ */
+#ifndef MIG_SIM_H
+#define MIG_SIM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libmig/sim.h>
+
+#include "mig-internal.h"
+
+#define MIG_SIM_PAGE 4096u
+#define MIG_SIM_MSG_MAX 65536u   /* bytes: largest message on any sim socket */
+#define MIG_SIM_MAX_FDS 4u
+#define MIG_SIM_TIMEOUT_MS 10000 /* default bound on a request round trip */
+#define MIG_SIM_INCOMING_SUFFIX "--incoming"
+
+/* ---- guest memory layout --------------------------------------------------
+ * pfn 0: struct mig__sim_meta; pfn 1: struct mig__sim_clock (the ticker's
+ * page); pfn 2 .. 2+table_pages-1: uint32_t gen[nr_pages], the generation of
+ * every page; from data_pfn on: workload pages. All of it migrates. */
+#define MIG_SIM_MAGIC 0x3130434d4953474dull /* "MGSIMC01" */
+#define MIG_SIM_PAGE_MAGIC 0x5347u
+
+struct mig__sim_meta {
+    uint64_t magic;
+    uint64_t nr_pages;    /* pages in the memfd */
+    uint64_t table_pfn;   /* first page of the generation table */
+    uint64_t table_pages; /* pages */
+    uint64_t data_pfn;    /* first workload page */
+};
+
+struct mig__sim_clock {
+    uint64_t mono_ns;   /* CLOCK_MONOTONIC at the last tick */
+    uint64_t real_ns;   /* CLOCK_REALTIME at the last tick (other boot) */
+    uint64_t boot_hash; /* hash of /proc/sys/kernel/random/boot_id of that tick */
+    uint64_t seq;       /* ticks */
+};
+
+/* The first bytes of every workload page the guest wrote. */
+struct mig__sim_page_hdr {
+    uint64_t pfn;
+    uint32_t gen;
+    uint16_t magic;  /* MIG_SIM_PAGE_MAGIC */
+    uint16_t pad;
+    uint64_t csum;   /* mig__sim_page_csum() of pfn, gen and the rest */
+};
+
+static inline uint64_t mig__sim_table_pages(uint64_t nr_pages)
+{
+    return (nr_pages * 4 + MIG_SIM_PAGE - 1) / MIG_SIM_PAGE;
+}
+
+/* Checksum of a page's body (bytes after the header) keyed by pfn and gen. */
+MIG_HIDDEN uint64_t mig__sim_page_csum(uint64_t pfn, uint32_t gen, const void *page);
+/* Fill a page as the workload does; *rng is advanced. fill_zero: body zero. */
+MIG_HIDDEN void mig__sim_page_fill(void *page, uint64_t pfn, uint32_t gen, bool fill_zero,
+                                   uint64_t *rng);
+/* 0 if the page is consistent with 'gen' (gen 0: all zero), else -MIG_ECRC. */
+MIG_HIDDEN int mig__sim_page_check(const void *page, uint64_t pfn, uint32_t gen);
+
+/* ---- config ------------------------------------------------------------- */
+
+enum mig__sim_pattern { MIG_SIM_UNIFORM, MIG_SIM_HOTSET, MIG_SIM_SEQUENTIAL };
+enum mig__sim_tracking { MIG_SIM_TRACK_AUTO, MIG_SIM_TRACK_ASYNC, MIG_SIM_TRACK_SYNC };
+
+#define MIG_SIM_DIRTY_MAX UINT64_MAX
+
+struct mig__sim_config {
+    uint64_t mem_bytes;        /* bytes, multiple of the page size */
+    unsigned vcpus;            /* workload threads */
+    uint64_t dirty_bps;        /* bytes/s written by all vCPUs; MIG_SIM_DIRTY_MAX: flat out */
+    enum mig__sim_pattern pattern;
+    unsigned hot_pct;          /* hotset: percent of the touched pages that are hot */
+    unsigned hot_share;        /* hotset: percent of writes that go to them */
+    bool fill_zero;            /* page bodies zero instead of random */
+    unsigned touch_pct;        /* percent of workload pages ever written */
+    unsigned throttle;         /* percent: initial (the admin's) throttle */
+    enum mig__sim_tracking tracking;
+    uint64_t seed;
+    unsigned tick_us;          /* us between clock ticks */
+};
+
+/* Parse "mem=2G,vcpus=2,dirty=200M,pattern=hotset,...". Unknown keys fail. */
+MIG_HIDDEN int mig__sim_config_parse(const char *text, struct mig__sim_config *cfg_out);
+/* Parse a size with optional K/M/G/T suffix (powers of 1024). */
+MIG_HIDDEN int mig__sim_parse_size(const char *text, uint64_t *out);
+
+/* ---- messages ------------------------------------------------------------
+ * One request or response per SOCK_SEQPACKET packet: text, up to
+ * MIG_SIM_MSG_MAX bytes, optionally carrying up to MIG_SIM_MAX_FDS
+ * descriptors. Requests: "VERB ARG...". Responses: "ok KEY=VALUE ..." or
+ * "err ERRNAME text". */
+
+/* Send 'text' with 'nfds' descriptors (borrowed). */
+MIG_HIDDEN int mig__sim_send(int sock, const char *text, const int *fds, unsigned nfds);
+/* Receive one message into buf (NUL-terminated). fds_out/nfds_inout: room for
+ * descriptors (caller closes what it gets); extra ones are closed. 'timeout_ms'
+ * < 0 waits forever. Returns 0, -MIG_EPEER on EOF, -MIG_ETIMEOUT. */
+MIG_HIDDEN int mig__sim_recv(int sock, char *buf, size_t cap, int *fds_out, unsigned *nfds_inout,
+                             int timeout_ms);
+/* Send a request and receive its response; an "err" response becomes its
+ * negative code. resp gets the text after "ok " (may be NULL). */
+MIG_HIDDEN int mig__sim_call(int sock, const char *req, char *resp, size_t cap, int *fds_out,
+                             unsigned *nfds_inout, int timeout_ms);
+/* Connect to DIR/control.sock; caller closes *sock_out. */
+MIG_HIDDEN int mig__sim_connect(const char *dir, int *sock_out);
+/* One request to the host at DIR on a fresh connection. */
+MIG_HIDDEN int mig__sim_host_call(const char *dir, const char *req, char *resp, size_t cap,
+                                  int *fds_out, unsigned *nfds_inout);
+/* Format an error response for code rc (negative). */
+MIG_HIDDEN void mig__sim_err(char *buf, size_t cap, int rc, const char *what);
+/* Value of KEY in "k=v k=v" text (values end at space or newline). */
+MIG_HIDDEN bool mig__sim_kv(const char *text, const char *key, char *val, size_t cap);
+MIG_HIDDEN bool mig__sim_kv_u64(const char *text, const char *key, uint64_t *out);
+MIG_HIDDEN bool mig__sim_kv_i64(const char *text, const char *key, int64_t *out);
+/* Parse one status line (as "status" answers) into st. */
+MIG_HIDDEN void mig__sim_status_parse(const char *line, struct mig_sim_guest_status *st);
+
+/* A hash of this boot's boot_id (to tell whether two CLOCK_MONOTONIC values compare). */
+MIG_HIDDEN uint64_t mig__sim_boot_hash(void);
+
+/* The "sim:" backend's ops table (sim.c). */
+struct mig__hv_ops;
+MIG_HIDDEN extern const struct mig__hv_ops mig__hv_sim_ops;
+
+/* ---- test-only guest commands (tests link the internal library) ---------- */
+
+/* Ask guest NAME at DIR to write the given pages now (as its workload would). */
+MIG_HIDDEN int mig__sim_guest_touch(const char *dir, const char *name, const uint64_t *pfns,
+                                    unsigned n);
+
+#endif
