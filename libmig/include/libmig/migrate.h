@@ -101,6 +101,10 @@ MIG_EXPORT int mig_receive_fds(struct mig_ctx *ctx, const struct mig_recv_params
 MIG_EXPORT int mig_listen_serve(struct mig_ctx *ctx, const struct mig_recv_params *p,
                                 const char *uri, volatile int *stop);
 
+/* This host's facts (JSON text) as the backend 'backend' ("xen:", "sim:host=DIR")
+ * sees them; caller frees *json_out. */
+MIG_EXPORT int mig_host_facts(struct mig_ctx *ctx, const char *backend, char **json_out);
+
 /* ---- in doubt ---------------------------------------------------------- */
 
 enum mig_outcome {

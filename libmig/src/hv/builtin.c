@@ -6,10 +6,12 @@
 
 #include "hv-provider.h"
 
+extern const struct mig__hv_ops mig__hv_sim_ops;
+
 int mig__hv_register_builtins(struct mig_ctx *ctx)
 {
     static const struct mig__hv_ops *const builtins[] = {
-        NULL, /* sim and xen are added as they land */
+        &mig__hv_sim_ops, /* the test guest: any Linux machine */
     };
     for (size_t i = 0; i < sizeof(builtins) / sizeof(builtins[0]); i++) {
         if (!builtins[i])

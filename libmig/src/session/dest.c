@@ -87,8 +87,8 @@ static int wait_barrier(struct chan *c, uint32_t round)
 {
     struct dest *d = c->d;
     int rc = 0;
-    if ((int64_t)round <= c->done_round)
-        return -MIG_EPROTO; /* a channel's rounds only go forward */
+    if ((int64_t)round != c->done_round + 1)
+        return -MIG_EPROTO; /* each channel sends its rounds in order, none skipped */
     pthread_mutex_lock(&d->lock);
     while (!d->err && completed_round(d) < (int64_t)round - 1)
         pthread_cond_wait(&d->cond, &d->lock);
@@ -153,48 +153,63 @@ static int apply_zero_runs(struct chan *c, const struct mig__rec *rec)
     return 0;
 }
 
+static void chan_round_end(struct chan *c, uint32_t round)
+{
+    pthread_mutex_lock(&c->d->lock);
+    c->done_round = round;
+    pthread_cond_broadcast(&c->d->cond);
+    pthread_mutex_unlock(&c->d->lock);
+}
+
+static void chan_finish(struct chan *c)
+{
+    pthread_mutex_lock(&c->d->lock);
+    c->finished = true;
+    pthread_cond_broadcast(&c->d->cond);
+    pthread_mutex_unlock(&c->d->lock);
+}
+
+/* Apply one data record. 0, 1 when the channel's end-of-data mark came, or
+ * an error. */
+static int chan_handle(struct chan *c, const struct mig__rec *rec)
+{
+    switch (rec->type) {
+    case MIG_REC_PAGES:
+    case MIG_REC_PAGES_ZSTD:
+        return apply_pages(c, rec);
+    case MIG_REC_ZERO_RUNS:
+        return apply_zero_runs(c, rec);
+    case MIG_REC_ROUND_END: {
+        uint32_t round;
+        uint64_t pages;
+        int rc = mig__rec_get_round_end(rec, &round, &pages);
+        if (rc < 0)
+            return rc;
+        if ((int64_t)round != c->done_round + 1)
+            return -MIG_EPROTO;
+        chan_round_end(c, round);
+        return 0;
+    }
+    case MIG_REC_SWITCHOVER:
+        chan_finish(c);
+        return 1;
+    default:
+        return -MIG_EPROTO;
+    }
+}
+
 static void *chan_main(void *arg)
 {
     struct chan *c = arg;
-    struct dest *d = c->d;
     struct mig__rec rec;
-    int rc = 0;
+    int rc;
     for (;;) {
         rc = mig__stream_get(c->stream, &rec);
         if (rc < 0)
             break;
-        switch (rec.type) {
-        case MIG_REC_PAGES:
-        case MIG_REC_PAGES_ZSTD:
-            rc = apply_pages(c, &rec);
-            break;
-        case MIG_REC_ZERO_RUNS:
-            rc = apply_zero_runs(c, &rec);
-            break;
-        case MIG_REC_ROUND_END: {
-            uint32_t round;
-            uint64_t pages;
-            rc = mig__rec_get_round_end(&rec, &round, &pages);
-            if (rc == 0 && (int64_t)round != c->done_round + 1)
-                rc = -MIG_EPROTO;
-            if (rc == 0) {
-                pthread_mutex_lock(&d->lock);
-                c->done_round = round;
-                pthread_cond_broadcast(&d->cond);
-                pthread_mutex_unlock(&d->lock);
-            }
-            break;
-        }
-        case MIG_REC_SWITCHOVER:
-            pthread_mutex_lock(&d->lock);
-            c->finished = true;
-            pthread_cond_broadcast(&d->cond);
-            pthread_mutex_unlock(&d->lock);
+        rc = chan_handle(c, &rec);
+        if (rc == 1)
             return NULL;
-        default:
-            rc = -MIG_EPROTO;
-            break;
-        }
         if (rc < 0)
             break;
     }
@@ -219,23 +234,22 @@ static int send_error(struct dest *d, int rc, const char *fmt, ...)
 
 static int answer_resolve(struct dest *d, const struct mig__rec *rec)
 {
-    char *text = NULL, hex[64] = "";
+    char *domain = NULL, hex[33];
     uint8_t sid[16];
     enum mig_outcome o = MIG_OUTCOME_UNKNOWN;
-    int rc = mig__rec_get_text(rec, &text);
+    int rc = mig__rec_get_resolve_query(rec, sid, &domain);
     if (rc < 0)
-        return rc;
-    const char *p = strstr(text, "session=");
-    if (!p || sscanf(p, "session=%32s", hex) != 1 || mig__unhex(hex, sid, 16) < 0) {
-        free(text);
         return send_error(d, -MIG_EPROTO, "malformed resolve query");
-    }
-    free(text);
     rc = mig__outcome_read(d->p->state_dir, sid, &o);
-    if (rc < 0)
+    mig__hex(sid, 16, hex);
+    if (rc < 0) {
+        free(domain);
         return send_error(d, rc, "cannot read the outcomes journal: %s", mig_strerror(rc));
-    MIG_LOG(d->ctx, INFO, "resolve query for session %s: %s", hex, mig_outcome_name(o));
-    mig__rec_put_text(d->link->ctrl, MIG_REC_RESOLVE_ANSWER, mig_outcome_name(o));
+    }
+    MIG_LOG(d->ctx, INFO, "resolve query for %s (session %s): %s", domain, hex,
+            mig_outcome_name(o));
+    free(domain);
+    mig__rec_put_resolve_answer(d->link->ctrl, sid, (uint32_t)o);
     return mig__stream_flush(d->link->ctrl);
 }
 
@@ -256,6 +270,10 @@ static int start_channels(struct dest *d)
         if (!c->dctx || !c->zbuf)
             return -MIG_ENOMEM;
     }
+    /* ssh and fd pairs carry the data on the control stream: the control
+     * loop applies it itself (serve()). */
+    if (d->link->data_on_ctrl)
+        return 0;
     for (unsigned i = 0; i < d->n; i++) {
         if (pthread_create(&d->ch[i].thread, NULL, chan_main, &d->ch[i]) != 0)
             return -MIG_ENOMEM;
@@ -312,7 +330,7 @@ static int wait_final(struct dest *d, uint32_t final)
 static int serve(struct dest *d)
 {
     struct mig__rec rec;
-    char *facts = NULL, *text = NULL;
+    char *facts = NULL;
     bool switchover = false;
     int rc;
 
@@ -339,10 +357,10 @@ static int serve(struct dest *d)
     if (rec.type != MIG_REC_DOMAIN_INFO)
         return send_error(d, -MIG_EPROTO, "expected DOMAIN_INFO, got %s",
                           mig__rec_type_name(rec.type));
-    rc = mig__rec_get_text(&rec, &text);
+    struct mig__rec_dom_info di;
+    rc = mig__rec_get_dom_info(&rec, &di);
     if (rc == 0)
-        rc = mig__dom_info_decode(text, &d->info);
-    free(text);
+        rc = mig__dom_info_check(&di, &d->info);
     if (rc < 0)
         return send_error(d, rc, "malformed domain description");
     rc = mig_fsm_transition(&d->fsm, MIG_STATE_NONE, MIG_STATE_RECEIVING);
@@ -369,6 +387,29 @@ static int serve(struct dest *d)
         pthread_mutex_unlock(&d->lock);
         if (cerr)
             return send_error(d, cerr, "receiving pages: %s", mig_strerror(cerr));
+        /* On a shared stream the source sends, per round, the channel's
+         * ROUND_END (round = done + 1) and then its own (round = done), and
+         * at the end the channel's SWITCHOVER after its own. */
+        if (d->link->data_on_ctrl) {
+            struct chan *c0 = &d->ch[0];
+            bool data = rec.type == MIG_REC_PAGES || rec.type == MIG_REC_PAGES_ZSTD ||
+                        rec.type == MIG_REC_ZERO_RUNS ||
+                        (rec.type == MIG_REC_SWITCHOVER && switchover);
+            if (rec.type == MIG_REC_ROUND_END) {
+                uint32_t round;
+                uint64_t pages;
+                rc = mig__rec_get_round_end(&rec, &round, &pages);
+                if (rc < 0)
+                    return rc;
+                data = (int64_t)round == c0->done_round + 1 && !c0->finished;
+            }
+            if (data) {
+                rc = chan_handle(c0, &rec);
+                if (rc < 0)
+                    return send_error(d, rc, "receiving pages: %s", mig_strerror(rc));
+                continue;
+            }
+        }
         switch (rec.type) {
         case MIG_REC_ROUND_END: {
             uint32_t round;
@@ -386,7 +427,7 @@ static int serve(struct dest *d)
                 return send_error(d, rc, "domain not ready: %s", mig_strerror(rc));
             rc = mig_fsm_transition(&d->fsm, MIG_STATE_RECEIVING, MIG_STATE_READY);
             if (rc < 0)
-                return rc;
+                return send_error(d, -MIG_EPROTO, "second final round from the source");
             mig__rec_put_empty(d->link->ctrl, MIG_REC_READY);
             rc = mig__stream_flush(d->link->ctrl);
             if (rc < 0)
@@ -474,6 +515,17 @@ static int serve_link(struct mig_ctx *ctx, const struct mig_recv_params *p, stru
         d.hv->ops->close(d.hv);
     pthread_cond_destroy(&d.cond);
     pthread_mutex_destroy(&d.lock);
+    return rc;
+}
+
+int mig_host_facts(struct mig_ctx *ctx, const char *backend, char **json_out)
+{
+    struct mig__hv *hv = NULL;
+    int rc = mig__hv_open(ctx, backend, MIG_ROLE_DESTINATION, &hv);
+    if (rc < 0)
+        return rc;
+    rc = hv->ops->facts(hv, json_out);
+    hv->ops->close(hv);
     return rc;
 }
 

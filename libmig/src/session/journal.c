@@ -226,61 +226,24 @@ const char *mig_outcome_name(enum mig_outcome o)
 
 /* ---- DOMAIN_INFO ------------------------------------------------------- */
 
-static bool text_ok(const char *s)
+int mig__dom_info_check(const struct mig__rec_dom_info *di, struct mig__dom_info *info)
 {
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || *s == 0x7f)
-            return false;
-    return true;
-}
-
-int mig__dom_info_encode(const struct mig__dom_info *info, char **text_out)
-{
-    char *text = NULL;
-    if (!text_ok(info->name) || !text_ok(info->config))
-        return -MIG_EINVAL;
-    if (asprintf(&text, "name=%s\nnr_pages=%" PRIu64 "\npage_size=%" PRIu32 "\nvcpus=%" PRIu32
-                        "\nconfig=%s\n",
-                 info->name, info->nr_pages, info->page_size, info->vcpus, info->config) < 0)
-        return -MIG_ENOMEM;
-    *text_out = text;
-    return 0;
-}
-
-static bool parse_u64(const char *s, uint64_t max, uint64_t *out)
-{
-    char *end;
-    if (!*s || *s == '-' || *s == '+')
-        return false;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end || v > max)
-        return false;
-    *out = v;
-    return true;
-}
-
-int mig__dom_info_decode(const char *text, struct mig__dom_info *info)
-{
-    char v[600];
-    uint64_t n;
     memset(info, 0, sizeof(*info));
-    if (!kv_get(text, "name", info->name, sizeof(info->name)) || !info->name[0])
+    if (!di->name[0] || di->nr_pages == 0 || di->nr_pages > MIG_MAX_GUEST_PAGES ||
+        di->page_size != 4096 || di->vcpus == 0 || di->vcpus > 4096)
         return -MIG_EPROTO;
-    for (const char *c = info->name; *c; c++)
-        if (*c == '/' || (unsigned char)*c < 0x20)
+    for (const char *c = di->name; *c; c++)
+        if (*c == '/' || (unsigned char)*c < 0x20 || *c == 0x7f)
             return -MIG_EPROTO;
-    if (!kv_get(text, "nr_pages", v, sizeof(v)) || !parse_u64(v, MIG_MAX_GUEST_PAGES, &n) || !n)
-        return -MIG_EPROTO;
-    info->nr_pages = n;
-    if (!kv_get(text, "page_size", v, sizeof(v)) || !parse_u64(v, UINT32_MAX, &n) ||
-        n != MIG_PAGE_SIZE)
-        return -MIG_EPROTO;
-    info->page_size = (uint32_t)n;
-    if (!kv_get(text, "vcpus", v, sizeof(v)) || !parse_u64(v, 4096, &n) || !n)
-        return -MIG_EPROTO;
-    info->vcpus = (uint32_t)n;
-    if (!kv_get(text, "config", info->config, sizeof(info->config)))
-        return -MIG_EPROTO;
+    for (const char *c = di->config; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            return -MIG_EPROTO;
+    memcpy(info->name, di->name, sizeof(info->name));
+    memcpy(info->config, di->config, sizeof(info->config));
+    info->name[sizeof(info->name) - 1] = 0;
+    info->config[sizeof(info->config) - 1] = 0;
+    info->nr_pages = di->nr_pages;
+    info->page_size = di->page_size;
+    info->vcpus = di->vcpus;
     return 0;
 }

@@ -21,7 +21,6 @@ static int ask_destination(struct mig_ctx *ctx, const char *dest, const uint8_t 
 {
     struct mig__link *link = NULL;
     struct mig__rec rec;
-    char hex[33], *query = NULL, *answer = NULL;
     struct mig__link_opts lo = {
         .channels = 1,
         .timeout_ms = lp && lp->timeout_ms ? lp->timeout_ms : 10000,
@@ -37,13 +36,7 @@ static int ask_destination(struct mig_ctx *ctx, const char *dest, const uint8_t 
     rc = mig__stream_get(link->ctrl, &rec); /* the destination's facts come first */
     if (rc < 0)
         goto out;
-    mig__hex(sid, 16, hex);
-    if (asprintf(&query, "session=%s\ndomain=%s\n", hex, domain) < 0) {
-        query = NULL;
-        rc = -MIG_ENOMEM;
-        goto out;
-    }
-    mig__rec_put_text(link->ctrl, MIG_REC_RESOLVE_QUERY, query);
+    mig__rec_put_resolve_query(link->ctrl, sid, domain);
     rc = mig__stream_flush(link->ctrl);
     if (rc < 0)
         goto out;
@@ -54,18 +47,19 @@ static int ask_destination(struct mig_ctx *ctx, const char *dest, const uint8_t 
         rc = -MIG_EPROTO;
         goto out;
     }
-    rc = mig__rec_get_text(&rec, &answer);
+    uint8_t asid[16];
+    uint32_t outcome;
+    rc = mig__rec_get_resolve_answer(&rec, asid, &outcome);
     if (rc < 0)
         goto out;
-    if (strcmp(answer, "committed") == 0)
-        *o_out = MIG_OUTCOME_COMMITTED;
-    else if (strcmp(answer, "discarded") == 0)
-        *o_out = MIG_OUTCOME_DISCARDED;
-    else
-        *o_out = MIG_OUTCOME_UNKNOWN;
+    if (memcmp(asid, sid, 16) != 0) {
+        rc = -MIG_EPROTO;
+        goto out;
+    }
+    *o_out = outcome == MIG_OUTCOME_COMMITTED   ? MIG_OUTCOME_COMMITTED
+             : outcome == MIG_OUTCOME_DISCARDED ? MIG_OUTCOME_DISCARDED
+                                                : MIG_OUTCOME_UNKNOWN;
 out:
-    free(answer);
-    free(query);
     mig__link_close(link);
     return rc;
 }

@@ -28,6 +28,7 @@ struct worker {
     pthread_t thread;
     bool started;
     struct mig__stream *stream;       /* borrowed from the link */
+    uint8_t *bounce;                  /* owned: stable copy of a batch's pages */
     ZSTD_CCtx *cctx;                  /* owned; NULL without compression */
     void *zbuf;                       /* owned: compressed frame */
     size_t zcap;
@@ -150,8 +151,13 @@ static int send_batch(struct worker *w, uint32_t round, const uint64_t *pfns, un
             else
                 w->runs[nruns++] = (struct mig__zero_run){.pfn = pfns[i], .count = 1};
         } else {
+            /* Copy to a stable buffer: the record's checksum (or the
+             * compressor) must see the bytes that go on the wire, and the
+             * running guest may be rewriting the page right now. */
+            uint8_t *dst = w->bounce + (size_t)nz * MIG_PAGE_SIZE;
+            memcpy(dst, mapped[i], MIG_PAGE_SIZE);
             w->pfns[nz] = pfns[i];
-            ptrs[nz++] = mapped[i];
+            ptrs[nz++] = dst;
         }
     }
     if (nruns) {
@@ -169,8 +175,8 @@ static int send_batch(struct worker *w, uint32_t round, const uint64_t *pfns, un
             wire += (uint64_t)nz * (MIG_PAGE_SIZE + 8);
         }
     }
-    /* The stream may still point at the mapped pages: push them out before
-     * the mapping goes away. */
+    /* The stream may still point at the bounce buffer: push it out before
+     * the next batch overwrites it. */
     rc = mig__stream_flush(w->stream);
     if (rc < 0)
         goto out;
@@ -263,6 +269,11 @@ int mig__sender_new(struct mig_session *s, struct mig__sender **snd_out)
         w->snd = snd;
         w->idx = i;
         w->stream = s->link->data[i];
+        w->bounce = malloc((size_t)MIG_PAGES_PER_BATCH * MIG_PAGE_SIZE);
+        if (!w->bounce) {
+            rc = -MIG_ENOMEM;
+            goto out;
+        }
         if (s->p.compress) {
             w->cctx = ZSTD_createCCtx();
             w->zcap = ZSTD_compressBound((size_t)MIG_PAGES_PER_BATCH * MIG_PAGE_SIZE);
@@ -350,6 +361,7 @@ void mig__sender_free(struct mig__sender *snd)
             pthread_join(w->thread, NULL);
         ZSTD_freeCCtx(w->cctx);
         free(w->zbuf);
+        free(w->bounce);
     }
     free(snd->w);
     pthread_cond_destroy(&snd->done_cond);

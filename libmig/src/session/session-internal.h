@@ -25,7 +25,6 @@ struct mig_session {
     mig_progress_fn *progress;
     void *progress_opaque;
     uint64_t last_progress_ns;
-    uint64_t last_keepalive_ns;
     atomic_int cancel;            /* set by mig_session_cancel() */
     char err[512];                /* first failure, human-readable */
     char *peer_facts;             /* owned: destination facts (JSON) */
@@ -71,13 +70,12 @@ void mig__sender_set_rate(struct mig__sender *snd, uint64_t bytes_per_s);
 const struct mig__send_counters *mig__sender_counters(const struct mig__sender *snd);
 void mig__sender_free(struct mig__sender *snd); /* NULL-safe; joins the workers */
 
-/* ---- DOMAIN_INFO record ------------------------------------------------ */
+/* ---- DOMAIN_INFO ------------------------------------------------------- */
 
 #define MIG_MAX_GUEST_PAGES (1ull << 28) /* 1 TiB of 4 KiB pages */
 
-/* Encode as "key=value\n" text (caller frees) / decode with validation. */
-int mig__dom_info_encode(const struct mig__dom_info *info, char **text_out);
-int mig__dom_info_decode(const char *text, struct mig__dom_info *info_out);
+/* Check a received description (hostile input) and copy it into *info_out. */
+int mig__dom_info_check(const struct mig__rec_dom_info *di, struct mig__dom_info *info_out);
 
 /* ---- journals ---------------------------------------------------------- */
 

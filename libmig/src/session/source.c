@@ -155,13 +155,10 @@ static int transition(struct mig_session *s, enum mig_state from, enum mig_state
  * not take a long round for a dead peer. */
 static void tick(struct mig_session *s)
 {
-    const uint64_t keepalive_ns = 1000000000u;
-    uint64_t now = mig__now_ns();
-    if (now - s->last_keepalive_ns >= keepalive_ns) {
-        s->last_keepalive_ns = now;
-        mig__rec_put_empty(s->link->ctrl, MIG_REC_KEEPALIVE);
-        mig__stream_flush(s->link->ctrl);
-    }
+    /* On ssh and fd pairs the data runs on the control stream itself, which
+     * keeps it alive, and a second writer would interleave records. */
+    if (!s->link->data_on_ctrl)
+        mig__stream_keepalive(s->link->ctrl);
     report(s, false);
 }
 
@@ -212,7 +209,6 @@ static void collect_peer_error(struct mig_session *s)
 static int setup(struct mig_session *s)
 {
     struct mig__rec rec;
-    char *text = NULL;
     int rc = mig__hv_open(s->ctx, s->p.domain, MIG_ROLE_SOURCE, &s->hv);
     if (rc < 0)
         return mig__session_fail(s, rc, "cannot open domain %s: %s", s->p.domain,
@@ -255,11 +251,12 @@ static int setup(struct mig_session *s)
     if (rc < 0)
         return mig__session_fail(s, rc, "bad facts record from the destination");
 
-    rc = mig__dom_info_encode(&s->info, &text);
-    if (rc < 0)
-        return rc;
-    mig__rec_put_text(s->link->ctrl, MIG_REC_DOMAIN_INFO, text);
-    free(text);
+    struct mig__rec_dom_info di = {.nr_pages = s->info.nr_pages,
+                                   .page_size = s->info.page_size,
+                                   .vcpus = s->info.vcpus};
+    memcpy(di.name, s->info.name, sizeof(di.name));
+    memcpy(di.config, s->info.config, sizeof(di.config));
+    mig__rec_put_dom_info(s->link->ctrl, &di);
     rc = mig__stream_flush(s->link->ctrl);
     if (rc < 0)
         return mig__session_fail(s, rc, "sending the domain description: %s", mig_strerror(rc));
@@ -277,12 +274,15 @@ static int setup(struct mig_session *s)
     return 0;
 }
 
-/* Get-and-clear the dirty bitmap into s->pfns; returns the count. */
-static int collect_dirty(struct mig_session *s, uint64_t *n_out)
+/* Get-and-clear the dirty bitmap into s->pfns; returns the count. With
+ * 'keep', the pages of the previous collection (still set in s->bitmap, not
+ * sent yet) are kept: the final round must send them too. */
+static int collect_dirty(struct mig_session *s, bool keep, uint64_t *n_out)
 {
     size_t longs = (s->info.nr_pages + BITS_PER_LONG - 1) / BITS_PER_LONG;
     uint64_t ndirty = 0, n = 0;
-    memset(s->bitmap, 0, longs * sizeof(unsigned long));
+    if (!keep)
+        memset(s->bitmap, 0, longs * sizeof(unsigned long));
     int rc = s->hv->ops->logdirty_clean(s->hv, s->bitmap, &ndirty);
     if (rc < 0)
         return mig__session_fail(s, rc, "reading the dirty bitmap: %s", mig_strerror(rc));
@@ -313,11 +313,15 @@ static int send_round(struct mig_session *s, uint32_t round, uint64_t n, bool fi
         return rc == -MIG_ECANCELLED ? rc
                                      : mig__session_fail(s, rc, "round %u: %s", round,
                                                          mig_strerror(rc));
-    mig__rec_put_round_end(s->link->ctrl, round, n);
-    rc = mig__stream_flush(s->link->ctrl);
-    if (rc < 0)
-        return mig__session_fail(s, rc, "round %u: control channel: %s", round,
-                                 mig_strerror(rc));
+    /* Pre-copy rounds are announced on the control channel too; the final
+     * round's announcement comes after the state (stop_and_copy()). */
+    if (!final) {
+        mig__rec_put_round_end(s->link->ctrl, round, n);
+        rc = mig__stream_flush(s->link->ctrl);
+        if (rc < 0)
+            return mig__session_fail(s, rc, "round %u: control channel: %s", round,
+                                     mig_strerror(rc));
+    }
     refresh_stats(s);
     *bytes_out = s->st.wire_bytes - b0;
     *ns_out = mig__now_ns() - t0;
@@ -354,7 +358,7 @@ static int precopy(struct mig_session *s)
         if (atomic_load(&s->cancel))
             return -MIG_ECANCELLED;
 
-        rc = collect_dirty(s, &n);
+        rc = collect_dirty(s, false, &n);
         if (rc < 0)
             return rc;
         uint64_t now = mig__now_ns();
@@ -418,7 +422,8 @@ static int stop_and_copy(struct mig_session *s)
     if (rc < 0)
         return mig__session_fail(s, rc, "suspending the domain: %s", mig_strerror(rc));
     s->suspended = true;
-    rc = collect_dirty(s, &n);
+    /* What the last pre-copy round left dirty, plus what was written since. */
+    rc = collect_dirty(s, true, &n);
     if (rc < 0)
         return rc;
     mig__rec_put_empty(s->link->ctrl, MIG_REC_SWITCHOVER);

@@ -1,0 +1,64 @@
+/*
+ * cli.h: what the command's modules share: the parsed command line, exit
+ * codes, and the subcommand entry points.
+ */
+#ifndef XLML_CLI_H
+#define XLML_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <libmig/migrate.h>
+
+/* Fixed exit codes (xl-migrate-live(1), docs/json-output.md). */
+enum {
+    EXIT_OK = 0,
+    EXIT_FAILED = 1,      /* failed; the domain still runs on the source */
+    EXIT_USAGE = 2,
+    EXIT_INCOMPAT = 3,    /* pre-flight refused */
+    EXIT_CANCELLED = 4,
+    EXIT_INDOUBT = 5,
+    EXIT_LOCKED = 6,      /* another migration or policy run holds the lock */
+};
+
+struct cli {
+    const char *argv0;
+    struct mig_params mp;         /* migration parameters (strings borrowed from argv) */
+    const char *transport;        /* ssh | tls | tcp (for a bare host name) */
+    const char *host_dir;         /* --host DIR: the test-guest host to act on */
+    const char *backend;          /* receive/listen: backend URI for incoming domains */
+    bool json;
+    bool dry_run;
+    int verbosity;                /* -1 quiet, 0 normal, 1+ verbose */
+    char **pos;                   /* positional arguments */
+    int npos;
+    /* sim create */
+    uint64_t sim_mem;
+    const char *sim_dirty;
+    const char *sim_pattern;
+    unsigned sim_vcpus;
+    const char *sim_extra;
+    /* simhost */
+    const char *listen_uri;
+    /* owned strings built while parsing (URIs) */
+    char *domain_uri;
+    char *dest_uri;
+};
+
+int cmd_migrate(struct cli *c, struct mig_ctx *ctx);
+int cmd_receive(struct cli *c, struct mig_ctx *ctx);
+int cmd_listen(struct cli *c, struct mig_ctx *ctx);
+int cmd_resolve(struct cli *c, struct mig_ctx *ctx);
+int cmd_facts(struct cli *c, struct mig_ctx *ctx);
+
+/* Print "xl-migrate-live: MSG" and the usage hint; returns EXIT_USAGE. */
+int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* JSON string literal of s (with quotes) to f; NULL prints null. */
+void json_str(FILE *f, const char *s);
+
+/* Take the per-domain lock in state_dir; fd or -1 (EXIT_LOCKED reported). */
+int lock_domain(const char *state_dir, const char *domain);
+
+#endif
