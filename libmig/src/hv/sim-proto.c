@@ -41,11 +41,15 @@ uint64_t mig__sim_page_csum(uint64_t pfn, uint32_t gen, const void *page)
     const uint64_t *w = page;
     uint64_t a = mix64(pfn ^ ((uint64_t)gen << 40) ^ 0x9e3779b97f4a7c15ull);
     uint64_t b = 0;
-    for (size_t i = HDR_WORDS; i < WORDS; i += 2) {
+    size_t i = HDR_WORDS;
+    for (; i + 1 < WORDS; i += 2) {
         a = (a ^ w[i]) * 0x100000001b3ull;
         b = (b ^ w[i + 1]) * 0x100000001b3ull;
         a = (a << 7) | (a >> 57);
     }
+    /* an odd word count leaves one: never read past the page */
+    if (i < WORDS)
+        a = (a ^ w[i]) * 0x100000001b3ull;
     return mix64(a ^ (b * 0x9e3779b97f4a7c15ull));
 }
 
