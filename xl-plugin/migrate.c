@@ -260,7 +260,7 @@ int cmd_migrate(struct cli *c, struct mig_ctx *ctx)
         json_str(stdout, code == EXIT_OK ? NULL : mig_session_error(s));
         printf(",\"event\":\"report\"}\n");
     } else if (c->verbosity >= 0 || code != EXIT_OK) {
-        char t[32], z[32];
+        char t[32], z[32], w[32];
         printf("%s: migration of %s to %s %s\n", code == EXIT_OK ? "done" : status_for(code),
                c->domain_uri, c->dest_uri, code == EXIT_OK ? "completed" : "did not complete");
         if (code != EXIT_OK)
@@ -273,7 +273,7 @@ int cmd_migrate(struct cli *c, struct mig_ctx *ctx)
         printf("  sent            %s of %s in %u rounds (%s on the wire)\n",
                units_fmt_bytes(st->transferred_bytes, t, sizeof(t)),
                units_fmt_bytes(st->total_bytes, z, sizeof(z)), st->rounds,
-               units_fmt_bytes(st->wire_bytes, z, sizeof(z)));
+               units_fmt_bytes(st->wire_bytes, w, sizeof(w)));
         printf("  zero pages      %llu (sent as runs)\n", (unsigned long long)st->zero_pages);
         if (st->compressed_bytes)
             printf("  compression     %s -> %s\n",

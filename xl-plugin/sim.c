@@ -149,10 +149,16 @@ int xlml_sim_main(struct cli *c, struct mig_ctx *ctx)
         if (c->npos != 3)
             return usage_error("usage: sim create NAME --mem SIZE [--vcpus N] [--dirty RATE] [--pattern P]");
         snprintf(mem, sizeof(mem), "%lluK", (unsigned long long)((c->sim_mem ? c->sim_mem : 256ull << 20) >> 10));
-        snprintf(config, sizeof(config), "mem=%s,vcpus=%u,dirty=%s,pattern=%s%s%s", mem,
-                 c->sim_vcpus ? c->sim_vcpus : 1, c->sim_dirty ? c->sim_dirty : "0",
-                 c->sim_pattern ? c->sim_pattern : "uniform", c->sim_extra ? "," : "",
-                 c->sim_extra ? c->sim_extra : "");
+        /* only what was given: the guest's own defaults apply otherwise */
+        int len = snprintf(config, sizeof(config), "mem=%s", mem);
+        if (c->sim_vcpus)
+            len += snprintf(config + len, sizeof(config) - len, ",vcpus=%u", c->sim_vcpus);
+        if (c->sim_dirty)
+            len += snprintf(config + len, sizeof(config) - len, ",dirty=%s", c->sim_dirty);
+        if (c->sim_pattern)
+            len += snprintf(config + len, sizeof(config) - len, ",pattern=%s", c->sim_pattern);
+        if (c->sim_extra && (size_t)len < sizeof(config))
+            snprintf(config + len, sizeof(config) - len, ",%s", c->sim_extra);
         rc = mig_simhost_create(ctx, c->host_dir, c->pos[2], config);
     } else if (strcmp(sub, "destroy") == 0) {
         if (c->npos != 3)

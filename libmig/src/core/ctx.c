@@ -18,8 +18,12 @@ int mig_ctx_new(struct mig_ctx **ctx_out)
     ctx->log_opaque = NULL;
     ctx->log_level = MIG_LOG_INFO;
     int rc = mig__hv_register_builtins(ctx);
+#ifdef MIG_FAULT_INJECTION
+    if (rc == 0)
+        rc = mig__fault_init(ctx);
+#endif
     if (rc < 0) {
-        free(ctx);
+        mig_ctx_free(ctx);
         return rc;
     }
     *ctx_out = ctx;
@@ -28,6 +32,11 @@ int mig_ctx_new(struct mig_ctx **ctx_out)
 
 void mig_ctx_free(struct mig_ctx *ctx)
 {
+    if (!ctx)
+        return;
+#ifdef MIG_FAULT_INJECTION
+    free(ctx->faults);
+#endif
     free(ctx);
 }
 

@@ -15,8 +15,10 @@
 #define MIG_HIDDEN __attribute__((visibility("hidden")))
 
 struct mig__hv_ops;
+struct mig__fault_entry;
 
 #define MIG_MAX_HV_CLASSES 8
+#define MIG_MAX_FAULTS 8
 
 struct mig_ctx {
     mig_log_fn *log_fn;          /* NULL: muted */
@@ -25,7 +27,29 @@ struct mig_ctx {
     /* Domain backend classes, picked by URI prefix (hv.c). Static tables, borrowed. */
     const struct mig__hv_ops *hv_classes[MIG_MAX_HV_CLASSES];
     unsigned n_hv_classes;
+#ifdef MIG_FAULT_INJECTION
+    struct mig__fault_entry *faults; /* owned: MIG_MAX_FAULTS entries (fault.c) */
+    unsigned n_faults;
+#endif
 };
+
+/* ---- fault injection (fault.c; test builds only) ------------------------ */
+
+#define MIG__FAULT_DROP 1 /* mig__fault(): the caller drops its link */
+#ifdef MIG_FAULT_INJECTION
+MIG_HIDDEN int mig__fault_init(struct mig_ctx *ctx);
+/* 0: go on; -MIG_EIO: fail here; MIG__FAULT_DROP: drop the link here. May
+ * not return (exit) or return late (stall). */
+MIG_HIDDEN int mig__fault(struct mig_ctx *ctx, const char *point, long arg);
+#else
+static inline int mig__fault(struct mig_ctx *ctx, const char *point, long arg)
+{
+    (void)ctx;
+    (void)point;
+    (void)arg;
+    return 0;
+}
+#endif
 
 /* ---- logging ----------------------------------------------------------- */
 

@@ -272,8 +272,8 @@ static void sim_close(struct mig__hv *hv)
         sim_logdirty_disable(hv);
         if (s->cur_throttle != s->orig_throttle)
             sim_throttle(hv, 0);
-        if (s->suspended)
-            sim_resume(hv);
+        /* A suspended guest stays suspended: the engine resumes it after a
+         * failure, and must not when the outcome is in doubt. */
     }
     if (s->base.role == MIG_ROLE_DESTINATION && s->incoming && !s->committed)
         sim_discard(hv);

@@ -71,9 +71,10 @@ uint32_t mig__throttle_next(struct mig__throttle_state *ts, const struct mig__ro
         ts->bad_rounds = 0;
         return ts->percent;
     }
-    if (++ts->bad_rounds < 2)
+    /* two bad rounds before the first step (one may be a burst); once
+     * throttling, every further bad round steps up */
+    if (++ts->bad_rounds < 2 && ts->percent == 0)
         return ts->percent;
-    ts->bad_rounds = 0;
     if (ts->percent == 0)
         ts->percent = MIG_THROTTLE_INITIAL;
     else if (ts->percent + MIG_THROTTLE_STEP >= MIG_THROTTLE_MAX)

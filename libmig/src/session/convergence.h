@@ -52,7 +52,8 @@ const char *mig__decision_name(enum mig__decision d);
 /*
  * Auto-converge (QEMU's auto-converge, vMotion's SDPS): throttle when the
  * guest dirties at least half as fast as we send, for two rounds in a row.
- * First step 20%, then +10% per round that still fails to converge, cap 99%.
+ * First step 20% after two such rounds, then +10% for every further round
+ * that still fails to converge, cap 99%.
  */
 struct mig__throttle_state {
     uint32_t percent;           /* percent: current throttle */

@@ -82,6 +82,17 @@ static void chan_fail(struct chan *c, int rc)
     pthread_mutex_unlock(&d->lock);
 }
 
+/* A fault-injection point: 0, or the error the caller returns. */
+static int fault(struct dest *d, const char *point, long arg)
+{
+    int f = mig__fault(d->ctx, point, arg);
+    if (f == MIG__FAULT_DROP) {
+        mig__link_shutdown(d->link);
+        return -MIG_EPEER;
+    }
+    return f;
+}
+
 /* Block until round 'round' may be applied: every channel finished round-1. */
 static int wait_barrier(struct chan *c, uint32_t round)
 {
@@ -113,6 +124,8 @@ static int apply_pages(struct chan *c, const struct mig__rec *rec)
             return -MIG_EPROTO;
         }
     rc = wait_barrier(c, pg.round);
+    if (rc == 0)
+        rc = fault(d, "dest-pages", pg.round);
     if (rc < 0)
         return rc;
     const void *data = pg.data;
@@ -364,6 +377,8 @@ static int serve(struct dest *d)
     if (rc < 0)
         return send_error(d, rc, "malformed domain description");
     rc = mig_fsm_transition(&d->fsm, MIG_STATE_NONE, MIG_STATE_RECEIVING);
+    if (rc == 0)
+        rc = fault(d, "dest-setup", 0);
     if (rc < 0)
         return rc;
     rc = d->hv->ops->create_incoming(d->hv, &d->info);
@@ -430,6 +445,8 @@ static int serve(struct dest *d)
                 return send_error(d, -MIG_EPROTO, "second final round from the source");
             mig__rec_put_empty(d->link->ctrl, MIG_REC_READY);
             rc = mig__stream_flush(d->link->ctrl);
+            if (rc == 0)
+                rc = fault(d, "dest-ready", 0);
             if (rc < 0)
                 return rc;
             break;
@@ -438,6 +455,9 @@ static int serve(struct dest *d)
             if (switchover)
                 return -MIG_EPROTO;
             switchover = true;
+            rc = fault(d, "dest-switchover", 0);
+            if (rc < 0)
+                return rc;
             break;
         case MIG_REC_STATE_BLOB: {
             struct mig__blob blob = {0};
@@ -456,6 +476,9 @@ static int serve(struct dest *d)
         case MIG_REC_COMMIT:
             if (d->fsm.state != MIG_STATE_READY)
                 return send_error(d, -MIG_EPROTO, "COMMIT before READY");
+            rc = fault(d, "dest-commit-recv", 0);
+            if (rc < 0)
+                return rc;
             mig__outcome_write(d->p->state_dir, d->link->session_id, "committing");
             rc = d->hv->ops->commit(d->hv);
             if (rc < 0) {
@@ -469,6 +492,8 @@ static int serve(struct dest *d)
             mig__outcome_write(d->p->state_dir, d->link->session_id, "committed");
             mig_fsm_transition(&d->fsm, MIG_STATE_READY, MIG_STATE_COMMITTED);
             MIG_LOG(d->ctx, INFO, "%s committed: running here", d->info.name);
+            if (fault(d, "dest-commit-done", 0) < 0)
+                return 0; /* committed; only the acknowledgement is lost */
             mig__rec_put_empty(d->link->ctrl, MIG_REC_COMMIT_ACK);
             mig__stream_flush(d->link->ctrl);
             return 0;

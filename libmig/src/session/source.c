@@ -142,6 +142,18 @@ static void report(struct mig_session *s, bool force)
     s->progress(s->progress_opaque, s->fsm.state, &s->st);
 }
 
+/* A fault-injection point: 0, or the error the caller returns. */
+static int fault(struct mig_session *s, const char *point, long arg)
+{
+    int f = mig__fault(s->ctx, point, arg);
+    if (f == MIG__FAULT_DROP) {
+        if (s->link)
+            mig__link_shutdown(s->link);
+        return -MIG_EPEER;
+    }
+    return f;
+}
+
 static int transition(struct mig_session *s, enum mig_state from, enum mig_state to)
 {
     int rc = mig_fsm_transition(&s->fsm, from, to);
@@ -351,6 +363,8 @@ static int precopy(struct mig_session *s)
     for (uint32_t round = 0;; round++) {
         uint64_t bytes, ns;
         rc = send_round(s, round, n, false, &bytes, &ns);
+        if (rc == 0)
+            rc = fault(s, "src-round", round);
         if (rc < 0)
             return rc;
         if (bytes >= MIN_MEASURE_BYTES && ns > 0)
@@ -422,6 +436,9 @@ static int stop_and_copy(struct mig_session *s)
     if (rc < 0)
         return mig__session_fail(s, rc, "suspending the domain: %s", mig_strerror(rc));
     s->suspended = true;
+    rc = fault(s, "src-stopcopy", 0);
+    if (rc < 0)
+        return rc;
     /* What the last pre-copy round left dirty, plus what was written since. */
     rc = collect_dirty(s, true, &n);
     if (rc < 0)
@@ -484,12 +501,21 @@ static int wait_ready(struct mig_session *s)
     int rc = expect(s, MIG_REC_READY, &rec);
     if (rc < 0)
         return mig__session_fail(s, rc, "destination not ready: %s", mig_strerror(rc));
+    rc = fault(s, "src-ready", 0);
+    if (rc < 0)
+        return rc;
     /* Past COMMIT the destination may run the domain: the journal must exist
      * before COMMIT can reach it. */
     rc = mig__journal_write(s->p.state_dir, s->p.domain, s->link->session_id, s->p.destination);
     if (rc < 0)
         return mig__session_fail(s, rc, "cannot write the journal in %s: %s", s->p.state_dir,
                                  mig_strerror(rc));
+    /* A destination that went away after READY never saw COMMIT: resuming
+     * here is safe, while sending COMMIT into a dead link would leave the
+     * domain in doubt for nothing. */
+    if (mig__stream_peer_closed(s->link->ctrl))
+        return mig__session_fail(s, -MIG_EPEER,
+                                 "the destination closed the link after READY; COMMIT not sent");
     return 0;
 }
 
@@ -502,6 +528,8 @@ static int commit(struct mig_session *s)
         return rc;
     mig__rec_put_empty(s->link->ctrl, MIG_REC_COMMIT);
     rc = mig__stream_flush(s->link->ctrl);
+    if (rc == 0)
+        rc = fault(s, "src-commit-sent", 0);
     if (rc == 0)
         rc = expect(s, MIG_REC_COMMIT_ACK, &rec);
     if (rc == -MIG_EABORTED) {
@@ -561,7 +589,6 @@ int mig_session_run(struct mig_session *s)
     }
     rc = commit(s);
     refresh_stats(s);
-    report(s, true);
     return rc;
 
 fail:

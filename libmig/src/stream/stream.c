@@ -455,3 +455,27 @@ int mig__stream_get(struct mig__stream *s, struct mig__rec *rec_out)
         return 0;
     }
 }
+
+bool mig__stream_peer_closed(struct mig__stream *s)
+{
+    size_t n = 0;
+    if (s->err)
+        return true;
+    if (s->rpos) {
+        memmove(s->rbuf, s->rbuf + s->rpos, s->rend - s->rpos);
+        s->rend -= s->rpos;
+        s->rpos = 0;
+    }
+    if (s->rend == RBUF_SIZE)
+        return false; /* unread records waiting: the peer was alive */
+    int rc = s->conn->ops->read(s->conn, s->rbuf + s->rend, RBUF_SIZE - s->rend, 0, &n);
+    if (rc == 0) {
+        s->rend += n;
+        s->bytes_in += n;
+        return false;
+    }
+    if (rc == -MIG_ETIMEOUT)
+        return false;
+    mig__stream_fail(s, rc);
+    return true;
+}

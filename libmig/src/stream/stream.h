@@ -107,6 +107,9 @@ int mig__stream_get(struct mig__stream *s, struct mig__rec *rec_out);
 /* Bytes written to / read from the transport so far (headers included). */
 uint64_t mig__stream_bytes_out(const struct mig__stream *s);
 uint64_t mig__stream_bytes_in(const struct mig__stream *s);
+/* Without blocking: has the peer closed or broken the connection? Bytes that
+ * already arrived are kept for the next get. */
+bool mig__stream_peer_closed(struct mig__stream *s);
 /* Send a KEEPALIVE if this side wrote nothing for a third of the timeout (for
  * callers busy with local work between records). Returns the sticky error. */
 int mig__stream_keepalive(struct mig__stream *s);

@@ -1,0 +1,25 @@
+#!/bin/bash
+# Run every integration test (t-*.sh) with a time limit each; print one
+# PASS/FAIL line per test and the totals.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+: "${XLML:?XLML not set}"
+export XLML
+pass=0
+failn=0
+for t in "$here"/t-*.sh; do
+    name=$(basename "$t" .sh)
+    [ -n "${ONLY:-}" ] && [[ "$name" != *"$ONLY"* ]] && continue
+    start=$(date +%s)
+    if timeout -k 5 "${TEST_TIMEOUT:-300}" bash "$t" >"/tmp/$name.out" 2>&1; then
+        echo "PASS: $name ($(($(date +%s) - start))s)"
+        sed 's/^/    /' "/tmp/$name.out" | tail -8
+        pass=$((pass + 1))
+    else
+        echo "FAIL: $name ($(($(date +%s) - start))s)"
+        sed 's/^/    /' "/tmp/$name.out" | tail -40
+        failn=$((failn + 1))
+    fi
+done
+echo "integration: $pass passed, $failn failed"
+[ "$failn" -eq 0 ]
