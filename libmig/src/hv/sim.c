@@ -673,6 +673,16 @@ static int sim_save_state(struct mig__hv *hv, struct mig__blob *blob_out)
     int rc = guest_cmd(s, "get-state", resp, sizeof(resp));
     if (rc)
         return rc;
+    /* The migration's own throttle must not travel: the destination runs
+     * with the admin's setting, as Xen's cap is restored there. */
+    char *t = strstr(resp, " throttle=");
+    if (t) {
+        char rest[2048];
+        const char *after = t + strlen(" throttle=");
+        after += strspn(after, "0123456789");
+        snprintf(rest, sizeof(rest), "%s", after);
+        snprintf(t, sizeof(resp) - (size_t)(t - resp), " throttle=%u%s", s->orig_throttle, rest);
+    }
     blob_out->kind = STATE_BLOB_KIND;
     blob_out->len = strlen(resp) + 1;
     blob_out->data = strdup(resp);
