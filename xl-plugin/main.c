@@ -405,7 +405,8 @@ int main(int argc, char **argv)
     rc = read_config(&c, config ? config : DEFAULT_CONFIG, config_given, keep);
     if (rc)
         goto out;
-    while ((opt = getopt_long(argc, argv, "hVvqs:", options, NULL)) != -1) {
+    opterr = 0; /* our own messages, without the libtool wrapper's path */
+    while ((opt = getopt_long(argc, argv, ":hVvqs:", options, NULL)) != -1) {
         switch (opt) {
         case 'h':
             usage(stdout);
@@ -417,9 +418,11 @@ int main(int argc, char **argv)
             goto out;
         case OPT_CONFIG:
             break;
+        case ':':
+            rc = usage_error("option '%s' needs a value", argv[optind - 1]);
+            goto out;
         case '?':
-            fprintf(stderr, "Try 'xl-migrate-live --help' for more information.\n");
-            rc = EXIT_USAGE;
+            rc = usage_error("unrecognized option '%s'", argv[optind - 1]);
             goto out;
         default:
             rc = apply(&c, opt, optarg, "");

@@ -99,7 +99,7 @@ static void json_common(FILE *f, const struct progress_ctx *pc, const char *stat
             (unsigned long long)st->expected_downtime_ms, (unsigned long long)st->downtime_ms,
             (unsigned long long)st->total_time_ms, (unsigned long long)st->setup_time_ms,
             (unsigned long long)st->wire_bytes);
-    json_str(f, st->dirty_tracking);
+    json_str(f, st->dirty_tracking ? st->dirty_tracking : "none");
 }
 
 static void on_progress(void *opaque, enum mig_state state, const struct mig_stats *st)
@@ -181,7 +181,8 @@ static void print_plan(const struct cli *c)
     if (p->policy == MIG_POLICY_DOWNTIME)
         printf(", target %u ms\n", p->downtime_ms);
     if (p->bandwidth)
-        printf("  bandwidth       %s/s\n", units_fmt_bytes(p->bandwidth, bw, sizeof(bw)));
+        printf("  bandwidth       %llu bytes/s (%s/s)\n", (unsigned long long)p->bandwidth,
+               units_fmt_bytes(p->bandwidth, bw, sizeof(bw)));
     else
         printf("  bandwidth       unlimited\n");
     printf("  compression     %s\n", p->compress ? "zstd" : "none");

@@ -350,7 +350,7 @@ static int precopy(struct mig_session *s)
         .max_rounds = s->p.max_rounds,
     };
     struct mig__throttle_state ts = {0};
-    uint64_t bandwidth = 0, n = s->info.nr_pages;
+    uint64_t bandwidth = 0, n = s->info.nr_pages, all_bytes = 0, all_ns = 0;
     uint64_t last_clean = 0;
     int rc = s->hv->ops->logdirty_enable(s->hv);
     if (rc < 0)
@@ -367,8 +367,14 @@ static int precopy(struct mig_session *s)
             rc = fault(s, "src-round", round);
         if (rc < 0)
             return rc;
+        /* A short round measures latency, not bandwidth: fall back on the
+         * average over all rounds so far. */
+        all_bytes += bytes;
+        all_ns += ns;
         if (bytes >= MIN_MEASURE_BYTES && ns > 0)
             bandwidth = bytes * 1000000000u / ns;
+        else if (all_bytes >= MIN_MEASURE_BYTES / 4 && all_ns > 0)
+            bandwidth = all_bytes * 1000000000u / all_ns;
         if (atomic_load(&s->cancel))
             return -MIG_ECANCELLED;
 
