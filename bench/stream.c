@@ -396,6 +396,8 @@ int main(int argc, char **argv)
     bool quick = argc > 1 && !strcmp(argv[1], "--quick");
     uint64_t bytes = quick ? (256ull << 20) : (4ull << 30);
     int runs = quick ? 1 : 5;
+    if (getenv("MIG_BENCH_MIB")) /* a developer's knob while tuning */
+        bytes = strtoull(getenv("MIG_BENCH_MIB"), NULL, 10) << 20;
     char cmd[512];
 
     signal(SIGPIPE, SIG_IGN);
@@ -427,12 +429,14 @@ int main(int argc, char **argv)
     double ref = median(ref_fn, NULL, 0, bytes, runs);
     double tcp1 = median(run_link, "tcp", 1, bytes, runs);
     double tcp2 = median(run_link, "tcp", 2, bytes, runs);
-    double tls1 = median(run_link, "tls", 1, bytes, runs);
-    double tls2 = median(run_link, "tls", 2, bytes, runs);
+    /* MIG_BENCH_TCP_ONLY=1: a developer's shortcut while tuning. */
+    bool tcp_only = getenv("MIG_BENCH_TCP_ONLY") != NULL;
+    double tls1 = tcp_only ? -1 : median(run_link, "tls", 1, bytes, runs);
+    double tls2 = tcp_only ? -1 : median(run_link, "tls", 2, bytes, runs);
     double sshv = -1;
-    if (sshd_start() == 0)
+    if (!tcp_only && sshd_start() == 0)
         sshv = median(ssh_fn, NULL, 0, bytes, runs);
-    else
+    else if (!tcp_only)
         fprintf(stderr, "bench/stream: could not start a local sshd (openssh-server)\n");
     sshd_stop();
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
