@@ -427,16 +427,17 @@ int main(int argc, char **argv)
         pages[i] = pagebuf + (size_t)i * MIG_PAGE_SIZE;
 
     double ref = median(ref_fn, NULL, 0, bytes, runs);
-    double tcp1 = median(run_link, "tcp", 1, bytes, runs);
-    double tcp2 = median(run_link, "tcp", 2, bytes, runs);
-    /* MIG_BENCH_TCP_ONLY=1: a developer's shortcut while tuning. */
-    bool tcp_only = getenv("MIG_BENCH_TCP_ONLY") != NULL;
-    double tls1 = tcp_only ? -1 : median(run_link, "tls", 1, bytes, runs);
-    double tls2 = tcp_only ? -1 : median(run_link, "tls", 2, bytes, runs);
+    /* MIG_BENCH_ONLY=tcp|tls: a developer's shortcut while tuning. */
+    const char *only = getenv("MIG_BENCH_ONLY");
+    bool do_tcp = !only || !strcmp(only, "tcp"), do_tls = !only || !strcmp(only, "tls");
+    double tcp1 = do_tcp ? median(run_link, "tcp", 1, bytes, runs) : -1;
+    double tcp2 = do_tcp ? median(run_link, "tcp", 2, bytes, runs) : -1;
+    double tls1 = do_tls ? median(run_link, "tls", 1, bytes, runs) : -1;
+    double tls2 = do_tls ? median(run_link, "tls", 2, bytes, runs) : -1;
     double sshv = -1;
-    if (!tcp_only && sshd_start() == 0)
+    if (!only && sshd_start() == 0)
         sshv = median(ssh_fn, NULL, 0, bytes, runs);
-    else if (!tcp_only)
+    else if (!only)
         fprintf(stderr, "bench/stream: could not start a local sshd (openssh-server)\n");
     sshd_stop();
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
