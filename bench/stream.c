@@ -398,7 +398,7 @@ int main(int argc, char **argv)
     int runs = quick ? 1 : 5;
     if (getenv("MIG_BENCH_MIB")) /* a developer's knob while tuning */
         bytes = strtoull(getenv("MIG_BENCH_MIB"), NULL, 10) << 20;
-    char cmd[512];
+    char cmd[4096];
 
     signal(SIGPIPE, SIG_IGN);
     if (mig_ctx_new(&ctx))
