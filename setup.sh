@@ -16,7 +16,8 @@ jobs=$(nproc 2>/dev/null || echo 2)
 # their own components (OVS, qemu, nbd tools, ansible) in their scripts.
 PACKAGES="build-essential autoconf automake libtool pkg-config \
 libxen-dev libssl-dev libyaml-dev libzstd-dev libcmocka-dev \
-clang python3 python3-jsonschema"
+clang python3 python3-jsonschema \
+openssl openssh-server openssh-client"
 
 declare -a stage_report=()
 overall_rc=0
@@ -84,6 +85,17 @@ distcheck() {
     grep -E 'archives ready|\.tar\.gz' build/distcheck.out | head -3
 }
 
+# The libFuzzer target over the record decoder and the handshake, 60 s.
+fuzz() {
+    tests/fuzz/run-fuzz.sh build "${FUZZ_SECONDS:-60}"
+}
+
+# The stream benchmark, small and once: checks it runs and prints its JSON.
+bench_quick() {
+    make -C build -s bench/stream
+    ./build/bench/stream --quick
+}
+
 # Count individual tests: cmocka's summaries plus the scripts' "N passed, N failed".
 summary() {
     local p=0 f=0 n
@@ -105,7 +117,7 @@ summary() {
 }
 
 export jobs PACKAGES
-export -f install_packages build check_tree sanitizer_build_and_check distcheck
+export -f install_packages build check_tree sanitizer_build_and_check distcheck fuzz bench_quick
 
 case "$mode" in
 demo)
@@ -120,6 +132,8 @@ test | check)
     stage make-check 600 check_tree build || true
     stage sanitizers 900 sanitizer_build_and_check || true
     stage distcheck 600 distcheck || true
+    stage fuzz 300 fuzz || true
+    stage bench-quick 300 bench_quick || true
     summary
     exit "$overall_rc"
     ;;

@@ -136,6 +136,9 @@ static int expect(struct mig__hs *hs, struct mig__stream *s, uint32_t type, stru
         int32_t code = 0;
         char *text = NULL;
         if (mig__rec_get_code_text(r, &code, &text) == 0) {
+            for (char *c = text; *c; c++) /* peer text: no terminal control in our logs */
+                if ((unsigned char)*c < 0x20 || *c == 0x7f)
+                    *c = '?';
             MIG_LOG(hs->ctx, ERROR, "peer %s refused: %s", mig__stream_conn(s)->peer, text);
             free(text);
         }

@@ -16,6 +16,7 @@ struct fd_conn {
     bool is_sock;
     volatile bool down;         /* shutdown() called */
     pid_t child;                /* ssh: reaped on close; 0 */
+    int rcv_tmo, snd_tmo;       /* sockets: SO_RCVTIMEO / SO_SNDTIMEO now set (ms) */
 };
 
 int mig__fd_conn_init(struct fd_conn *c, struct mig_ctx *ctx, int rfd, int wfd,

@@ -116,10 +116,44 @@ int mig__fd_conn_wait(struct fd_conn *c, short events, int timeout_ms)
     return wait_fd(c, events == POLLIN ? c->rfd : c->wfd, events, timeout_ms);
 }
 
+/* Sockets block in the kernel with SO_RCVTIMEO / SO_SNDTIMEO as the deadline
+ * (one syscall per transfer, woken by shutdown(2)); set only when it changes. */
+static void sock_tmo(int fd, int opt, int *cur, int ms)
+{
+    if (*cur == ms)
+        return;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    if (setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof(tv)) == 0)
+        *cur = ms;
+}
+
+static int sock_read(struct fd_conn *c, void *buf, size_t len, int timeout_ms, size_t *n_out)
+{
+    sock_tmo(c->rfd, SO_RCVTIMEO, &c->rcv_tmo, timeout_ms);
+    for (;;) {
+        if (c->down)
+            return -MIG_ECANCELLED;
+        ssize_t r = recv(c->rfd, buf, len, 0);
+        if (r > 0) {
+            *n_out = (size_t)r;
+            return 0;
+        }
+        if (r == 0)
+            return c->down ? -MIG_ECANCELLED : -MIG_EPEER;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return -MIG_ETIMEOUT;
+        return errno == ECONNRESET ? -MIG_EPEER : mig__from_errno(errno);
+    }
+}
+
 static int fd_read(struct mig__conn *base, void *buf, size_t len, int timeout_ms, size_t *n_out)
 {
     struct fd_conn *c = (struct fd_conn *)base;
     *n_out = 0;
+    if (c->is_sock)
+        return sock_read(c, buf, len, timeout_ms, n_out);
     for (;;) {
         if (c->down)
             return -MIG_ECANCELLED;
@@ -170,7 +204,10 @@ static int fd_writev(struct mig__conn *base, struct iovec *iov, int iovcnt, int 
         ssize_t r;
         if (c->is_sock) {
             struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-            r = sendmsg(c->wfd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+            sock_tmo(c->wfd, SO_SNDTIMEO, &c->snd_tmo, timeout_ms);
+            r = sendmsg(c->wfd, &m, MSG_NOSIGNAL);
+            if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                return c->down ? -MIG_ECANCELLED : -MIG_ETIMEOUT;
         } else {
             r = mig__tr_writev_nosig(c->wfd, iov, n);
         }
@@ -264,6 +301,9 @@ int mig__fd_conn_init(struct fd_conn *c, struct mig_ctx *ctx, int rfd, int wfd,
     c->wfd = wfd;
     c->wake[0] = c->wake[1] = -1;
     c->is_sock = rfd == wfd && is_socket(rfd);
+    c->rcv_tmo = c->snd_tmo = -1;
+    if (c->is_sock) /* deadlines come from SO_*TIMEO: the socket must block */
+        (void)fcntl(rfd, F_SETFL, fcntl(rfd, F_GETFL) & ~O_NONBLOCK);
     if (pipe2(c->wake, O_CLOEXEC | O_NONBLOCK))
         return mig__from_errno(errno);
     if (!c->is_sock) {

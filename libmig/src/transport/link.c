@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -54,6 +55,10 @@ static int load_psk(struct mig_ctx *ctx, const char *path, uint8_t *key, size_t 
         MIG_LOG(ctx, ERROR, "pre-shared key file %s: %s", path, strerror(e));
         return mig__from_errno(e);
     }
+    struct stat st;
+    if (fstat(fd, &st) == 0 && (st.st_mode & 077))
+        MIG_LOG(ctx, WARN, "pre-shared key file %s is readable by group or others (mode %03o)",
+                path, (unsigned)(st.st_mode & 0777));
     while (n < sizeof(buf)) {
         ssize_t r = read(fd, buf + n, sizeof(buf) - n);
         if (r < 0 && errno == EINTR)
