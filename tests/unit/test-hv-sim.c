@@ -409,6 +409,46 @@ static void no_lost_write_sync(void **state)
     no_lost_write(SYNC, "mem=64M,vcpus=2,dirty=40M,pattern=uniform,tracking=sync");
 }
 
+static uint64_t writes_of(const struct host *h, const char *name);
+
+/* A backend that dies with sync tracking on must not leave the guest's vCPUs
+ * blocked on write faults; and one migration at a time per guest. */
+static void sync_backend_crash(void **state)
+{
+    (void)state;
+    struct host h;
+    struct mig_ctx *ctx = quiet_ctx();
+    struct mig__hv *hv, *hv2 = NULL;
+    char arg[96];
+    host_start(&h, NULL);
+    assert_int_equal(mig_simhost_create(NULL, h.dir, "c", "mem=64M,dirty=20M,tracking=sync"), 0);
+    hv = open_source(ctx, &h, "c");
+    snprintf(arg, sizeof(arg), "c,host=%s", h.dir);
+    assert_int_equal(mig__hv_sim_ops.open(ctx, arg, MIG_ROLE_SOURCE, &hv2), -MIG_EBUSY);
+    hv->ops->close(hv);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct mig__hv *x = NULL;
+        if (mig__hv_sim_ops.open(ctx, arg, MIG_ROLE_SOURCE, &x) || x->ops->logdirty_enable(x))
+            _exit(1);
+        sleep_ms(50);
+        _exit(0); /* no close: the kernel closes the fds */
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_int_equal(WEXITSTATUS(status), 0);
+    sleep_ms(50);
+    uint64_t w0 = writes_of(&h, "c");
+    sleep_ms(200);
+    assert_true(writes_of(&h, "c") > w0 + 100);
+    hv = open_source(ctx, &h, "c"); /* and it can be migrated again */
+    assert_int_equal(hv->ops->logdirty_enable(hv), 0);
+    hv->ops->close(hv);
+    host_stop(&h);
+    mig_ctx_free(ctx);
+}
+
 /* ---- suspend, throttle, resume ----------------------------------------------------------------- */
 
 static uint64_t writes_of(const struct host *h, const char *name)
@@ -681,6 +721,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(tracking_exact_sync_env),
         cmocka_unit_test(no_lost_write_async),
         cmocka_unit_test(no_lost_write_sync),
+        cmocka_unit_test(sync_backend_crash),
         cmocka_unit_test(suspend_throttle_resume),
         cmocka_unit_test(migration_verifies),
         cmocka_unit_test(migration_verifies_sync),
