@@ -199,7 +199,7 @@ static void guest_is_a_process(void **state)
     struct host h;
     struct mig_sim_guest_status st, *list = NULL;
     size_t n = 0;
-    char path[64], buf[4096];
+    char path[160], buf[4096];
     host_start(&h, NULL);
     assert_int_equal(mig_simhost_create(NULL, h.dir, "g1", "mem=64M,vcpus=2,dirty=10M"), 0);
     assert_int_equal(mig_simhost_create(NULL, h.dir, "g1", "mem=64M"), -MIG_EEXIST);
@@ -222,7 +222,20 @@ static void guest_is_a_process(void **state)
     assert_int_equal(mig_simhost_list(NULL, h.dir, &list, &n), 0);
     assert_int_equal(n, 1);
     assert_string_equal(list[0].name, "g1");
+    assert_int_equal(list[0].pid, st.pid);
+    assert_string_equal(list[0].state, "running");
+    assert_int_equal(list[0].verify, MIG_SIM_VERIFY_NONE);
+    assert_int_equal(list[0].downtime_us, -1);
     free(list);
+    /* a state file per guest */
+    snprintf(path, sizeof(path), "%s/guests/g1", h.dir);
+    assert_int_equal(access(path, R_OK), 0);
+    /* a second host on the same dir is refused */
+    struct mig_simhost_config cfg2 = {.dir = h.dir, .guest_exe = "/proc/self/exe",
+                                      .guest_subcmd = "__sim-guest", .extra_fd = -1};
+    struct mig_ctx *ctx = quiet_ctx();
+    assert_int_equal(mig_simhost_run(ctx, &cfg2), -MIG_EBUSY);
+    mig_ctx_free(ctx);
     assert_int_equal(mig_simhost_rename(NULL, h.dir, "g1", "g3"), 0);
     assert_int_equal(mig_simhost_status(NULL, h.dir, "g1", &st), -MIG_ENOENT);
     assert_int_equal(mig_simhost_destroy(NULL, h.dir, "g3"), 0);
@@ -231,7 +244,23 @@ static void guest_is_a_process(void **state)
     free(list);
     /* the guest process is gone */
     assert_int_equal(access(path, F_OK), -1);
-    host_stop(&h);
+    /* SIGTERM: the host takes its guests with it */
+    assert_int_equal(mig_simhost_create(NULL, h.dir, "g4", "mem=64M,dirty=1M"), 0);
+    assert_int_equal(mig_simhost_status(NULL, h.dir, "g4", &st), 0);
+    snprintf(path, sizeof(path), "/proc/%d/status", st.pid);
+    assert_int_equal(access(path, F_OK), 0);
+    int status;
+    kill(h.pid, SIGTERM);
+    assert_int_equal(waitpid(h.pid, &status, 0), h.pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(access(path, F_OK), -1);
+    snprintf(path, sizeof(path), "%s/control.sock", h.dir);
+    assert_int_equal(access(path, F_OK), -1);
+    snprintf(path, sizeof(path), "%s/guests/g4", h.dir);
+    assert_int_equal(access(path, F_OK), -1);
+    snprintf(path, sizeof(path), "%s/guests", h.dir);
+    rmdir(path);
+    rmdir(h.dir);
 }
 
 /* ---- dirty tracking --------------------------------------------------------------------------- */
