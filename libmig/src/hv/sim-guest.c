@@ -587,7 +587,11 @@ static bool handle(struct guest *g, int sock, int idx, char *buf, int *fds, unsi
     } else if (!strcmp(verb, "set-state")) {
         rc = set_state(g, args);
     } else if (!strcmp(verb, "track-owner")) {
-        g->tracker_conn = idx;
+        /* one migration at a time, as Xen locks a domain */
+        if (g->tracker_conn >= 0 && g->tracker_conn != idx)
+            rc = -MIG_EBUSY;
+        else
+            g->tracker_conn = idx;
     } else if (!strcmp(verb, "touch")) {
         rc = touch(g, args);
     } else if (!strcmp(verb, "quit")) {

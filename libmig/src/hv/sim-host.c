@@ -470,6 +470,11 @@ static int setup(struct host *h)
     int fd = -1;
     if (mkdir(h->cfg->dir, 0750) < 0 && errno != EEXIST)
         return mig__from_errno(errno);
+    /* another host serves DIR: leave everything as it is */
+    if (mig__sim_connect(h->cfg->dir, &fd) == 0) {
+        close(fd);
+        return -MIG_EBUSY;
+    }
     snprintf(path, sizeof(path), "%s/guests", h->cfg->dir);
     if (mkdir(path, 0750) < 0 && errno != EEXIST)
         return mig__from_errno(errno);
@@ -489,10 +494,6 @@ static int setup(struct host *h)
     if ((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/control.sock", h->cfg->dir) >=
         sizeof(sa.sun_path))
         return -MIG_EINVAL;
-    if (mig__sim_connect(h->cfg->dir, &fd) == 0) {
-        close(fd);
-        return -MIG_EBUSY;
-    }
     unlink(sa.sun_path);
     h->lsock = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (h->lsock < 0)

@@ -25,6 +25,7 @@
 
 #define WORDS (MIG_SIM_PAGE / 8)
 #define HDR_WORDS (sizeof(struct mig__sim_page_hdr) / 8)
+_Static_assert((WORDS - HDR_WORDS) % 2 == 0, "the checksum reads the body in pairs");
 
 static uint64_t mix64(uint64_t x)
 {

@@ -53,6 +53,7 @@ struct sim_hv {
     struct mig__hv base;
     char dir[PATH_MAX];
     char name[80];          /* source: guest name; destination: incoming guest's name */
+    char orig_name[80];     /* source: the name at open */
     char config[512];
     char tracking[40];
     pid_t pid;
@@ -68,6 +69,7 @@ struct sim_hv {
     bool tracking_on;
     bool suspended;
     bool destroyed;
+    bool handed_over;       /* renamed while suspended: stays paused at close */
     bool incoming;          /* destination: an incoming guest exists */
     bool committed;
     unsigned orig_throttle; /* the admin's setting, restored by throttle(0) and close */
@@ -170,6 +172,7 @@ static int attach(struct sim_hv *s)
     s->guest = fds[1];
     s->uffd = nfds > 2 ? fds[2] : -1;
     fds[0] = fds[1] = fds[2] = -1;
+    snprintf(s->orig_name, sizeof(s->orig_name), "%s", s->name);
     mig__sim_kv(resp, "tracking", s->tracking, sizeof(s->tracking));
     mig__sim_kv(resp, "config", s->config, sizeof(s->config));
     mig__sim_kv_u64(resp, "addr", &s->guest_addr);
@@ -661,8 +664,10 @@ static int sim_resume(struct mig__hv *hv)
 {
     struct sim_hv *s = to_sim(hv);
     int rc = guest_cmd(s, "resume", NULL, 0);
-    if (!rc)
+    if (!rc) {
         s->suspended = false;
+        s->handed_over = false;
+    }
     return rc;
 }
 
@@ -670,19 +675,16 @@ static int sim_save_state(struct mig__hv *hv, struct mig__blob *blob_out)
 {
     struct sim_hv *s = to_sim(hv);
     char resp[2048];
+    char rng[1024] = "";
+    uint64_t vcpus = s->vcpus;
     int rc = guest_cmd(s, "get-state", resp, sizeof(resp));
     if (rc)
         return rc;
-    /* The migration's own throttle must not travel: the destination runs
-     * with the admin's setting, as Xen's cap is restored there. */
-    char *t = strstr(resp, " throttle=");
-    if (t) {
-        char rest[2048];
-        const char *after = t + strlen(" throttle=");
-        after += strspn(after, "0123456789");
-        snprintf(rest, sizeof(rest), "%s", after);
-        snprintf(t, sizeof(resp) - (size_t)(t - resp), " throttle=%u%s", s->orig_throttle, rest);
-    }
+    mig__sim_kv_u64(resp, "vcpus", &vcpus);
+    mig__sim_kv(resp, "rng", rng, sizeof(rng));
+    /* the throttle that travels is the admin's, not the one pre-copy imposed */
+    snprintf(resp, sizeof(resp), "vcpus=%" PRIu64 " throttle=%u rng=%s", vcpus, s->orig_throttle,
+             rng);
     blob_out->kind = STATE_BLOB_KIND;
     blob_out->len = strlen(resp) + 1;
     blob_out->data = strdup(resp);
@@ -695,8 +697,12 @@ static int sim_rename(struct mig__hv *hv, const char *new_name)
     char req[256];
     snprintf(req, sizeof(req), "rename %s %s", s->name, new_name);
     int rc = mig__sim_host_call(s->dir, req, NULL, 0, NULL, NULL);
-    if (!rc)
+    if (!rc) {
         snprintf(s->name, sizeof(s->name), "%s", new_name);
+        /* renamed while suspended: handed over at COMMIT (xl renames to
+         * NAME--migratedaway); close must not resume it (in-doubt rule) */
+        s->handed_over = s->suspended && strcmp(new_name, s->orig_name) != 0;
+    }
     return rc;
 }
 

@@ -54,6 +54,7 @@ struct mig__sim_page_hdr {
     uint16_t magic;  /* MIG_SIM_PAGE_MAGIC */
     uint16_t pad;
     uint64_t csum;   /* mig__sim_page_csum() of pfn, gen and the rest */
+    uint64_t spare;  /* zero; keeps the body an even number of words */
 };
 
 static inline uint64_t mig__sim_table_pages(uint64_t nr_pages)
