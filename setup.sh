@@ -96,6 +96,17 @@ bench_quick() {
     ./build/bench/stream --quick
 }
 
+# Integration tests: the real binary between test-guest hosts on loopback.
+integration() {
+    make -C build -s check-integration
+}
+
+# The same again with the test guest's fallback dirty tracking forced
+# (synchronous userfaultfd write-protect, for kernels before 6.7).
+integration_sync() {
+    MIG_SIM_TRACKING=sync make -C build -s check-integration
+}
+
 # Count individual tests: cmocka's summaries plus the scripts' "N passed, N failed".
 summary() {
     local p=0 f=0 n
@@ -106,8 +117,11 @@ summary() {
         while read -r n; do f=$((f + n)); done < <(find "$dir/tests" -name '*.log' ! -name test-suite.log \
             -exec grep -h -oP '^\[  FAILED  \] \K[0-9]+' {} + 2>/dev/null)
         while read -r a b; do p=$((p + a)); f=$((f + b)); done < <(find "$dir/tests" -name '*.sh.log' \
-            -exec grep -h -oP '^\K[0-9]+(?= passed, )|(?<= passed, )[0-9]+(?= failed)' {} + 2>/dev/null | paste - -)
+            -exec cat {} + 2>/dev/null | sed -nE 's/^([A-Za-z-]+: )?([0-9]+) passed, ([0-9]+) failed.*/\2 \3/p')
     done
+    # integration runs print their own totals
+    while read -r a b; do p=$((p + a)); f=$((f + b)); done < <(cat build/integration*.out 2>/dev/null |
+        sed -nE 's/^integration: ([0-9]+) passed, ([0-9]+) failed.*/\1 \2/p')
     echo
     echo "Stage durations:"
     printf '  %s\n' "${stage_report[@]}"
@@ -117,7 +131,8 @@ summary() {
 }
 
 export jobs PACKAGES
-export -f install_packages build check_tree sanitizer_build_and_check distcheck fuzz bench_quick
+export -f install_packages build check_tree sanitizer_build_and_check distcheck fuzz bench_quick \
+    integration integration_sync
 
 case "$mode" in
 demo)
@@ -134,6 +149,10 @@ test | check)
     stage distcheck 600 distcheck || true
     stage fuzz 300 fuzz || true
     stage bench-quick 300 bench_quick || true
+    stage integration 600 integration >build/integration.out 2>&1 || true
+    grep -E '^(PASS|FAIL)|integration:' build/integration.out || true
+    stage integration-sync 600 integration_sync >build/integration-sync.out 2>&1 || true
+    grep -E '^(PASS|FAIL)|integration:' build/integration-sync.out || true
     summary
     exit "$overall_rc"
     ;;
