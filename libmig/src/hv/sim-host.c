@@ -168,7 +168,7 @@ static int spawn(struct host *h, const char *name, const char *config, bool inco
         return -MIG_ENOMEM;
     g->chan = g->memfd = g->uffd = -1;
     snprintf(g->name, sizeof(g->name), "%.79s", name);
-    snprintf(g->config, sizeof(g->config), "%s", config);
+    snprintf(g->config, sizeof(g->config), "%.*s", (int)sizeof(g->config) - 1, config);
     g->mem_bytes = cfg.mem_bytes;
     g->incoming = incoming;
     g->memfd = memfd_create(name, MFD_CLOEXEC);
@@ -313,7 +313,7 @@ static void handle(struct host *h, int sock)
 
     if (!strcmp(verb, "create") || !strcmp(verb, "create-incoming")) {
         bool incoming = verb[6] == '-';
-        char full[128];
+        char full[160];
         snprintf(full, sizeof(full), "%s%s", a1, incoming ? MIG_SIM_INCOMING_SUFFIX : "");
         if (!name_ok(a1) || is_incoming_name(a1) || strlen(a1) > 63) {
             rc = -MIG_EINVAL;
@@ -403,7 +403,7 @@ static void handle(struct host *h, int sock)
             rc = -MIG_EEXIST;
         } else {
             state_file(h, g, true);
-            snprintf(g->name, sizeof(g->name), "%s", a2);
+            snprintf(g->name, sizeof(g->name), "%.*s", (int)sizeof(g->name) - 1, a2);
             g->incoming = is_incoming_name(a2);
             state_file(h, g, false);
         }
