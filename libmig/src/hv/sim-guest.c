@@ -711,6 +711,11 @@ int mig_sim_guest_main(int argc, char **argv)
                                   .table_pfn = 2, .table_pages = mig__sim_table_pages(g->nr_pages),
                                   .data_pfn = g->data_pfn};
         memcpy(g->meta, &m, sizeof(m));
+        /* A guest that has used all its memory once (benchmarks: "full of
+         * random data"), before the workload and the clock start. */
+        if (g->cfg.prefill)
+            for (uint64_t pfn = g->data_pfn; pfn < g->data_pfn + g->ntouch; pfn++)
+                write_page(g, pfn, &g->ctl_rng);
         g->state = G_RUNNING;
         start_ticker(g);
         start_vcpus(g);

@@ -217,6 +217,13 @@ int mig__sim_config_parse(const char *text, struct mig__sim_config *cfg_out)
                 rc = -MIG_EPARSE;
         } else if (!strcmp(tok, "seed")) {
             rc = mig__sim_parse_size(v, &c.seed);
+        } else if (!strcmp(tok, "prefill")) {
+            if (!strcmp(v, "1") || !strcmp(v, "yes"))
+                c.prefill = true;
+            else if (!strcmp(v, "0") || !strcmp(v, "no"))
+                c.prefill = false;
+            else
+                rc = -MIG_EPARSE;
         } else if (!strcmp(tok, "tick")) {
             rc = mig__sim_parse_size(v, &n);
             if (!rc && (n < 10 || n > 1000000))

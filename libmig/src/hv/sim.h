@@ -90,6 +90,7 @@ struct mig__sim_config {
     enum mig__sim_tracking tracking;
     uint64_t seed;
     unsigned tick_us;          /* us between clock ticks */
+    bool prefill;              /* write every touched page once before the workload starts */
 };
 
 /* Parse "mem=2G,vcpus=2,dirty=200M,pattern=hotset,...". Unknown keys fail. */

@@ -434,12 +434,16 @@ static int serve(struct dest *d)
                 return rc;
             if (!switchover)
                 break;
+            uint64_t t0 = mig__now_ns();
             rc = wait_final(d, round);
             if (rc < 0)
                 return send_error(d, rc, "final round: %s", mig_strerror(rc));
+            uint64_t t1 = mig__now_ns();
             rc = d->hv->ops->ready(d->hv);
             if (rc < 0)
                 return send_error(d, rc, "domain not ready: %s", mig_strerror(rc));
+            MIG_LOG(d->ctx, INFO, "final round %u applied after %" PRIu64 " ms, ready in %" PRIu64
+                    " ms", round, (t1 - t0) / 1000000u, (mig__now_ns() - t1) / 1000000u);
             rc = mig_fsm_transition(&d->fsm, MIG_STATE_RECEIVING, MIG_STATE_READY);
             if (rc < 0)
                 return send_error(d, -MIG_EPROTO, "second final round from the source");

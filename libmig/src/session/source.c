@@ -442,6 +442,7 @@ static int stop_and_copy(struct mig_session *s)
     if (rc < 0)
         return mig__session_fail(s, rc, "suspending the domain: %s", mig_strerror(rc));
     s->suspended = true;
+    MIG_LOG(s->ctx, INFO, "switchover: suspended in %" PRIu64 " ms", ms_since(s->t_suspend_ns));
     rc = fault(s, "src-stopcopy", 0);
     if (rc < 0)
         return rc;
@@ -457,6 +458,8 @@ static int stop_and_copy(struct mig_session *s)
     rc = send_round(s, s->st.rounds, n, true, &bytes, &ns);
     if (rc < 0)
         return rc;
+    MIG_LOG(s->ctx, INFO, "switchover: last %" PRIu64 " pages sent at %" PRIu64 " ms", n,
+            ms_since(s->t_suspend_ns));
     s->st.remaining_bytes = 0;
     rc = s->hv->ops->save_state(s->hv, &blob);
     if (rc < 0)
@@ -507,6 +510,7 @@ static int wait_ready(struct mig_session *s)
     int rc = expect(s, MIG_REC_READY, &rec);
     if (rc < 0)
         return mig__session_fail(s, rc, "destination not ready: %s", mig_strerror(rc));
+    MIG_LOG(s->ctx, INFO, "switchover: READY at %" PRIu64 " ms", ms_since(s->t_suspend_ns));
     rc = fault(s, "src-ready", 0);
     if (rc < 0)
         return rc;
@@ -552,6 +556,7 @@ static int commit(struct mig_session *s)
                                  mig_strerror(rc), s->p.destination, s->p.domain);
     }
     s->st.downtime_ms = ms_since(s->t_suspend_ns);
+    MIG_LOG(s->ctx, INFO, "switchover: COMMIT-ACK at %" PRIu64 " ms", s->st.downtime_ms);
     s->suspended = false;
     rc = s->hv->ops->destroy(s->hv);
     if (rc < 0)
