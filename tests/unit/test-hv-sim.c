@@ -568,6 +568,53 @@ static void suspend_throttle_resume(void **state)
     mig_ctx_free(ctx);
 }
 
+/* Reading never-written pages gives zeros without allocating them on the
+ * source (the memfd of a touch=10% guest stays small). */
+static void holes_read_as_zero(void **state)
+{
+    (void)state;
+    struct host h;
+    struct mig_ctx *ctx = quiet_ctx();
+    struct mig__hv *hv;
+    struct mig__dom_info info;
+    struct mig_sim_guest_status st;
+    struct stat sb;
+    char path[64];
+    host_start(&h, NULL);
+    assert_int_equal(mig_simhost_create(NULL, h.dir, "z", "mem=64M,dirty=0"), 0);
+    assert_int_equal(mig_simhost_status(NULL, h.dir, "z", &st), 0);
+    hv = open_source(ctx, &h, "z");
+    assert_int_equal(hv->ops->info(hv, &info), 0);
+    uint64_t np = info.nr_pages, data = 2 + mig__sim_table_pages(np);
+    uint64_t t[] = {data + 1000, data + 1001, np - 1};
+    assert_int_equal(mig__sim_guest_touch(h.dir, "z", t, 3), 0);
+    snprintf(path, sizeof(path), "/proc/%d/fd/4", st.pid); /* the guest's memfd */
+    uint64_t pfns[1024];
+    const void *ptrs[1024];
+    uint64_t seen = 0;
+    for (uint64_t p = 0; p < np; p += 1024) {
+        unsigned n = (unsigned)(np - p < 1024 ? np - p : 1024);
+        struct mig__hv_map *map;
+        for (unsigned k = 0; k < n; k++)
+            pfns[k] = p + k;
+        assert_int_equal(hv->ops->map_pages(hv, pfns, n, ptrs, &map), 0);
+        for (unsigned k = 0; k < n; k++) {
+            const struct mig__sim_page_hdr *hd = ptrs[k];
+            if (p + k >= data && hd->magic == MIG_SIM_PAGE_MAGIC) {
+                assert_int_equal(hd->pfn, p + k);
+                seen++;
+            }
+        }
+        hv->ops->unmap_pages(hv, map);
+    }
+    assert_int_equal(seen, 3);
+    assert_int_equal(stat(path, &sb), 0);
+    assert_true((uint64_t)sb.st_blocks * 512 < (1u << 20)); /* not 64 MiB */
+    hv->ops->close(hv);
+    host_stop(&h);
+    mig_ctx_free(ctx);
+}
+
 /* ---- a manual migration without the engine ---------------------------------------------------------- */
 
 static void copy_pages(struct mig__hv *src, struct mig__hv *dst, const unsigned long *bitmap,
@@ -783,6 +830,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(no_lost_write_sync),
         cmocka_unit_test(sync_backend_crash),
         cmocka_unit_test(suspend_throttle_resume),
+        cmocka_unit_test(holes_read_as_zero),
         cmocka_unit_test(migration_verifies),
         cmocka_unit_test(migration_verifies_sync),
         cmocka_unit_test(migration_flat_out_async),
