@@ -30,8 +30,8 @@
 #include "sim.h"
 
 #define ASYNC "uffd-wp-async+pagemap-scan"
-#define SYNC "uffd-wp-sync"
-#define BPL (8 * sizeof(unsigned long))
+#define SYNC  "uffd-wp-sync"
+#define BPL   (8 * sizeof(unsigned long))
 
 struct host {
     char dir[64];
@@ -53,8 +53,10 @@ static void host_start(struct host *h, const char *env_tracking)
     assert_true(h->pid >= 0);
     if (h->pid == 0) {
         struct mig_ctx *ctx;
-        struct mig_simhost_config cfg = {.dir = h->dir, .guest_exe = "/proc/self/exe",
-                                         .guest_subcmd = "__sim-guest", .extra_fd = -1};
+        struct mig_simhost_config cfg = {.dir = h->dir,
+                                         .guest_exe = "/proc/self/exe",
+                                         .guest_subcmd = "__sim-guest",
+                                         .extra_fd = -1};
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         if (env_tracking)
             setenv("MIG_SIM_TRACKING", env_tracking, 1);
@@ -231,8 +233,8 @@ static void guest_is_a_process(void **state)
     snprintf(path, sizeof(path), "%s/guests/g1", h.dir);
     assert_int_equal(access(path, R_OK), 0);
     /* a second host on the same dir is refused */
-    struct mig_simhost_config cfg2 = {.dir = h.dir, .guest_exe = "/proc/self/exe",
-                                      .guest_subcmd = "__sim-guest", .extra_fd = -1};
+    struct mig_simhost_config cfg2 = {
+        .dir = h.dir, .guest_exe = "/proc/self/exe", .guest_subcmd = "__sim-guest", .extra_fd = -1};
     struct mig_ctx *ctx = quiet_ctx();
     assert_int_equal(mig_simhost_run(ctx, &cfg2), -MIG_EBUSY);
     mig_ctx_free(ctx);
@@ -263,7 +265,8 @@ static void guest_is_a_process(void **state)
     rmdir(h.dir);
 }
 
-/* ---- dirty tracking --------------------------------------------------------------------------- */
+/* ---- dirty tracking ---------------------------------------------------------------------------
+ */
 
 /* Pages touched on command come back exactly (plus their table pages and the
  * clock page), and a second clean reports nothing new. */
@@ -302,8 +305,9 @@ static void tracking_exact(const char *mode, const char *env, const char *config
             continue; /* the clock page, written by the ticker every 100 us */
         if (p >= 2 && p < data) {
             /* table pages: exactly those holding the touched entries */
-            want = (p - 2) == data * 4 / MIG_SIM_PAGE || (p - 2) == (data + 100) * 4 / MIG_SIM_PAGE ||
-                   (p - 2) == (data + 5) * 4 / MIG_SIM_PAGE || (p - 2) == (np - 1) * 4 / MIG_SIM_PAGE;
+            want =
+                (p - 2) == data * 4 / MIG_SIM_PAGE || (p - 2) == (data + 100) * 4 / MIG_SIM_PAGE ||
+                (p - 2) == (data + 5) * 4 / MIG_SIM_PAGE || (p - 2) == (np - 1) * 4 / MIG_SIM_PAGE;
         }
         if (test_bit(b, p) != want)
             fail_msg("%s: pfn %" PRIu64 " reported %d, want %d", mode, p, test_bit(b, p), want);
@@ -401,8 +405,8 @@ static void no_lost_write(const char *mode, const char *config)
             changed++;
             /* the page is written before its table entry; in sync mode the
              * vCPU may wait on the table page's fault across one clean */
-            bool seen = test_bit(c[i - 1], p) || test_bit(c[i], p) ||
-                        (i < ROUNDS && test_bit(c[i + 1], p));
+            bool seen =
+                test_bit(c[i - 1], p) || test_bit(c[i], p) || (i < ROUNDS && test_bit(c[i + 1], p));
             if (!seen)
                 fail_msg("%s: pfn %" PRIu64 " written in round %d (gen %u -> %u) but not reported",
                          mode, p, i, s[i - 1][p], s[i][p]);
@@ -494,7 +498,8 @@ static void sync_backend_crash(void **state)
     mig_ctx_free(ctx);
 }
 
-/* ---- suspend, throttle, resume ----------------------------------------------------------------- */
+/* ---- suspend, throttle, resume -----------------------------------------------------------------
+ */
 
 static uint64_t writes_of(const struct host *h, const char *name)
 {
@@ -511,7 +516,8 @@ static void suspend_throttle_resume(void **state)
     struct mig__hv *hv;
     struct mig__dom_info info;
     host_start(&h, NULL);
-    assert_int_equal(mig_simhost_create(NULL, h.dir, "s", "mem=64M,vcpus=1,dirty=40M,pattern=sequential"), 0);
+    assert_int_equal(
+        mig_simhost_create(NULL, h.dir, "s", "mem=64M,vcpus=1,dirty=40M,pattern=sequential"), 0);
     hv = open_source(ctx, &h, "s");
     assert_int_equal(hv->ops->info(hv, &info), 0);
     uint64_t np = info.nr_pages;
@@ -529,7 +535,8 @@ static void suspend_throttle_resume(void **state)
     uint64_t w3 = writes_of(&h, "s");
     sleep_ms(300);
     uint64_t w4 = writes_of(&h, "s");
-    print_message("writes/300ms: free %" PRIu64 ", throttled 80%% %" PRIu64 ", free again %" PRIu64 "\n",
+    print_message("writes/300ms: free %" PRIu64 ", throttled 80%% %" PRIu64 ", free again %" PRIu64
+                  "\n",
                   w1 - w0, w2 - w1, w4 - w3);
     assert_true(w1 - w0 > 1000);
     assert_true((w2 - w1) * 2 < (w1 - w0));
@@ -615,7 +622,8 @@ static void holes_read_as_zero(void **state)
     mig_ctx_free(ctx);
 }
 
-/* ---- a manual migration without the engine ---------------------------------------------------------- */
+/* ---- a manual migration without the engine
+ * ---------------------------------------------------------- */
 
 static void copy_pages(struct mig__hv *src, struct mig__hv *dst, const unsigned long *bitmap,
                        uint64_t np, void *buf)
@@ -711,7 +719,8 @@ static void manual_migration(const char *config, bool corrupt)
     }
     print_message("verify %d: %" PRIu64 " pages, %" PRIu64 " errors, first bad %" PRId64
                   ", downtime %" PRId64 " us\n",
-                  st.verify, st.verify_pages, st.verify_errors, st.verify_first_bad, st.downtime_us);
+                  st.verify, st.verify_pages, st.verify_errors, st.verify_first_bad,
+                  st.downtime_us);
     assert_int_equal(st.verify_pages, np - data);
     assert_true(st.downtime_us >= 0 && st.downtime_us < 5000000);
     if (corrupt) {
@@ -767,7 +776,8 @@ static void migration_catches_corruption(void **state)
     manual_migration("mem=64M,vcpus=1,dirty=10M,pattern=uniform,fill=zero", true);
 }
 
-/* ---- destination failures and facts ------------------------------------------------------------------- */
+/* ---- destination failures and facts
+ * ------------------------------------------------------------------- */
 
 static void discard_and_facts(void **state)
 {
@@ -775,8 +785,11 @@ static void discard_and_facts(void **state)
     struct host h;
     struct mig_ctx *ctx = quiet_ctx();
     struct mig__hv *dst = NULL;
-    struct mig__dom_info info = {.name = "x", .nr_pages = (64u << 20) / MIG_SIM_PAGE,
-                                 .page_size = MIG_SIM_PAGE, .vcpus = 1, .config = "mem=64M"};
+    struct mig__dom_info info = {.name = "x",
+                                 .nr_pages = (64u << 20) / MIG_SIM_PAGE,
+                                 .page_size = MIG_SIM_PAGE,
+                                 .vcpus = 1,
+                                 .config = "mem=64M"};
     struct mig_sim_guest_status *list = NULL;
     size_t n = 9;
     char arg[96], *json = NULL;

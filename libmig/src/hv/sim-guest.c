@@ -36,7 +36,7 @@
 #include "sim.h"
 #include "uffd-compat.h"
 
-#define MAX_CONNS 16
+#define MAX_CONNS          16
 #define THROTTLE_PERIOD_NS 10000000ull /* 10 ms */
 
 enum gstate { G_INCOMING, G_VERIFYING, G_RUNNING };
@@ -106,7 +106,8 @@ static uint64_t now_ns(clockid_t id)
 
 static void sleep_ns(uint64_t ns)
 {
-    struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000ull), .tv_nsec = (long)(ns % 1000000000ull)};
+    struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000ull),
+                          .tv_nsec = (long)(ns % 1000000000ull)};
     while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
         ;
 }
@@ -268,8 +269,10 @@ static void tick(struct guest *g, uint64_t *last)
     if (*last && now - *last > atomic_load(&g->max_gap_ns))
         atomic_store(&g->max_gap_ns, now - *last);
     *last = now;
-    struct mig__sim_clock c = {.mono_ns = now, .real_ns = now_ns(CLOCK_REALTIME),
-                               .boot_hash = g->boot_hash, .seq = g->clock->seq + 1};
+    struct mig__sim_clock c = {.mono_ns = now,
+                               .real_ns = now_ns(CLOCK_REALTIME),
+                               .boot_hash = g->boot_hash,
+                               .seq = g->clock->seq + 1};
     memcpy(g->clock, &c, sizeof(c));
 }
 
@@ -478,8 +481,8 @@ static void status_line(struct guest *g, char *out, size_t cap)
     snprintf(out, cap,
              "ok name=%s pid=%d state=%s tracking=%s mem=%" PRIu64 " writes=%" PRIu64
              " throttle=%u verify=%s checked=%" PRIu64 " errors=%" PRIu64 " first_bad=%" PRId64
-             " downtime_us=%" PRId64 " max_gap_us=%" PRIu64 " addr=0x%" PRIxPTR
-             " nr_pages=%" PRIu64 " vcpus=%u config=%s",
+             " downtime_us=%" PRId64 " max_gap_us=%" PRIu64 " addr=0x%" PRIxPTR " nr_pages=%" PRIu64
+             " vcpus=%u config=%s",
              g->name, (int)getpid(), state_name(g), g->tracking, g->cfg.mem_bytes,
              (uint64_t)atomic_load(&g->writes), atomic_load(&g->throttle),
              vnames[atomic_load(&g->verify)], g->verify_pages, g->verify_errors,
@@ -707,8 +710,10 @@ int mig_sim_guest_main(int argc, char **argv)
     atomic_store(&g->throttle, g->cfg.throttle);
     setup_tracking(g);
     if (!incoming) {
-        struct mig__sim_meta m = {.magic = MIG_SIM_MAGIC, .nr_pages = g->nr_pages,
-                                  .table_pfn = 2, .table_pages = mig__sim_table_pages(g->nr_pages),
+        struct mig__sim_meta m = {.magic = MIG_SIM_MAGIC,
+                                  .nr_pages = g->nr_pages,
+                                  .table_pfn = 2,
+                                  .table_pages = mig__sim_table_pages(g->nr_pages),
                                   .data_pfn = g->data_pfn};
         memcpy(g->meta, &m, sizeof(m));
         g->state = G_RUNNING;

@@ -57,9 +57,9 @@ struct hguest {
     char config[512];
     char tracking[40];
     pid_t pid;
-    int chan;  /* SOCK_SEQPACKET to the guest */
+    int chan; /* SOCK_SEQPACKET to the guest */
     int memfd;
-    int uffd;  /* -1 if the guest has no tracking */
+    int uffd; /* -1 if the guest has no tracking */
     uint64_t mem_bytes;
     uint64_t addr; /* where the guest maps its memory */
     bool incoming;
@@ -287,8 +287,7 @@ static int guest_conn(struct host *h, struct hguest *g, int *conn_out)
     return 0;
 }
 
-static void reply(struct host *h, int sock, int rc, const char *what, const int *fds,
-                  unsigned nfds)
+static void reply(struct host *h, int sock, int rc, const char *what, const int *fds, unsigned nfds)
 {
     if (rc) {
         mig__sim_err(h->out, MIG_SIM_MSG_MAX, rc, what);
@@ -342,11 +341,10 @@ static void handle(struct host *h, int sock)
         } else {
             for (g = h->guests; g; g = g->next) {
                 if (guest_call(h, g, "status", NULL, 0, line, MIG_SIM_MSG_MAX))
-                    snprintf(line, MIG_SIM_MSG_MAX, "ok name=%s pid=%d state=unresponsive",
-                             g->name, (int)g->pid);
+                    snprintf(line, MIG_SIM_MSG_MAX, "ok name=%s pid=%d state=unresponsive", g->name,
+                             (int)g->pid);
                 if (off + strlen(line) + 2 < MIG_SIM_MSG_MAX)
-                    off += (size_t)snprintf(h->out + off, MIG_SIM_MSG_MAX - off, "\n%s",
-                                            line + 3);
+                    off += (size_t)snprintf(h->out + off, MIG_SIM_MSG_MAX - off, "\n%s", line + 3);
             }
             free(line);
         }
@@ -452,8 +450,8 @@ static void reap(struct host *h)
             break;
         for (struct hguest *g = h->guests; g; g = g->next) {
             if (g->pid == pid) {
-                MIG_LOG(h->ctx, WARN, "guest %s (pid %d) exited (status 0x%x)", g->name,
-                        (int)pid, status);
+                MIG_LOG(h->ctx, WARN, "guest %s (pid %d) exited (status 0x%x)", g->name, (int)pid,
+                        status);
                 g->pid = -1;
                 guest_kill(h, g);
                 break;
@@ -631,8 +629,7 @@ int mig_simhost_destroy(struct mig_ctx *ctx, const char *dir, const char *name)
     return simple(ctx, dir, req);
 }
 
-int mig_simhost_rename(struct mig_ctx *ctx, const char *dir, const char *name,
-                       const char *new_name)
+int mig_simhost_rename(struct mig_ctx *ctx, const char *dir, const char *name, const char *new_name)
 {
     char req[256];
     snprintf(req, sizeof(req), "rename %s %s", name, new_name);

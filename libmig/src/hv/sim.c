@@ -45,43 +45,43 @@
 #include "sim.h"
 #include "uffd-compat.h"
 
-#define BITS_PER_UL (8 * sizeof(unsigned long))
-#define SCAN_VEC 512
+#define BITS_PER_UL     (8 * sizeof(unsigned long))
+#define SCAN_VEC        512
 #define STATE_BLOB_KIND 0x53494d31u /* "SIM1" */
 
 struct sim_hv {
     struct mig__hv base;
     char dir[PATH_MAX];
-    char name[80];          /* source: guest name; destination: incoming guest's name */
-    char orig_name[80];     /* source: the name at open */
+    char name[80];      /* source: guest name; destination: incoming guest's name */
+    char orig_name[80]; /* source: the name at open */
     char config[512];
     char tracking[40];
     pid_t pid;
-    int guest;              /* control connection to the guest */
+    int guest; /* control connection to the guest */
     int memfd;
     int uffd;
     int pagemap;
-    uint8_t *mem;           /* memfd mapping: read-only (source) or read-write (destination) */
+    uint8_t *mem; /* memfd mapping: read-only (source) or read-write (destination) */
     uint64_t nr_pages;
-    uint64_t guest_addr;    /* where the guest maps its memory */
+    uint64_t guest_addr; /* where the guest maps its memory */
     unsigned vcpus;
 
     bool tracking_on;
     bool suspended;
     bool destroyed;
-    bool handed_over;       /* renamed while suspended: stays paused at close */
-    bool incoming;          /* destination: an incoming guest exists */
+    bool handed_over; /* renamed while suspended: stays paused at close */
+    bool incoming;    /* destination: an incoming guest exists */
     bool committed;
     unsigned orig_throttle; /* the admin's setting, restored by throttle(0) and close */
     unsigned cur_throttle;
 
     /* sync tracking */
     pthread_mutex_t lock;
-    unsigned long *dirty;   /* nr_pages bits, under lock */
+    unsigned long *dirty; /* nr_pages bits, under lock */
     pthread_t fault_thr;
     bool fault_thr_on;
     int stop_pipe[2];
-    int fault_err;          /* first error of the fault thread (under lock) */
+    int fault_err; /* first error of the fault thread (under lock) */
 
     struct page_region *vec;
     struct mig_ratelimit rl;
@@ -226,8 +226,7 @@ static int sim_open(struct mig_ctx *ctx, const char *arg, enum mig_role role,
     s->stop_pipe[0] = s->stop_pipe[1] = -1;
     pthread_mutex_init(&s->lock, NULL);
     mig__ratelimit_init(&s->rl, 1000, 5);
-    rc = parse_arg(arg, role == MIG_ROLE_SOURCE, s->name, sizeof(s->name), s->dir,
-                   sizeof(s->dir));
+    rc = parse_arg(arg, role == MIG_ROLE_SOURCE, s->name, sizeof(s->name), s->dir, sizeof(s->dir));
     if (rc) {
         MIG_LOG(ctx, ERROR, "sim: bad argument '%s' (want %s)", arg ? arg : "",
                 role == MIG_ROLE_SOURCE ? "NAME,host=DIR" : "host=DIR");
@@ -240,8 +239,8 @@ static int sim_open(struct mig_ctx *ctx, const char *arg, enum mig_role role,
                     mig_strerror(rc));
             goto out;
         }
-        MIG_LOG(ctx, INFO, "sim: attached to %s (pid %d, %" PRIu64 " pages, tracking %s)",
-                s->name, (int)s->pid, s->nr_pages, s->tracking);
+        MIG_LOG(ctx, INFO, "sim: attached to %s (pid %d, %" PRIu64 " pages, tracking %s)", s->name,
+                (int)s->pid, s->nr_pages, s->tracking);
     } else {
         int sock = -1;
         rc = mig__sim_connect(s->dir, &sock); /* is a host there? */
@@ -411,7 +410,8 @@ static void *fault_main(void *arg)
     struct sim_hv *s = arg;
     struct uffd_msg msgs[64];
     for (;;) {
-        struct pollfd p[2] = {{.fd = s->uffd, .events = POLLIN}, {.fd = s->stop_pipe[0], .events = POLLIN}};
+        struct pollfd p[2] = {{.fd = s->uffd, .events = POLLIN},
+                              {.fd = s->stop_pipe[0], .events = POLLIN}};
         if (poll(p, 2, -1) < 0) {
             if (errno == EINTR)
                 continue;
@@ -665,7 +665,8 @@ static void sim_unmap_pages(struct mig__hv *hv, struct mig__hv_map *map)
     (void)map;
 }
 
-/* ---- source: guest control ---------------------------------------------------------------------- */
+/* ---- source: guest control ----------------------------------------------------------------------
+ */
 
 static int sim_throttle(struct mig__hv *hv, unsigned percent)
 {
@@ -751,7 +752,8 @@ static int sim_destroy(struct mig__hv *hv)
     return rc;
 }
 
-/* ---- destination ------------------------------------------------------------------------------------- */
+/* ---- destination
+ * ------------------------------------------------------------------------------------- */
 
 static int sim_create_incoming(struct mig__hv *hv, const struct mig__dom_info *info)
 {
@@ -785,8 +787,8 @@ static int sim_create_incoming(struct mig__hv *hv, const struct mig__dom_info *i
     s->nr_pages = info->nr_pages;
     mig__sim_kv(resp, "name", s->name, sizeof(s->name));
     snprintf(s->config, sizeof(s->config), "%s", info->config);
-    s->mem = mmap(NULL, s->nr_pages * MIG_SIM_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, s->memfd,
-                  0);
+    s->mem =
+        mmap(NULL, s->nr_pages * MIG_SIM_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, s->memfd, 0);
     if (s->mem == MAP_FAILED) {
         s->mem = NULL;
         rc = mig__from_errno(errno);
@@ -818,8 +820,8 @@ static int sim_write_zero(struct mig__hv *hv, uint64_t pfn, uint64_t count)
         return -MIG_EINVAL;
     if (!count)
         return 0;
-    if (fallocate(s->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                  (off_t)(pfn * MIG_SIM_PAGE), (off_t)(count * MIG_SIM_PAGE)) < 0) {
+    if (fallocate(s->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(pfn * MIG_SIM_PAGE),
+                  (off_t)(count * MIG_SIM_PAGE)) < 0) {
         /* no hole punching here: zero by hand */
         memset(s->mem + pfn * MIG_SIM_PAGE, 0, count * MIG_SIM_PAGE);
     }
