@@ -353,9 +353,29 @@ static void *verifier_main(void *arg)
         errors = 1;
         first_bad = 0;
     } else {
+        uint64_t hole_end = 0; /* [pfn, hole_end) is a hole in the memfd */
+        uint64_t data_end = 0; /* [pfn, data_end) holds data */
         for (uint64_t pfn = g->data_pfn; pfn < g->nr_pages; pfn++) {
             checked++;
-            if (mig__sim_page_check(g->mem + pfn * MIG_SIM_PAGE, pfn, g->gen[pfn])) {
+            if (pfn >= hole_end && pfn >= data_end) {
+                /* holes read as zero: check them without a read fault that
+                 * would allocate them (write_zero punched them on purpose) */
+                off_t d = lseek(g->memfd, (off_t)(pfn * MIG_SIM_PAGE), SEEK_DATA);
+                if (d < 0 && errno == ENXIO) {
+                    hole_end = g->nr_pages;
+                } else if (d >= 0 && (uint64_t)d / MIG_SIM_PAGE > pfn) {
+                    hole_end = (uint64_t)d / MIG_SIM_PAGE;
+                } else {
+                    off_t e = lseek(g->memfd, (off_t)(pfn * MIG_SIM_PAGE), SEEK_HOLE);
+                    data_end = e > 0 ? ((uint64_t)e + MIG_SIM_PAGE - 1) / MIG_SIM_PAGE : pfn + 1;
+                }
+            }
+            bool bad;
+            if (pfn < hole_end)
+                bad = g->gen[pfn] != 0;
+            else
+                bad = mig__sim_page_check(g->mem + pfn * MIG_SIM_PAGE, pfn, g->gen[pfn]) != 0;
+            if (bad) {
                 if (first_bad < 0)
                     first_bad = (int64_t)pfn;
                 errors++;
