@@ -317,6 +317,9 @@ static void handle(struct host *h, int sock)
         if (!name_ok(a1) || is_incoming_name(a1) || strlen(a1) > 63) {
             rc = -MIG_EINVAL;
             what = "bad guest name";
+        } else if (strlen(a2) >= sizeof(((struct hguest *)0)->config)) {
+            rc = -MIG_ETOOBIG;
+            what = "config too long";
         } else if (find(h, full)) {
             rc = -MIG_EEXIST;
             what = "guest exists";
