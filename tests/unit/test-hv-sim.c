@@ -246,6 +246,16 @@ static void guest_is_a_process(void **state)
     free(list);
     /* the guest process is gone */
     assert_int_equal(access(path, F_OK), -1);
+    /* a guest that dies is reaped and forgotten */
+    assert_int_equal(mig_simhost_create(NULL, h.dir, "g5", "mem=64M"), 0);
+    assert_int_equal(mig_simhost_status(NULL, h.dir, "g5", &st), 0);
+    kill(st.pid, SIGKILL);
+    int gone = 0;
+    for (int i = 0; i < 300 && !gone; i++) {
+        gone = mig_simhost_status(NULL, h.dir, "g5", &st) == -MIG_ENOENT;
+        sleep_ms(10);
+    }
+    assert_true(gone);
     /* SIGTERM: the host takes its guests with it */
     assert_int_equal(mig_simhost_create(NULL, h.dir, "g4", "mem=64M,dirty=1M"), 0);
     assert_int_equal(mig_simhost_status(NULL, h.dir, "g4", &st), 0);

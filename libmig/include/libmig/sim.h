@@ -36,8 +36,10 @@ struct mig_simhost_config {
 
 /* Serve requests on DIR/control.sock until SIGTERM/SIGINT, a "shutdown"
  * request, or extra_cb says stop; then destroys every guest it owns. Blocks
- * SIGTERM, SIGINT and SIGCHLD in the calling thread. 0 or a negative code
- * (-MIG_EBUSY: another host serves DIR). */
+ * SIGTERM, SIGINT and SIGCHLD in the calling thread and reads them from a
+ * signalfd: block them in other threads too (start those threads after this
+ * call has begun, or block first) so they reach it. Reaps only its own
+ * guests. 0 or a negative code (-MIG_EBUSY: another host serves DIR). */
 MIG_EXPORT int mig_simhost_run(struct mig_ctx *ctx, const struct mig_simhost_config *cfg);
 
 /* The guest process. argv[0] is the subcommand; the host passes the rest.

@@ -446,19 +446,15 @@ static void reap(struct host *h)
         if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
             h->stop = true;
     }
-    for (;;) {
+    /* only our guests: the process may have other children (transports) */
+    for (struct hguest *g = h->guests, *next; g; g = next) {
         int status;
-        pid_t pid = waitpid(-1, &status, WNOHANG);
-        if (pid <= 0)
-            break;
-        for (struct hguest *g = h->guests; g; g = g->next) {
-            if (g->pid == pid) {
-                MIG_LOG(h->ctx, WARN, "guest %s (pid %d) exited (status 0x%x)", g->name, (int)pid,
-                        status);
-                g->pid = -1;
-                guest_kill(h, g);
-                break;
-            }
+        next = g->next;
+        if (g->pid > 0 && waitpid(g->pid, &status, WNOHANG) == g->pid) {
+            MIG_LOG(h->ctx, WARN, "guest %s (pid %d) exited (status 0x%x)", g->name, (int)g->pid,
+                    status);
+            g->pid = -1;
+            guest_kill(h, g);
         }
     }
 }
@@ -548,11 +544,17 @@ int mig_simhost_run(struct mig_ctx *ctx, const struct mig_simhost_config *cfg)
                 map[n++] = i;
             }
         }
-        if (poll(p, (nfds_t)n, -1) < 0) {
+        /* SIGCHLD may go to another thread of the process: look every second */
+        int pr = poll(p, (nfds_t)n, 1000);
+        if (pr < 0) {
             if (errno == EINTR)
                 continue;
             rc = mig__from_errno(errno);
             break;
+        }
+        if (pr == 0) {
+            reap(&h);
+            continue;
         }
         for (int k = 0; k < n && !h.stop; k++) {
             if (!p[k].revents)
