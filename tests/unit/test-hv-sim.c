@@ -9,6 +9,7 @@
 
 #include <dirent.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -585,6 +586,39 @@ static void suspend_throttle_resume(void **state)
     mig_ctx_free(ctx);
 }
 
+struct scan_job {
+    struct mig__hv *hv;
+    uint64_t np, data, seen;
+    int rc;
+};
+
+/* Count the workload pages a data-channel thread would read. */
+static void *scan_thread(void *arg)
+{
+    struct scan_job *j = arg;
+    uint64_t pfns[1024];
+    const void *ptrs[1024];
+    for (int rep = 0; rep < 4; rep++) {
+        j->seen = 0;
+        for (uint64_t p = 0; p < j->np; p += 1024) {
+            unsigned n = (unsigned)(j->np - p < 1024 ? j->np - p : 1024);
+            struct mig__hv_map *map;
+            for (unsigned k = 0; k < n; k++)
+                pfns[k] = p + k;
+            j->rc = j->hv->ops->map_pages(j->hv, pfns, n, ptrs, &map);
+            if (j->rc)
+                return NULL;
+            for (unsigned k = 0; k < n; k++) {
+                const struct mig__sim_page_hdr *hd = ptrs[k];
+                if (p + k >= j->data && hd->magic == MIG_SIM_PAGE_MAGIC && hd->pfn == p + k)
+                    j->seen++;
+            }
+            j->hv->ops->unmap_pages(j->hv, map);
+        }
+    }
+    return NULL;
+}
+
 /* Reading never-written pages gives zeros without allocating them on the
  * source (the memfd of a touch=10% guest stays small). */
 static void holes_read_as_zero(void **state)
@@ -625,6 +659,18 @@ static void holes_read_as_zero(void **state)
         hv->ops->unmap_pages(hv, map);
     }
     assert_int_equal(seen, 3);
+    /* map_pages from several data-channel threads at once */
+    struct scan_job jobs[3];
+    pthread_t thr[3];
+    for (int i = 0; i < 3; i++) {
+        jobs[i] = (struct scan_job){.hv = hv, .np = np, .data = data};
+        assert_int_equal(pthread_create(&thr[i], NULL, scan_thread, &jobs[i]), 0);
+    }
+    for (int i = 0; i < 3; i++) {
+        pthread_join(thr[i], NULL);
+        assert_int_equal(jobs[i].rc, 0);
+        assert_int_equal(jobs[i].seen, 3);
+    }
     assert_int_equal(stat(path, &sb), 0);
     assert_true((uint64_t)sb.st_blocks * 512 < (1u << 20)); /* not 64 MiB */
     hv->ops->close(hv);
