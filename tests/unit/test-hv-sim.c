@@ -678,6 +678,34 @@ static void holes_read_as_zero(void **state)
     mig_ctx_free(ctx);
 }
 
+/* At COMMIT the source is renamed while suspended: close must then leave it
+ * paused (in doubt until resolved); renamed back, close resumes it. */
+static void renamed_source_stays_paused(void **state)
+{
+    (void)state;
+    struct host h;
+    struct mig_ctx *ctx = quiet_ctx();
+    struct mig__hv *hv;
+    struct mig_sim_guest_status st;
+    host_start(&h, NULL);
+    assert_int_equal(mig_simhost_create(NULL, h.dir, "r", "mem=64M,dirty=5M"), 0);
+    hv = open_source(ctx, &h, "r");
+    assert_int_equal(hv->ops->suspend(hv), 0);
+    assert_int_equal(hv->ops->rename(hv, "r--migratedaway"), 0);
+    hv->ops->close(hv);
+    assert_int_equal(mig_simhost_status(NULL, h.dir, "r--migratedaway", &st), 0);
+    assert_string_equal(st.state, "suspended");
+    hv = open_source(ctx, &h, "r--migratedaway");
+    assert_int_equal(hv->ops->suspend(hv), 0);
+    assert_int_equal(hv->ops->rename(hv, "r2"), 0);
+    assert_int_equal(hv->ops->rename(hv, "r--migratedaway"), 0); /* back to its name at open */
+    hv->ops->close(hv);
+    assert_int_equal(mig_simhost_status(NULL, h.dir, "r--migratedaway", &st), 0);
+    assert_string_equal(st.state, "running");
+    host_stop(&h);
+    mig_ctx_free(ctx);
+}
+
 /* ---- a manual migration without the engine
  * ---------------------------------------------------------- */
 
@@ -933,6 +961,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(sync_backend_crash),
         cmocka_unit_test(suspend_throttle_resume),
         cmocka_unit_test(holes_read_as_zero),
+        cmocka_unit_test(renamed_source_stays_paused),
         cmocka_unit_test(migration_verifies),
         cmocka_unit_test(migration_verifies_sync),
         cmocka_unit_test(migration_flat_out_async),
