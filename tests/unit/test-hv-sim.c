@@ -63,7 +63,7 @@ static void host_start(struct host *h, const char *env_tracking)
             setenv("MIG_SIM_TRACKING", env_tracking, 1);
         if (mig_ctx_new(&ctx))
             _exit(1);
-        mig_ctx_set_log_level(ctx, MIG_LOG_WARN);
+        mig_ctx_set_log_level(ctx, MIG_LOG_ERROR); /* tests kill guests on purpose */
         int rc = mig_simhost_run(ctx, &cfg);
         mig_ctx_free(ctx);
         _exit(rc ? 1 : 0);
