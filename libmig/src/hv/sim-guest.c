@@ -36,7 +36,7 @@
 #include "sim.h"
 #include "uffd-compat.h"
 
-#define MAX_CONNS 16
+#define MAX_CONNS          16
 #define THROTTLE_PERIOD_NS 10000000ull /* 10 ms */
 
 enum gstate { G_INCOMING, G_VERIFYING, G_RUNNING };
@@ -106,7 +106,8 @@ static uint64_t now_ns(clockid_t id)
 
 static void sleep_ns(uint64_t ns)
 {
-    struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000ull), .tv_nsec = (long)(ns % 1000000000ull)};
+    struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000ull),
+                          .tv_nsec = (long)(ns % 1000000000ull)};
     while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
         ;
 }
@@ -268,8 +269,10 @@ static void tick(struct guest *g, uint64_t *last)
     if (*last && now - *last > atomic_load(&g->max_gap_ns))
         atomic_store(&g->max_gap_ns, now - *last);
     *last = now;
-    struct mig__sim_clock c = {.mono_ns = now, .real_ns = now_ns(CLOCK_REALTIME),
-                               .boot_hash = g->boot_hash, .seq = g->clock->seq + 1};
+    struct mig__sim_clock c = {.mono_ns = now,
+                               .real_ns = now_ns(CLOCK_REALTIME),
+                               .boot_hash = g->boot_hash,
+                               .seq = g->clock->seq + 1};
     memcpy(g->clock, &c, sizeof(c));
 }
 
@@ -350,9 +353,29 @@ static void *verifier_main(void *arg)
         errors = 1;
         first_bad = 0;
     } else {
+        uint64_t hole_end = 0; /* [pfn, hole_end) is a hole in the memfd */
+        uint64_t data_end = 0; /* [pfn, data_end) holds data */
         for (uint64_t pfn = g->data_pfn; pfn < g->nr_pages; pfn++) {
             checked++;
-            if (mig__sim_page_check(g->mem + pfn * MIG_SIM_PAGE, pfn, g->gen[pfn])) {
+            if (pfn >= hole_end && pfn >= data_end) {
+                /* holes read as zero: check them without a read fault that
+                 * would allocate them (write_zero punched them on purpose) */
+                off_t d = lseek(g->memfd, (off_t)(pfn * MIG_SIM_PAGE), SEEK_DATA);
+                if (d < 0 && errno == ENXIO) {
+                    hole_end = g->nr_pages;
+                } else if (d >= 0 && (uint64_t)d / MIG_SIM_PAGE > pfn) {
+                    hole_end = (uint64_t)d / MIG_SIM_PAGE;
+                } else {
+                    off_t e = lseek(g->memfd, (off_t)(pfn * MIG_SIM_PAGE), SEEK_HOLE);
+                    data_end = e > 0 ? ((uint64_t)e + MIG_SIM_PAGE - 1) / MIG_SIM_PAGE : pfn + 1;
+                }
+            }
+            bool bad;
+            if (pfn < hole_end)
+                bad = g->gen[pfn] != 0;
+            else
+                bad = mig__sim_page_check(g->mem + pfn * MIG_SIM_PAGE, pfn, g->gen[pfn]) != 0;
+            if (bad) {
                 if (first_bad < 0)
                     first_bad = (int64_t)pfn;
                 errors++;
@@ -478,8 +501,8 @@ static void status_line(struct guest *g, char *out, size_t cap)
     snprintf(out, cap,
              "ok name=%s pid=%d state=%s tracking=%s mem=%" PRIu64 " writes=%" PRIu64
              " throttle=%u verify=%s checked=%" PRIu64 " errors=%" PRIu64 " first_bad=%" PRId64
-             " downtime_us=%" PRId64 " max_gap_us=%" PRIu64 " addr=0x%" PRIxPTR
-             " nr_pages=%" PRIu64 " vcpus=%u config=%s",
+             " downtime_us=%" PRId64 " max_gap_us=%" PRIu64 " addr=0x%" PRIxPTR " nr_pages=%" PRIu64
+             " vcpus=%u config=%s",
              g->name, (int)getpid(), state_name(g), g->tracking, g->cfg.mem_bytes,
              (uint64_t)atomic_load(&g->writes), atomic_load(&g->throttle),
              vnames[atomic_load(&g->verify)], g->verify_pages, g->verify_errors,
@@ -707,8 +730,10 @@ int mig_sim_guest_main(int argc, char **argv)
     atomic_store(&g->throttle, g->cfg.throttle);
     setup_tracking(g);
     if (!incoming) {
-        struct mig__sim_meta m = {.magic = MIG_SIM_MAGIC, .nr_pages = g->nr_pages,
-                                  .table_pfn = 2, .table_pages = mig__sim_table_pages(g->nr_pages),
+        struct mig__sim_meta m = {.magic = MIG_SIM_MAGIC,
+                                  .nr_pages = g->nr_pages,
+                                  .table_pfn = 2,
+                                  .table_pages = mig__sim_table_pages(g->nr_pages),
                                   .data_pfn = g->data_pfn};
         memcpy(g->meta, &m, sizeof(m));
         /* A guest that has used all its memory once (benchmarks: "full of

@@ -45,43 +45,43 @@
 #include "sim.h"
 #include "uffd-compat.h"
 
-#define BITS_PER_UL (8 * sizeof(unsigned long))
-#define SCAN_VEC 512
+#define BITS_PER_UL     (8 * sizeof(unsigned long))
+#define SCAN_VEC        512
 #define STATE_BLOB_KIND 0x53494d31u /* "SIM1" */
 
 struct sim_hv {
     struct mig__hv base;
     char dir[PATH_MAX];
-    char name[80];          /* source: guest name; destination: incoming guest's name */
-    char orig_name[80];     /* source: the name at open */
+    char name[80];      /* source: guest name; destination: incoming guest's name */
+    char orig_name[80]; /* source: the name at open */
     char config[512];
     char tracking[40];
     pid_t pid;
-    int guest;              /* control connection to the guest */
+    int guest; /* control connection to the guest */
     int memfd;
     int uffd;
     int pagemap;
-    uint8_t *mem;           /* memfd mapping: read-only (source) or read-write (destination) */
+    uint8_t *mem; /* memfd mapping: read-only (source) or read-write (destination) */
     uint64_t nr_pages;
-    uint64_t guest_addr;    /* where the guest maps its memory */
+    uint64_t guest_addr; /* where the guest maps its memory */
     unsigned vcpus;
 
     bool tracking_on;
     bool suspended;
     bool destroyed;
-    bool handed_over;       /* renamed while suspended: stays paused at close */
-    bool incoming;          /* destination: an incoming guest exists */
+    bool handed_over; /* renamed while suspended: stays paused at close */
+    bool incoming;    /* destination: an incoming guest exists */
     bool committed;
     unsigned orig_throttle; /* the admin's setting, restored by throttle(0) and close */
     unsigned cur_throttle;
 
     /* sync tracking */
     pthread_mutex_t lock;
-    unsigned long *dirty;   /* nr_pages bits, under lock */
+    unsigned long *dirty; /* nr_pages bits, under lock */
     pthread_t fault_thr;
     bool fault_thr_on;
     int stop_pipe[2];
-    int fault_err;          /* first error of the fault thread (under lock) */
+    int fault_err; /* first error of the fault thread (under lock) */
 
     struct page_region *vec;
     struct mig_ratelimit rl;
@@ -226,8 +226,7 @@ static int sim_open(struct mig_ctx *ctx, const char *arg, enum mig_role role,
     s->stop_pipe[0] = s->stop_pipe[1] = -1;
     pthread_mutex_init(&s->lock, NULL);
     mig__ratelimit_init(&s->rl, 1000, 5);
-    rc = parse_arg(arg, role == MIG_ROLE_SOURCE, s->name, sizeof(s->name), s->dir,
-                   sizeof(s->dir));
+    rc = parse_arg(arg, role == MIG_ROLE_SOURCE, s->name, sizeof(s->name), s->dir, sizeof(s->dir));
     if (rc) {
         MIG_LOG(ctx, ERROR, "sim: bad argument '%s' (want %s)", arg ? arg : "",
                 role == MIG_ROLE_SOURCE ? "NAME,host=DIR" : "host=DIR");
@@ -240,8 +239,8 @@ static int sim_open(struct mig_ctx *ctx, const char *arg, enum mig_role role,
                     mig_strerror(rc));
             goto out;
         }
-        MIG_LOG(ctx, INFO, "sim: attached to %s (pid %d, %" PRIu64 " pages, tracking %s)",
-                s->name, (int)s->pid, s->nr_pages, s->tracking);
+        MIG_LOG(ctx, INFO, "sim: attached to %s (pid %d, %" PRIu64 " pages, tracking %s)", s->name,
+                (int)s->pid, s->nr_pages, s->tracking);
     } else {
         int sock = -1;
         rc = mig__sim_connect(s->dir, &sock); /* is a host there? */
@@ -411,7 +410,8 @@ static void *fault_main(void *arg)
     struct sim_hv *s = arg;
     struct uffd_msg msgs[64];
     for (;;) {
-        struct pollfd p[2] = {{.fd = s->uffd, .events = POLLIN}, {.fd = s->stop_pipe[0], .events = POLLIN}};
+        struct pollfd p[2] = {{.fd = s->uffd, .events = POLLIN},
+                              {.fd = s->stop_pipe[0], .events = POLLIN}};
         if (poll(p, 2, -1) < 0) {
             if (errno == EINTR)
                 continue;
@@ -613,17 +613,47 @@ static int sim_logdirty_clean(struct mig__hv *hv, unsigned long *bitmap, uint64_
     return clean_async(s, bitmap, ndirty_out);
 }
 
+/* Never-written pages are holes in the memfd: they read as this page instead
+ * of through the mapping, where a read fault would allocate shmem (a 2 GiB
+ * guest with touch=10% would cost 2 GiB on the source). A write after the
+ * check is tracked and sent again, as with any page read while it changes. */
+static const uint8_t zero_page[MIG_SIM_PAGE];
+
 static int sim_map_pages(struct mig__hv *hv, const uint64_t *pfns, unsigned n, const void **ptrs,
                          struct mig__hv_map **map_out)
 {
-    /* the whole memfd stays mapped: nothing per batch, safe from any thread */
+    /* the whole memfd stays mapped: nothing per batch, safe from any thread
+     * (lseek's file position is not used) */
     struct sim_hv *s = to_sim(hv);
+    uint64_t data_lo = 0, data_hi = 0, hole_lo = 0, hole_hi = 0;
     if (!s->mem || n > 1024)
         return -MIG_EINVAL;
     for (unsigned i = 0; i < n; i++) {
-        if (pfns[i] >= s->nr_pages)
+        uint64_t pfn = pfns[i];
+        if (pfn >= s->nr_pages)
             return -MIG_EINVAL;
-        ptrs[i] = s->mem + pfns[i] * MIG_SIM_PAGE;
+        if (!(pfn >= data_lo && pfn < data_hi) && !(pfn >= hole_lo && pfn < hole_hi)) {
+            off_t off = (off_t)(pfn * MIG_SIM_PAGE);
+            off_t d = lseek(s->memfd, off, SEEK_DATA);
+            if (d < 0 && errno == ENXIO) {
+                hole_lo = pfn;
+                hole_hi = s->nr_pages;
+            } else if (d < 0) {
+                data_lo = pfn; /* cannot tell: read it */
+                data_hi = pfn + 1;
+            } else if ((uint64_t)d / MIG_SIM_PAGE > pfn) {
+                hole_lo = pfn;
+                hole_hi = (uint64_t)d / MIG_SIM_PAGE;
+            } else {
+                off_t e = lseek(s->memfd, off, SEEK_HOLE);
+                data_lo = pfn;
+                data_hi = e < 0 ? pfn + 1 : ((uint64_t)e + MIG_SIM_PAGE - 1) / MIG_SIM_PAGE;
+            }
+        }
+        if (pfn >= hole_lo && pfn < hole_hi)
+            ptrs[i] = zero_page;
+        else
+            ptrs[i] = s->mem + pfn * MIG_SIM_PAGE;
     }
     *map_out = NULL; /* nothing to release; unmap_pages(NULL) is a no-op */
     return 0;
@@ -635,7 +665,8 @@ static void sim_unmap_pages(struct mig__hv *hv, struct mig__hv_map *map)
     (void)map;
 }
 
-/* ---- source: guest control ---------------------------------------------------------------------- */
+/* ---- source: guest control ----------------------------------------------------------------------
+ */
 
 static int sim_throttle(struct mig__hv *hv, unsigned percent)
 {
@@ -721,7 +752,8 @@ static int sim_destroy(struct mig__hv *hv)
     return rc;
 }
 
-/* ---- destination ------------------------------------------------------------------------------------- */
+/* ---- destination
+ * ------------------------------------------------------------------------------------- */
 
 static int sim_create_incoming(struct mig__hv *hv, const struct mig__dom_info *info)
 {
@@ -755,8 +787,8 @@ static int sim_create_incoming(struct mig__hv *hv, const struct mig__dom_info *i
     s->nr_pages = info->nr_pages;
     mig__sim_kv(resp, "name", s->name, sizeof(s->name));
     snprintf(s->config, sizeof(s->config), "%s", info->config);
-    s->mem = mmap(NULL, s->nr_pages * MIG_SIM_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, s->memfd,
-                  0);
+    s->mem =
+        mmap(NULL, s->nr_pages * MIG_SIM_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, s->memfd, 0);
     if (s->mem == MAP_FAILED) {
         s->mem = NULL;
         rc = mig__from_errno(errno);
@@ -788,8 +820,8 @@ static int sim_write_zero(struct mig__hv *hv, uint64_t pfn, uint64_t count)
         return -MIG_EINVAL;
     if (!count)
         return 0;
-    if (fallocate(s->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                  (off_t)(pfn * MIG_SIM_PAGE), (off_t)(count * MIG_SIM_PAGE)) < 0) {
+    if (fallocate(s->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(pfn * MIG_SIM_PAGE),
+                  (off_t)(count * MIG_SIM_PAGE)) < 0) {
         /* no hole punching here: zero by hand */
         memset(s->mem + pfn * MIG_SIM_PAGE, 0, count * MIG_SIM_PAGE);
     }
