@@ -682,7 +682,8 @@ static void holes_read_as_zero(void **state)
 }
 
 /* At COMMIT the source is renamed while suspended: close must then leave it
- * paused (in doubt until resolved); renamed back, close resumes it. */
+ * paused (in doubt until resolved); close never changes the run state, the
+ * engine resumes explicitly after renaming it back. */
 static void renamed_source_stays_paused(void **state)
 {
     (void)state;
@@ -702,6 +703,11 @@ static void renamed_source_stays_paused(void **state)
     assert_int_equal(hv->ops->suspend(hv), 0);
     assert_int_equal(hv->ops->rename(hv, "r2"), 0);
     assert_int_equal(hv->ops->rename(hv, "r--migratedaway"), 0); /* back to its name at open */
+    hv->ops->close(hv);
+    assert_int_equal(mig_simhost_status(NULL, h.dir, "r--migratedaway", &st), 0);
+    assert_string_equal(st.state, "suspended");
+    hv = open_source(ctx, &h, "r--migratedaway");
+    assert_int_equal(hv->ops->resume(hv), 0);
     hv->ops->close(hv);
     assert_int_equal(mig_simhost_status(NULL, h.dir, "r--migratedaway", &st), 0);
     assert_string_equal(st.state, "running");
