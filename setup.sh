@@ -92,8 +92,9 @@ fuzz() {
 
 # The stream benchmark, small and once: checks it runs and prints its JSON.
 bench_quick() {
-    make -C build -s bench/stream
+    make -C build -s bench/stream bench/plaincopy
     ./build/bench/stream --quick
+    bench/precopy --quick
 }
 
 # Integration tests: the real binary between test-guest hosts on loopback.
