@@ -26,7 +26,7 @@ enum {
     OPT_TIMEOUT, OPT_ON_TIMEOUT, OPT_THROTTLE, OPT_NO_THROTTLE, OPT_JSON, OPT_DRY_RUN,
     OPT_PSK, OPT_INSECURE, OPT_PKI, OPT_STATE_DIR, OPT_HOST, OPT_BACKEND, OPT_MEM, OPT_DIRTY,
     OPT_PATTERN, OPT_VCPUS, OPT_SIM, OPT_DIR, OPT_LISTEN, OPT_LINK_TIMEOUT, OPT_MAX_ROUNDS,
-    OPT_CONFIG,
+    OPT_CONFIG, OPT_RECEIVE_ARGS,
 };
 
 static const struct option options[] = {
@@ -62,6 +62,7 @@ static const struct option options[] = {
     {"dir", required_argument, NULL, OPT_DIR},
     {"listen", required_argument, NULL, OPT_LISTEN},
     {"config", required_argument, NULL, OPT_CONFIG},
+    {"receive-args", required_argument, NULL, OPT_RECEIVE_ARGS},
     {NULL, 0, NULL, 0},
 };
 
@@ -84,6 +85,7 @@ static void usage(FILE *f)
 "  --compress none|zstd   compress page batches (default none)\n"
 "  --transport ssh|tls|tcp  transport for a bare host name (default ssh)\n"
 "  -s SSHCOMMAND          use SSHCOMMAND instead of ssh (as xl)\n"
+"  --receive-args ARGS    ssh: arguments for the remote 'xl-migrate-live receive'\n"
 "  --policy downtime|xl   when to stop pre-copy (default downtime)\n"
 "  --timeout S            total time limit in seconds (default none)\n"
 "  --on-timeout abort|switchover  what the limit does (default abort)\n"
@@ -290,6 +292,9 @@ static int apply(struct cli *c, int opt, const char *arg, const char *where)
         break;
     case OPT_LISTEN:
         c->listen_uri = arg;
+        break;
+    case OPT_RECEIVE_ARGS:
+        c->mp.link.remote_args = arg;
         break;
     default:
         return EXIT_USAGE;

@@ -123,7 +123,7 @@ static void refresh_stats(struct mig_session *s)
     }
     if (s->link) {
         uint64_t w = mig__stream_bytes_out(s->link->ctrl);
-        for (unsigned i = 0; i < s->link->nchannels; i++)
+        for (unsigned i = 0; i < s->link->nchannels && !s->link->data_on_ctrl; i++)
             w += mig__stream_bytes_out(s->link->data[i]);
         st->wire_bytes = w;
     }
