@@ -761,6 +761,21 @@ static int sim_destroy(struct mig__hv *hv)
 /* ---- destination
  * ------------------------------------------------------------------------------------- */
 
+/* MemAvailable from /proc/meminfo in bytes, 0 if unknown. */
+static uint64_t mem_available_bytes(void)
+{
+    char line[128];
+    uint64_t kb = 0;
+    FILE *f = fopen("/proc/meminfo", "re");
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "MemAvailable: %" SCNu64 " kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb * 1024;
+}
+
 static int sim_create_incoming(struct mig__hv *hv, const struct mig__dom_info *info)
 {
     struct sim_hv *s = to_sim(hv);
@@ -778,6 +793,14 @@ static int sim_create_incoming(struct mig__hv *hv, const struct mig__dom_info *i
         return rc;
     if (cfg.mem_bytes / MIG_SIM_PAGE != info->nr_pages)
         return -MIG_EINVAL;
+    /* The size comes from the peer: refuse what this host cannot hold
+     * before a byte of it is allocated (Xen: libxl_domain_need_memory). */
+    uint64_t avail = mem_available_bytes();
+    if (avail && cfg.mem_bytes > avail) {
+        MIG_LOG(s->base.ctx, ERROR, "sim: %s needs %" PRIu64 " MiB, this host has %" PRIu64
+                " MiB available", info->name, cfg.mem_bytes >> 20, avail >> 20);
+        return -MIG_ENOSPC;
+    }
     snprintf(req, sizeof(req), "create-incoming %s %s", info->name, info->config);
     rc = mig__sim_host_call(s->dir, req, resp, sizeof(resp), fds, &nfds);
     if (rc)
