@@ -108,6 +108,13 @@ integration_sync() {
     MIG_SIM_TRACKING=sync make -C build -s check-integration
 }
 
+# The fault campaign under the sanitizer build: 100 migrations with a random
+# fault each (5 min cap), then the self-test with deliberately planted bugs.
+campaign() {
+    make -C build-san -s check-campaign
+    make -C build-san -s check-campaign-selftest
+}
+
 # Count individual tests: cmocka's summaries plus the scripts' "N passed, N failed".
 summary() {
     local p=0 f=0 n
@@ -120,9 +127,10 @@ summary() {
         while read -r a b; do p=$((p + a)); f=$((f + b)); done < <(find "$dir/tests" -name '*.sh.log' \
             -exec cat {} + 2>/dev/null | sed -nE 's/^([A-Za-z-]+: )?([0-9]+) passed, ([0-9]+) failed.*/\2 \3/p')
     done
-    # integration runs print their own totals
-    while read -r a b; do p=$((p + a)); f=$((f + b)); done < <(cat build/integration*.out 2>/dev/null |
-        sed -nE 's/^integration: ([0-9]+) passed, ([0-9]+) failed.*/\1 \2/p')
+    # integration and campaign runs print their own totals
+    while read -r a b; do p=$((p + a)); f=$((f + b)); done < <(cat build/integration*.out \
+        build/campaign.out 2>/dev/null |
+        sed -nE 's/^(integration|campaign|campaign self-test): ([0-9]+) passed, ([0-9]+) failed.*/\2 \3/p')
     echo
     echo "Stage durations:"
     printf '  %s\n' "${stage_report[@]}"
@@ -133,7 +141,7 @@ summary() {
 
 export jobs PACKAGES
 export -f install_packages build check_tree sanitizer_build_and_check distcheck fuzz bench_quick \
-    integration integration_sync
+    integration integration_sync campaign
 
 case "$mode" in
 demo)
@@ -147,6 +155,8 @@ test | check)
     stage build 600 build || { summary; exit 1; }
     stage make-check 600 check_tree build || true
     stage sanitizers 900 sanitizer_build_and_check || true
+    stage campaign 600 campaign >build/campaign.out 2>&1 || true
+    grep -E '^campaign|VIOLATION|^(PASS|FAIL):|"runs"' build/campaign.out || true
     stage distcheck 600 distcheck || true
     stage fuzz 300 fuzz || true
     stage bench-quick 300 bench_quick || true

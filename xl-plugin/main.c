@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -383,6 +384,7 @@ int xlml_sim_main(struct cli *c, struct mig_ctx *ctx);
 int xlml_simhost_main(struct cli *c, struct mig_ctx *ctx);
 int xlml_demo_main(struct cli *c, struct mig_ctx *ctx);
 int xlml_sim_guest_main(int argc, char **argv);
+void xlml_catch_signals(void);
 
 int main(int argc, char **argv)
 {
@@ -395,6 +397,7 @@ int main(int argc, char **argv)
 
     if (argc > 1 && strcmp(argv[1], "__sim-guest") == 0)
         return xlml_sim_guest_main(argc - 1, argv + 1);
+    xlml_catch_signals();
 
     mig_params_init(&c.mp);
     /* --config must be known before the file is read: look for it first. */
@@ -453,6 +456,14 @@ int main(int argc, char **argv)
                                : c.verbosity == 1 ? MIG_LOG_INFO
                                                   : MIG_LOG_DEBUG);
     const char *cmd = c.pos[0];
+    bool migrating = strcmp(cmd, "receive") && strcmp(cmd, "listen") && strcmp(cmd, "resolve") &&
+                     strcmp(cmd, "facts") && strcmp(cmd, "simhost") && strcmp(cmd, "sim");
+    if (!migrating) {
+        /* only a migration turns Ctrl-C into a cancel; the rest stop as usual
+         * (listen and simhost install their own handling) */
+        signal(SIGINT, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
+    }
     if (strcmp(cmd, "receive") == 0)
         rc = cmd_receive(&c, ctx);
     else if (strcmp(cmd, "listen") == 0)

@@ -11,6 +11,7 @@
 #ifndef LIBMIG_SIM_H
 #define LIBMIG_SIM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -70,6 +71,7 @@ struct mig_sim_guest_status {
     int64_t verify_first_bad; /* pfn of the first bad page, -1 if none */
     int64_t downtime_us;      /* us: gap at the first tick after commit; -1 if none */
     uint64_t max_gap_us;      /* us: largest gap between two clock ticks since start */
+    bool tracked;             /* a migrating tool is attached (write tracking may be on) */
 };
 
 /* Create guest NAME with CONFIG ("mem=256M,vcpus=2,dirty=200M,pattern=hotset"). */
@@ -83,6 +85,10 @@ MIG_EXPORT int mig_simhost_status(struct mig_ctx *ctx, const char *dir, const ch
 /* All guests; caller frees *list_out with free(). */
 MIG_EXPORT int mig_simhost_list(struct mig_ctx *ctx, const char *dir,
                                 struct mig_sim_guest_status **list_out, size_t *n_out);
+/* Stop guest NAME at a safe point, check all of its memory, let it go on;
+ * the verdict is in st_out (verify, verify_pages, verify_errors). */
+MIG_EXPORT int mig_simhost_verify(struct mig_ctx *ctx, const char *dir, const char *name,
+                                  struct mig_sim_guest_status *st_out);
 /* Ask the host to destroy its guests and exit. */
 MIG_EXPORT int mig_simhost_shutdown(struct mig_ctx *ctx, const char *dir);
 

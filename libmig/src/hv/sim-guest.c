@@ -343,9 +343,32 @@ static void stop_threads(struct guest *g)
 
 /* ---- incoming: first tick, verification ------------------------------------ */
 
+/* Check every page against the generation table; the guest must not be
+ * writing (incoming before its vCPUs start, or suspended). */
+static void check_memory(struct guest *g, uint64_t *checked_out, uint64_t *errors_out,
+                         int64_t *first_bad_out);
+
 static void *verifier_main(void *arg)
 {
     struct guest *g = arg;
+    uint64_t errors = 0, checked = 0;
+    int64_t first_bad = -1;
+    check_memory(g, &checked, &errors, &first_bad);
+    pthread_mutex_lock(&g->lock);
+    g->verify_pages = checked;
+    g->verify_errors = errors;
+    g->verify_first_bad = first_bad;
+    g->state = G_RUNNING;
+    pthread_mutex_unlock(&g->lock);
+    atomic_store(&g->verify, errors ? MIG_SIM_VERIFY_FAILED : MIG_SIM_VERIFY_OK);
+    /* the vCPUs start only now: nothing writes while memory is checked */
+    start_vcpus(g);
+    return NULL;
+}
+
+static void check_memory(struct guest *g, uint64_t *checked_out, uint64_t *errors_out,
+                         int64_t *first_bad_out)
+{
     uint64_t errors = 0, checked = 0;
     int64_t first_bad = -1;
     if (g->meta->magic != MIG_SIM_MAGIC || g->meta->nr_pages != g->nr_pages ||
@@ -382,16 +405,35 @@ static void *verifier_main(void *arg)
             }
         }
     }
+    *checked_out = checked;
+    *errors_out = errors;
+    *first_bad_out = first_bad;
+}
+
+/* On demand (tests, the fault campaign): stop at a safe point, check all of
+ * memory, go on. A guest suspended by a migration stays suspended. */
+static int do_verify(struct guest *g)
+{
+    uint64_t checked = 0, errors = 0;
+    int64_t first_bad = -1;
+    bool stop = g->state == G_RUNNING && !atomic_load(&g->pause_req);
+    if (g->state != G_RUNNING)
+        return -MIG_ESTATE;
+    if (stop) {
+        int rc = do_suspend(g);
+        if (rc)
+            return rc;
+    }
+    check_memory(g, &checked, &errors, &first_bad);
+    if (stop)
+        do_resume(g);
     pthread_mutex_lock(&g->lock);
     g->verify_pages = checked;
     g->verify_errors = errors;
     g->verify_first_bad = first_bad;
-    g->state = G_RUNNING;
     pthread_mutex_unlock(&g->lock);
     atomic_store(&g->verify, errors ? MIG_SIM_VERIFY_FAILED : MIG_SIM_VERIFY_OK);
-    /* the vCPUs start only now: nothing writes while memory is checked */
-    start_vcpus(g);
-    return NULL;
+    return 0;
 }
 
 static int do_commit(struct guest *g)
@@ -502,12 +544,12 @@ static void status_line(struct guest *g, char *out, size_t cap)
              "ok name=%s pid=%d state=%s tracking=%s mem=%" PRIu64 " writes=%" PRIu64
              " throttle=%u verify=%s checked=%" PRIu64 " errors=%" PRIu64 " first_bad=%" PRId64
              " downtime_us=%" PRId64 " max_gap_us=%" PRIu64 " addr=0x%" PRIxPTR " nr_pages=%" PRIu64
-             " vcpus=%u config=%s",
+             " vcpus=%u tracked=%d config=%s",
              g->name, (int)getpid(), state_name(g), g->tracking, g->cfg.mem_bytes,
              (uint64_t)atomic_load(&g->writes), atomic_load(&g->throttle),
              vnames[atomic_load(&g->verify)], g->verify_pages, g->verify_errors,
              g->verify_first_bad, g->downtime_us, (uint64_t)atomic_load(&g->max_gap_ns) / 1000,
-             (uintptr_t)g->mem, g->nr_pages, g->cfg.vcpus, g->cfg_text);
+             (uintptr_t)g->mem, g->nr_pages, g->cfg.vcpus, g->tracker_conn >= 0, g->cfg_text);
     pthread_mutex_unlock(&g->lock);
 }
 
@@ -595,6 +637,14 @@ static bool handle(struct guest *g, int sock, int idx, char *buf, int *fds, unsi
         }
     } else if (!strcmp(verb, "commit")) {
         rc = do_commit(g);
+        /* the host renames an incoming guest at commit: "commit NAME" */
+        if (!rc && args && *args) {
+            pthread_mutex_lock(&g->lock);
+            snprintf(g->name, sizeof(g->name), "%.*s", (int)sizeof(g->name) - 1, args);
+            pthread_mutex_unlock(&g->lock);
+        }
+    } else if (!strcmp(verb, "verify")) {
+        rc = do_verify(g);
     } else if (!strcmp(verb, "suspend")) {
         rc = g->state == G_RUNNING ? do_suspend(g) : -MIG_ESTATE;
     } else if (!strcmp(verb, "resume")) {
@@ -665,11 +715,18 @@ static void control_loop(struct guest *g)
                 if (map[k] < 0)
                     goto out; /* the host is gone: so is the guest */
                 if (g->tracker_conn == map[k]) {
+                    /* the migrating tool went away: no write protection and
+                     * no migration throttle may outlive it */
                     unprotect_all(g);
+                    atomic_store(&g->throttle, g->cfg.throttle);
                     g->tracker_conn = -1;
                 }
                 close(g->conns[map[k]]);
                 g->conns[map[k]] = -1;
+                /* an incoming guest whose receiver is gone will never be
+                 * committed: it discards itself (the host reaps it) */
+                if (g->state == G_INCOMING)
+                    goto out;
                 continue;
             }
             if (handle(g, p[k].fd, map[k], buf, fds, nfds))

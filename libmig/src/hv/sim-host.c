@@ -377,7 +377,9 @@ static void handle(struct host *h, int sock)
                 rc = -MIG_EEXIST;
                 what = "a guest with the final name exists";
             } else {
-                rc = guest_call(h, g, "commit", NULL, 0, h->out, MIG_SIM_MSG_MAX);
+                char cmd[96];
+                snprintf(cmd, sizeof(cmd), "commit %s", final);
+                rc = guest_call(h, g, cmd, NULL, 0, h->out, MIG_SIM_MSG_MAX);
             }
             if (!rc) {
                 state_file(h, g, true);
@@ -639,6 +641,17 @@ int mig_simhost_rename(struct mig_ctx *ctx, const char *dir, const char *name, c
     char req[256];
     snprintf(req, sizeof(req), "rename %s %s", name, new_name);
     return simple(ctx, dir, req);
+}
+
+int mig_simhost_verify(struct mig_ctx *ctx, const char *dir, const char *name,
+                       struct mig_sim_guest_status *st_out)
+{
+    char req[256];
+    snprintf(req, sizeof(req), "guest %s verify", name);
+    int rc = simple(ctx, dir, req);
+    if (rc)
+        return rc;
+    return mig_simhost_status(ctx, dir, name, st_out);
 }
 
 int mig_simhost_shutdown(struct mig_ctx *ctx, const char *dir)

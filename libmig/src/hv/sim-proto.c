@@ -529,4 +529,6 @@ void mig__sim_status_parse(const char *line, struct mig_sim_guest_status *st)
     if (mig__sim_kv_i64(line, "downtime_us", &i))
         st->downtime_us = i;
     mig__sim_kv_u64(line, "max_gap_us", &st->max_gap_us);
+    if (mig__sim_kv_u64(line, "tracked", &u))
+        st->tracked = u != 0;
 }

@@ -907,6 +907,29 @@ static int sim_discard(struct mig__hv *hv)
     return rc;
 }
 
+static int sim_probe(struct mig__hv *hv, const char *name, enum mig__probe *state_out)
+{
+    struct sim_hv *s = to_sim(hv);
+    struct mig_sim_guest_status st;
+    char incoming[160];
+    *state_out = MIG_PROBE_ABSENT;
+    if (mig_simhost_status(s->base.ctx, s->dir, name, &st) == 0 &&
+        strcmp(st.name, name) == 0) {
+        *state_out = MIG_PROBE_RUNNING;
+        return 0;
+    }
+    snprintf(incoming, sizeof(incoming), "%s%s", name, MIG_SIM_INCOMING_SUFFIX);
+    if (mig_simhost_status(s->base.ctx, s->dir, incoming, &st) == 0) {
+        char req[200];
+        snprintf(req, sizeof(req), "discard %s", incoming);
+        int rc = mig__sim_host_call(s->dir, req, NULL, 0, NULL, NULL);
+        if (rc && rc != -MIG_ENOENT)
+            return rc;
+        *state_out = MIG_PROBE_DISCARDED;
+    }
+    return 0;
+}
+
 const struct mig__hv_ops mig__hv_sim_ops = {
     .name = "sim",
     .open = sim_open,
@@ -932,4 +955,5 @@ const struct mig__hv_ops mig__hv_sim_ops = {
     .ready = sim_ready,
     .commit = sim_commit,
     .discard = sim_discard,
+    .probe = sim_probe,
 };
