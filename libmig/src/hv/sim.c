@@ -91,7 +91,22 @@ struct sim_hv {
 
     struct page_region *vec;
     struct mig_ratelimit rl;
+
+    /* map_pages' knowledge of the memfd's holes, so that a batch costs no
+     * SEEK_HOLE walk over the rest of the file: one data run and one hole run,
+     * learned since the last clean (a page written after a clean is dirty
+     * and sent again; one written before it may no longer be a hole, hence
+     * the reset at every clean). Under hole_lock: senders call concurrently. */
+    pthread_mutex_t hole_lock;
+    uint64_t data_lo, data_hi, hole_lo, hole_hi;
 };
+
+static void holes_forget(struct sim_hv *s)
+{
+    pthread_mutex_lock(&s->hole_lock);
+    s->data_lo = s->data_hi = s->hole_lo = s->hole_hi = 0;
+    pthread_mutex_unlock(&s->hole_lock);
+}
 
 static struct sim_hv *to_sim(struct mig__hv *hv)
 {
@@ -231,6 +246,7 @@ static int sim_open(struct mig_ctx *ctx, const char *arg, enum mig_role role,
     s->guest = s->memfd = s->uffd = s->pagemap = -1;
     s->stop_pipe[0] = s->stop_pipe[1] = -1;
     pthread_mutex_init(&s->lock, NULL);
+    pthread_mutex_init(&s->hole_lock, NULL);
     mig__ratelimit_init(&s->rl, 1000, 5);
     rc = parse_arg(arg, role == MIG_ROLE_SOURCE, s->name, sizeof(s->name), s->dir, sizeof(s->dir));
     if (rc) {
@@ -298,6 +314,7 @@ static void sim_close(struct mig__hv *hv)
     free(s->dirty);
     free(s->vec);
     pthread_mutex_destroy(&s->lock);
+    pthread_mutex_destroy(&s->hole_lock);
     free(s);
 }
 
@@ -614,6 +631,7 @@ static int sim_logdirty_clean(struct mig__hv *hv, unsigned long *bitmap, uint64_
     struct sim_hv *s = to_sim(hv);
     if (!s->tracking_on)
         return -MIG_ESTATE;
+    holes_forget(s);
     if (s->fault_thr_on)
         return clean_sync(s, bitmap, ndirty_out);
     return clean_async(s, bitmap, ndirty_out);
@@ -631,9 +649,15 @@ static int sim_map_pages(struct mig__hv *hv, const uint64_t *pfns, unsigned n, c
     /* the whole memfd stays mapped: nothing per batch, safe from any thread
      * (lseek's file position is not used) */
     struct sim_hv *s = to_sim(hv);
-    uint64_t data_lo = 0, data_hi = 0, hole_lo = 0, hole_hi = 0;
+    uint64_t data_lo, data_hi, hole_lo, hole_hi;
     if (!s->mem || n > 1024)
         return -MIG_EINVAL;
+    pthread_mutex_lock(&s->hole_lock);
+    data_lo = s->data_lo;
+    data_hi = s->data_hi;
+    hole_lo = s->hole_lo;
+    hole_hi = s->hole_hi;
+    pthread_mutex_unlock(&s->hole_lock);
     for (unsigned i = 0; i < n; i++) {
         uint64_t pfn = pfns[i];
         if (pfn >= s->nr_pages)
@@ -661,6 +685,16 @@ static int sim_map_pages(struct mig__hv *hv, const uint64_t *pfns, unsigned n, c
         else
             ptrs[i] = s->mem + pfn * MIG_SIM_PAGE;
     }
+    pthread_mutex_lock(&s->hole_lock);
+    if (data_hi > s->data_hi) {
+        s->data_lo = data_lo;
+        s->data_hi = data_hi;
+    }
+    if (hole_hi > s->hole_hi) {
+        s->hole_lo = hole_lo;
+        s->hole_hi = hole_hi;
+    }
+    pthread_mutex_unlock(&s->hole_lock);
     *map_out = NULL; /* nothing to release; unmap_pages(NULL) is a no-op */
     return 0;
 }
