@@ -425,9 +425,12 @@ static void public_api(void **state)
     assert_null(err);
     assert_string_equal(mig_profile_name(p), "x86-64-v3");
     assert_non_null(strstr(mig_profile_path(p), "configs/profiles/x86-64-v3.yaml"));
-    assert_int_equal(mig_profile_render_cpuid(p, &cpuid), 0);
+    char *skipped = NULL;
+    assert_int_equal(mig_profile_render_cpuid(p, NULL, &cpuid, &skipped), 0);
     assert_int_equal(strncmp(cpuid, "host,", 5), 0);
+    assert_non_null(strstr(skipped, "xsaveopt"));
     free(cpuid);
+    free(skipped);
     char *s = slurp(FX("src-host-guest.json")), *d = slurp(FX("dst-skylake.json"));
     assert_int_equal(mig_preflight_check(ctx, s, d, NULL, true, &report), -MIG_EINCOMPAT);
     assert_non_null(strstr(report, "\"errors\":6"));
@@ -720,15 +723,26 @@ static void resolve_names(void **state)
 static void render_cpuid(void **state)
 {
     struct mig__profile *v2 = load_profile(V2), *v3 = load_profile(V3);
-    char *s2 = NULL, *s3 = NULL;
-    assert_int_equal(mig__profile_render_cpuid(v2, &s2), 0);
-    assert_int_equal(mig__profile_render_cpuid(v3, &s3), 0);
+    char *s2 = NULL, *s3 = NULL, *sk = NULL, *s2new = NULL;
+    /* For Xen 4.17's xl (the default): legacy names, the rest listed. */
+    assert_int_equal(mig__profile_render_cpuid(v2, NULL, &s2, &sk), 0);
+    assert_int_equal(mig__profile_render_cpuid(v3, "4.17.3", &s3, NULL), 0);
+    assert_string_equal(sk, "dbext monitorx xsaveopt xsavec xgetbv1 xsaves sgx pqe movdiri "
+                            "movdir64b enqcmd efro serialize tsxldtrk");
+    assert_null(strstr(s2, ",xsaveopt=0"));
+    assert_null(strstr(s2, ",serialize=0"));
+    /* For 4.18 and later every name goes in, legacy spellings still first. */
+    assert_int_equal(mig__profile_render_cpuid(v2, "4.18.0", &s2new, NULL), 0);
+    assert_non_null(strstr(s2new, ",xsaveopt=0"));
+    assert_non_null(strstr(s2new, ",serialize=0"));
+    assert_non_null(strstr(s2new, ",aes=0,"));
+    free(s2new);
+    free(sk);
     assert_int_equal(strncmp(s2, "host,", 5), 0);
     /* v2 hides AVX and friends, in libxl's spelling where Xen 4.17 needs it. */
     assert_non_null(strstr(s2, ",avx=0,"));
     assert_non_null(strstr(s2, ",avx2=0,"));
-    assert_non_null(strstr(s2, ",aes=0,"));      /* aesni: libxl's legacy name */
-    assert_non_null(strstr(s2, ",xsaveopt=0"));  /* only Xen >= 4.18 knows it */
+    assert_non_null(strstr(s2, ",aes=0,")); /* aesni: libxl's legacy name */
     assert_null(strstr(s2, ",sse4_1=0"));
     assert_null(strstr(s2, ",sse2=0"));
     assert_null(strstr(s2, ",lahfsahf=0"));

@@ -35,8 +35,12 @@ MIG_EXPORT void mig_profile_free(struct mig_profile *p); /* NULL-safe */
 MIG_EXPORT const char *mig_profile_name(const struct mig_profile *p);
 MIG_EXPORT const char *mig_profile_path(const struct mig_profile *p);
 /* xl.cfg cpuid= value ("host,avx512f=0,...") that keeps a guest inside the
- * profile's baseline. Caller frees *cpuid_out. */
-MIG_EXPORT int mig_profile_render_cpuid(const struct mig_profile *p, char **cpuid_out);
+ * profile's baseline, for the xl of Xen 'xen_version' ("4.17"; NULL: 4.17,
+ * which every later xl also reads). Before Xen 4.18 xl cannot name some
+ * features; they are left out and listed, space-separated, in *skipped_out
+ * ("" if none; pass NULL to ignore). Caller frees both strings. */
+MIG_EXPORT int mig_profile_render_cpuid(const struct mig_profile *p, const char *xen_version,
+                                        char **cpuid_out, char **skipped_out);
 
 /*
  * Check whether the guest in src_facts (its "guest" member) can move to the

@@ -72,9 +72,10 @@ const char *mig_profile_path(const struct mig_profile *p)
     return p->p->path;
 }
 
-int mig_profile_render_cpuid(const struct mig_profile *p, char **cpuid_out)
+int mig_profile_render_cpuid(const struct mig_profile *p, const char *xen_version,
+                             char **cpuid_out, char **skipped_out)
 {
-    return mig__profile_render_cpuid(p->p, cpuid_out);
+    return mig__profile_render_cpuid(p->p, xen_version, cpuid_out, skipped_out);
 }
 
 int mig_preflight_check(struct mig_ctx *ctx, const char *src_facts, const char *dst_facts,

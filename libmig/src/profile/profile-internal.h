@@ -178,8 +178,12 @@ MIG_HIDDEN int mig__profile_load_file(const char *path, struct mig__profile **p_
 MIG_HIDDEN int mig__profile_resolve(const char *name_or_path, char **path_out);
 MIG_HIDDEN void mig__profile_free(struct mig__profile *p); /* NULL-safe */
 /* xl.cfg cpuid= value that boots a guest inside the baseline:
- * "host,feat=0,..." for every table feature outside it or masked. Caller frees. */
-MIG_HIDDEN int mig__profile_render_cpuid(const struct mig__profile *p, char **out);
+ * "host,feat=0,..." for every table feature outside it or masked, spelled
+ * as libxl of 'xen_version' accepts it (NULL: 4.17, libxl's own table).
+ * Features that libxl cannot name before 4.18 are left out and listed,
+ * space-separated, in *skipped_out (may be NULL). Caller frees both. */
+MIG_HIDDEN int mig__profile_render_cpuid(const struct mig__profile *p, const char *xen_version,
+                                         char **out, char **skipped_out);
 /* True if the guest may see table entry i under this profile. */
 MIG_HIDDEN bool mig__profile_allows(const struct mig__profile *p, size_t i);
 MIG_HIDDEN const char *mig__vendor_name(enum mig__vendor v);

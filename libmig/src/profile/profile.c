@@ -494,13 +494,27 @@ bool mig__profile_allows(const struct mig__profile *p, size_t i)
     return !p->has_features || mig__featset_has(&p->features, i);
 }
 
-int mig__profile_render_cpuid(const struct mig__profile *p, char **out)
+int mig__profile_render_cpuid(const struct mig__profile *p, const char *xen_version, char **out,
+                              char **skipped_out)
 {
-    char *buf = NULL;
-    size_t len = 0;
+    char *buf = NULL, *sk = NULL;
+    size_t len = 0, sklen = 0;
+    struct mig__version v, v418 = {{4, 18, 0}};
+    /* Xen 4.18 made libxl take every name xen-cpuid prints; before, only
+     * its own table's (the default: Debian 12 ships 4.17). */
+    bool all_names = xen_version && mig__version_parse(xen_version, &v) &&
+                     mig__version_cmp(&v, &v418) >= 0;
     FILE *f = open_memstream(&buf, &len);
-    if (!f)
-        return -MIG_ENOMEM;
+    FILE *s = skipped_out ? open_memstream(&sk, &sklen) : NULL;
+    int rc = 0;
+
+    *out = NULL;
+    if (skipped_out)
+        *skipped_out = NULL;
+    if (!f || (skipped_out && !s)) {
+        rc = -MIG_ENOMEM;
+        goto out;
+    }
     /* Start from the host's policy (xl's default), then switch off every
      * feature the profile does not let a guest see. */
     fputs("host", f);
@@ -508,12 +522,27 @@ int mig__profile_render_cpuid(const struct mig__profile *p, char **out)
         if (mig__profile_allows(p, i))
             continue;
         const struct mig__cpuid_feat *ft = mig__cpuid_at(i);
-        fprintf(f, ",%s=0", ft->xl_name ? ft->xl_name : ft->name);
+        if (ft->xl_name)
+            fprintf(f, ",%s=0", ft->xl_name);
+        else if (all_names)
+            fprintf(f, ",%s=0", ft->name);
+        else if (s)
+            fprintf(s, "%s%s", sklen || ftell(s) ? " " : "", ft->name);
     }
-    if (fclose(f) != 0 || !buf) {
+out:
+    if (f && fclose(f) != 0)
+        rc = -MIG_ENOMEM;
+    if (s && fclose(s) != 0)
+        rc = -MIG_ENOMEM;
+    if (rc == 0 && (!buf || (skipped_out && !sk)))
+        rc = -MIG_ENOMEM;
+    if (rc < 0) {
         free(buf);
-        return -MIG_ENOMEM;
+        free(sk);
+        return rc;
     }
     *out = buf;
+    if (skipped_out)
+        *skipped_out = sk;
     return 0;
 }
