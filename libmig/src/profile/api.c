@@ -90,3 +90,35 @@ int mig_preflight_check(struct mig_ctx *ctx, const char *src_facts, const char *
     mig__verdict_free(v);
     return frc < 0 ? frc : rc;
 }
+
+int mig__preflight_run(struct mig_ctx *ctx, const char *profile_ref, const char *src_facts_json,
+                       const char *dst_facts_json, const struct mig__preflight_maps *maps,
+                       char **why_out)
+{
+    struct mig_profile *p = NULL;
+    struct mig__verdict *v = NULL;
+    int rc;
+
+    *why_out = NULL;
+    if (profile_ref) {
+        rc = mig_profile_load(ctx, profile_ref, &p, why_out);
+        if (rc < 0)
+            goto out;
+    }
+    rc = mig__preflight(ctx, src_facts_json, dst_facts_json, p ? p->p : NULL, maps, &v);
+    if (!v)
+        goto out;
+    for (size_t i = 0; i < v->n; i++) {
+        if (v->issues[i].severity == MIG__SEV_ERROR)
+            MIG_LOG(ctx, ERROR, "pre-flight: %s (%s)", v->issues[i].message, v->issues[i].rule);
+        else
+            MIG_LOG(ctx, WARN, "pre-flight: %s (%s)", v->issues[i].message, v->issues[i].rule);
+    }
+    int frc = mig__verdict_format(v, MIG__VERDICT_TEXT, why_out);
+    if (frc < 0)
+        rc = frc;
+out:
+    mig__verdict_free(v);
+    mig_profile_free(p);
+    return rc;
+}

@@ -24,7 +24,10 @@ void mig__perr_set(struct mig__perr *e, const char *name, unsigned line, unsigne
 {
     if (!e)
         return;
-    int n = snprintf(e->msg, sizeof(e->msg), "%s:%u:%u: ", name ? name : "<input>", line, col);
+    /* Line 0: about the file as a whole (cannot open it), no position. */
+    int n = line ? snprintf(e->msg, sizeof(e->msg), "%s:%u:%u: ", name ? name : "<input>", line,
+                            col)
+                 : snprintf(e->msg, sizeof(e->msg), "%s: ", name ? name : "<input>");
     if (n < 0 || (size_t)n >= sizeof(e->msg))
         return;
     va_list ap;
@@ -386,16 +389,19 @@ int mig__read_file_capped(const char *path, size_t cap, char **buf_out, size_t *
         mig__perr_set(err, path, 0, 0, "cannot open: %s", strerror(errno));
         goto out;
     }
-    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size > cap) {
-        mig__perr_set(err, path, 1, 1, "file is %llu bytes, more than the %zu-byte limit",
-                      (unsigned long long)st.st_size, cap);
-        rc = -MIG_ETOOBIG;
-        goto out;
-    }
-    if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
-        mig__perr_set(err, path, 0, 0, "is a directory");
-        rc = -MIG_EINVAL;
-        goto out;
+    if (fstat(fd, &st) == 0) {
+        if (S_ISDIR(st.st_mode)) {
+            mig__perr_set(err, path, 0, 0, "is a directory");
+            rc = -MIG_EINVAL;
+            goto out;
+        }
+        /* Refuse on the size alone: a 100 MB file is never read. */
+        if (S_ISREG(st.st_mode) && (uint64_t)st.st_size > cap) {
+            mig__perr_set(err, path, 1, 1, "file is %llu bytes, more than the %zu-byte limit",
+                          (unsigned long long)st.st_size, cap);
+            rc = -MIG_ETOOBIG;
+            goto out;
+        }
     }
     buf = malloc(cap + 2);
     if (!buf) {
