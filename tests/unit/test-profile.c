@@ -454,6 +454,39 @@ static void public_api(void **state)
     mig_ctx_free(ctx);
 }
 
+/* Strings in facts come from the peer: they must not reach a terminal raw
+ * nor break the JSON verdict; unknown features are compared by name. */
+static void hostile_facts_strings(void **state)
+{
+    struct mig__verdict *v = NULL;
+    const char *src = "{\"cpu\":{\"vendor\":\"GenuineIntel\"},\"guest\":{\"cpu_features\":"
+                      "[\"sse2\",\"future-feature\"],\"bridges\":[\"br\\\"0\\u001b[31m\"]}}";
+    const char *dst = "{\"hostname\":\"evil\\u001b]0;x\\u0007\\\"\",\"cpu\":{\"vendor\":"
+                      "\"GenuineIntel\",\"features\":[\"SSE2\"]},\"bridges\":[]}";
+    assert_int_equal(mig__preflight(NULL, src, dst, NULL, NULL, &v), -MIG_EINCOMPAT);
+    const struct mig__issue *is = find(v, MIG__ISSUE_CPU_FEATURE, "future-feature");
+    assert_non_null(is);
+    assert_null(is->feat);
+    assert_non_null(strstr(is->message, "not in migrate-live's CPUID table"));
+    /* SSE2 upper-case on one side, sse2 on the other: the same feature. */
+    assert_null(find(v, MIG__ISSUE_CPU_FEATURE, "sse2"));
+    assert_non_null(find(v, MIG__ISSUE_BRIDGE, "br\"0?[31m"));
+    char *t = text_of(v, MIG__VERDICT_TEXT);
+    assert_null(strchr(t, 0x1b));
+    assert_null(strchr(t, 0x07));
+    free(t);
+    char *j = text_of(v, MIG__VERDICT_JSON);
+    struct mig__ynode *root = NULL;
+    struct mig__perr err = {{0}};
+    assert_int_equal(mig__yaml_parse(j, strlen(j), "verdict", &root, &err), 0);
+    const struct mig__ynode *issues = mig__ynode_get(root, "issues");
+    assert_int_equal(issues->n, v->n);
+    assert_non_null(strstr(j, "\"cpuid\":null"));
+    mig__ynode_free(root);
+    free(j);
+    mig__verdict_free(v);
+}
+
 /* What the session calls after the destination's FACTS record. */
 static void session_helper(void **state)
 {
@@ -952,6 +985,7 @@ int main(void)
         cmocka_unit_test(facts_without_guest_or_unreadable),
         cmocka_unit_test(public_api),
         cmocka_unit_test(session_helper),
+        cmocka_unit_test(hostile_facts_strings),
         cmocka_unit_test(shipped_profiles_parse),
         cmocka_unit_test(full_profile_parses),
         cmocka_unit_test(malformed_profiles),

@@ -537,6 +537,7 @@ int mig__preflight(struct mig_ctx *ctx, const char *src_facts_json, const char *
         rc = -MIG_ENOMEM;
         goto out;
     }
+    sanitize(v->destination);
     if (!src->has_guest) {
         rc = add(v, MIG__ISSUE_FACTS, MIG__SEV_WARNING, NULL, "guest", "fact: guest",
                  "the source facts describe no guest: guest checks skipped");
