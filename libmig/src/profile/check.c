@@ -146,12 +146,14 @@ static int nameset_build(const struct mig__strv *in, struct nameset *s)
     if (!s->v)
         return -MIG_ENOMEM;
     for (size_t i = 0; i < in->n; i++) {
-        char canon[64];
-        mig__cpuid_canon(in->v[i], canon, sizeof(canon));
-        s->v[i] = strdup(canon);
+        /* Room for the whole name (no truncation can make two names equal)
+         * and for the longest alias target. */
+        size_t cap = strlen(in->v[i]) + 32;
+        s->v[i] = malloc(cap);
         if (!s->v[i])
             return -MIG_ENOMEM;
         s->n = i + 1;
+        mig__cpuid_canon(in->v[i], s->v[i], cap);
     }
     qsort(s->v, s->n, sizeof(char *), cmp_str);
     return 0;

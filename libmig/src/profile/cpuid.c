@@ -3,7 +3,7 @@
  *
  * Written once from xen/include/public/arch-x86/cpufeatureset.h (Xen 4.17):
  * each XEN_CPUFEATURE(NAME, WORD*32+BIT) is one row; the word says which
- * leaf/subleaf/register holds it (word_loc[] below, from the header's
+ * leaf/subleaf/register holds it (WLEAF/WSUB/WREG below, from the header's
  * comments). Names are spelled as Xen's gen-cpuid.py makes them for
  * xen-cpuid and for xl.cfg cpuid= since Xen 4.18: lower case, '_' -> '-'.
  * The second column is the name libxl's own table accepts in cpuid= before
@@ -142,9 +142,9 @@ static const struct {
     {"cmpxchg8", "cx8"},      {"sysenter", "sep"},      {"clfsh", "clflush"},
     {"tm", "tm1"},            {"est", "eist"},          {"cmpxchg16", "cx16"},
     {"aes", "aesni"},         {"lahfsahf", "lahf-lm"},  {"cmplegacy", "cmp-legacy"},
-    {"altmovcr8", "cr8-legacy"}, {"nodeid", "nodeid-msr"}, {"tsc-adjust", "tsc-adjust"},
+    {"altmovcr8", "cr8-legacy"}, {"nodeid", "nodeid-msr"},
     {"cmt", "pqm"},           {"invtsc", "itsc"},       {"ppin", "amd-ppin"},
-    {"lzcnt", "abm"},         {"pni", "sse3"},          {"constant-tsc", "itsc"},
+    {"lzcnt", "abm"},         {"pni", "sse3"},
 };
 
 size_t mig__cpuid_count(void)
