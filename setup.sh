@@ -85,9 +85,11 @@ distcheck() {
     grep -E 'archives ready|\.tar\.gz' build/distcheck.out | head -3
 }
 
-# The libFuzzer target over the record decoder and the handshake, 60 s.
+# The libFuzzer targets, 60 s each: the record decoder and the handshake;
+# the profile/facts parsers and the pre-flight check.
 fuzz() {
     tests/fuzz/run-fuzz.sh build "${FUZZ_SECONDS:-60}"
+    tests/fuzz/run-fuzz-profile.sh build "${FUZZ_SECONDS:-60}"
 }
 
 # The stream benchmark, small and once: checks it runs and prints its JSON.
