@@ -51,6 +51,7 @@ int cmd_receive(struct cli *c, struct mig_ctx *ctx);
 int cmd_listen(struct cli *c, struct mig_ctx *ctx);
 int cmd_resolve(struct cli *c, struct mig_ctx *ctx);
 int cmd_facts(struct cli *c, struct mig_ctx *ctx);
+int xlml_profile_main(struct cli *c, struct mig_ctx *ctx);
 
 /* Print "xl-migrate-live: MSG" and the usage hint; returns EXIT_USAGE. */
 int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

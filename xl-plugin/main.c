@@ -27,7 +27,7 @@ enum {
     OPT_TIMEOUT, OPT_ON_TIMEOUT, OPT_THROTTLE, OPT_NO_THROTTLE, OPT_JSON, OPT_DRY_RUN,
     OPT_PSK, OPT_INSECURE, OPT_PKI, OPT_STATE_DIR, OPT_HOST, OPT_BACKEND, OPT_MEM, OPT_DIRTY,
     OPT_PATTERN, OPT_VCPUS, OPT_SIM, OPT_DIR, OPT_LISTEN, OPT_LINK_TIMEOUT, OPT_MAX_ROUNDS,
-    OPT_CONFIG, OPT_RECEIVE_ARGS,
+    OPT_CONFIG, OPT_RECEIVE_ARGS, OPT_PROFILE, OPT_CHECK,
 };
 
 static const struct option options[] = {
@@ -64,6 +64,8 @@ static const struct option options[] = {
     {"listen", required_argument, NULL, OPT_LISTEN},
     {"config", required_argument, NULL, OPT_CONFIG},
     {"receive-args", required_argument, NULL, OPT_RECEIVE_ARGS},
+    {"profile", required_argument, NULL, OPT_PROFILE},
+    {"check", no_argument, NULL, OPT_CHECK},
     {NULL, 0, NULL, 0},
 };
 
@@ -71,7 +73,9 @@ static void usage(FILE *f)
 {
     fprintf(f,
 "Usage: xl-migrate-live [OPTIONS] DOMAIN HOST\n"
+"       xl-migrate-live --check [--profile NAME|FILE] DOMAIN HOST\n"
 "       xl-migrate-live receive|listen URI|resolve DOMAIN|facts [OPTIONS]\n"
+"       xl-migrate-live profile render|check NAME|FILE\n"
 "       xl-migrate-live simhost --dir DIR [--listen URI]\n"
 "       xl-migrate-live --host DIR sim create NAME|list|destroy NAME [OPTIONS]\n"
 "       xl-migrate-live demo\n"
@@ -91,6 +95,8 @@ static void usage(FILE *f)
 "  --timeout S            total time limit in seconds (default none)\n"
 "  --on-timeout abort|switchover  what the limit does (default abort)\n"
 "  --throttle, --no-throttle  slow a guest that dirties too fast (default on)\n"
+"  --profile NAME|FILE    compatibility profile the move must respect\n"
+"  --check                run the compatibility pre-flight only (exit 0 or 3)\n"
 "  --psk FILE             tcp: pre-shared key file\n"
 "  --insecure             tcp: no authentication (trusted networks only)\n"
 "  --pki DIR              tls: certificates (default /etc/pki/migrate-live)\n"
@@ -297,6 +303,12 @@ static int apply(struct cli *c, int opt, const char *arg, const char *where)
     case OPT_RECEIVE_ARGS:
         c->mp.link.remote_args = arg;
         break;
+    case OPT_PROFILE:
+        c->mp.profile = arg;
+        break;
+    case OPT_CHECK:
+        c->mp.check_only = true;
+        break;
     default:
         return EXIT_USAGE;
     }
@@ -457,7 +469,8 @@ int main(int argc, char **argv)
                                                   : MIG_LOG_DEBUG);
     const char *cmd = c.pos[0];
     bool migrating = strcmp(cmd, "receive") && strcmp(cmd, "listen") && strcmp(cmd, "resolve") &&
-                     strcmp(cmd, "facts") && strcmp(cmd, "simhost") && strcmp(cmd, "sim");
+                     strcmp(cmd, "facts") && strcmp(cmd, "simhost") && strcmp(cmd, "sim") &&
+                     strcmp(cmd, "profile");
     if (!migrating) {
         /* only a migration turns Ctrl-C into a cancel; the rest stop as usual
          * (listen and simhost install their own handling) */
@@ -476,6 +489,8 @@ int main(int argc, char **argv)
         rc = xlml_simhost_main(&c, ctx);
     else if (strcmp(cmd, "sim") == 0)
         rc = xlml_sim_main(&c, ctx);
+    else if (strcmp(cmd, "profile") == 0)
+        rc = xlml_profile_main(&c, ctx);
     else if (strcmp(cmd, "demo") == 0)
         rc = xlml_demo_main(&c, ctx);
     else

@@ -120,6 +120,8 @@ static void on_progress(void *opaque, enum mig_state state, const struct mig_sta
     struct progress_ctx *pc = opaque;
     const struct cli *c = pc->c;
     char a[32], b[32], r[32], d[32];
+    if (c->mp.check_only)
+        return; /* a check prints only its verdict */
     if (c->json) {
         json_common(stdout, pc, mig_state_name(state), st);
         printf(",\"running_host\":");
@@ -233,6 +235,8 @@ int cmd_migrate(struct cli *c, struct mig_ctx *ctx)
         snprintf(pc.source_host, sizeof(pc.source_host), "localhost");
     if (c->dry_run) {
         print_plan(c);
+        if (c->mp.profile)
+            printf("  profile         %s\n", c->mp.profile);
         return EXIT_OK;
     }
 
@@ -257,6 +261,34 @@ int cmd_migrate(struct cli *c, struct mig_ctx *ctx)
 
     running_session = NULL;
     code = exit_code_for(rc);
+    if (c->mp.check_only) {
+        const char *v = mig_session_preflight(s);
+        if (c->json) {
+            printf("{\"check\":\"%s\",\"domain\":", code == EXIT_OK ? "compatible"
+                                                  : code == EXIT_INCOMPAT ? "incompatible"
+                                                                          : "failed");
+            json_str(stdout, c->domain_uri);
+            printf(",\"destination\":");
+            json_str(stdout, c->dest_uri);
+            printf(",\"verdict\":");
+            json_str(stdout, v);
+            printf(",\"error\":");
+            json_str(stdout, code == EXIT_OK ? NULL : mig_session_error(s));
+            printf(",\"exit_code\":%d}\n", code);
+        } else {
+            printf("%s: %s to %s\n", code == EXIT_OK ? "compatible" : code == EXIT_INCOMPAT
+                                                                     ? "INCOMPATIBLE"
+                                                                     : "check failed",
+                   c->domain_uri, c->dest_uri);
+            if (v && *v)
+                printf("%s%s", v, v[strlen(v) - 1] == '\n' ? "" : "\n");
+            else if (code != EXIT_OK)
+                printf("  %s\n", mig_session_error(s));
+        }
+        mig_session_free(s);
+        close(lock_fd);
+        return code;
+    }
     const struct mig_stats *st = mig_session_stats(s);
     const char *running = code == EXIT_OK ? c->dest_uri : code == EXIT_INDOUBT ? NULL
                                                                               : pc.source_host;

@@ -5,6 +5,7 @@
 set -euo pipefail
 
 : "${XLML:?XLML (path to xl-migrate-live) not set}"
+top_srcdir=${top_srcdir:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 T=$(mktemp -d /tmp/mlit.XXXXXX)
 HOSTPIDS=()
 

@@ -55,6 +55,8 @@ struct mig_params {
     enum mig_on_timeout on_timeout;
     uint32_t max_rounds;         /* count: downtime policy round cap (0: 30) */
     const char *state_dir;       /* in-doubt journal (default /var/lib/migrate-live) */
+    const char *profile;         /* compatibility profile, name or file (NULL: hosts only) */
+    bool check_only;             /* run the pre-flight check, then end without moving */
 };
 
 MIG_EXPORT void mig_params_init(struct mig_params *p);
@@ -80,6 +82,8 @@ MIG_EXPORT const struct mig_stats *mig_session_stats(const struct mig_session *s
 MIG_EXPORT enum mig_state mig_session_state(const struct mig_session *s);
 /* Human-readable reason of the last failure, "" if none. Borrowed. */
 MIG_EXPORT const char *mig_session_error(const struct mig_session *s);
+/* The pre-flight verdict (text, every finding), or NULL before it ran. Borrowed. */
+MIG_EXPORT const char *mig_session_preflight(const struct mig_session *s);
 /* The peer's host facts (JSON text) received at setup, or NULL. Borrowed. */
 MIG_EXPORT const char *mig_session_peer_facts(const struct mig_session *s);
 MIG_EXPORT void mig_session_free(struct mig_session *s); /* NULL-safe */

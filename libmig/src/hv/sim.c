@@ -332,52 +332,150 @@ static void json_str(FILE *f, const char *key, const char *v, bool comma)
     fprintf(f, "\"%s", comma ? "," : "");
 }
 
+/* MemAvailable from /proc/meminfo in bytes, 0 if unknown. */
+static uint64_t mem_available_bytes(void)
+{
+    char line[128];
+    uint64_t kb = 0;
+    FILE *f = fopen("/proc/meminfo", "re");
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "MemAvailable: %" SCNu64 " kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb * 1024;
+}
+
+/* Append the contents of 'path' to f; false if it cannot be read. */
+static bool append_file(FILE *f, const char *path)
+{
+    char chunk[4096];
+    size_t n;
+    FILE *in = fopen(path, "re");
+    if (!in)
+        return false;
+    while ((n = fread(chunk, 1, sizeof(chunk), in)) > 0)
+        fwrite(chunk, 1, n, f);
+    fclose(in);
+    return true;
+}
+
+/* This machine's CPU as /proc/cpuinfo shows it: vendor and feature flags
+ * (Linux names; the profile check accepts them for Xen's, '_' for '-'). */
+static void cpu_facts(FILE *f)
+{
+    char line[8192], vendor[64] = "unknown";
+    char *flags = NULL;
+    FILE *in = fopen("/proc/cpuinfo", "re");
+    while (in && fgets(line, sizeof(line), in)) {
+        if (!strncmp(line, "vendor_id", 9) && strchr(line, ':'))
+            sscanf(strchr(line, ':') + 1, " %63s", vendor);
+        else if (!flags && !strncmp(line, "flags", 5) && strchr(line, ':'))
+            flags = strdup(strchr(line, ':') + 1);
+    }
+    if (in)
+        fclose(in);
+    fprintf(f, "\"cpu\":{");
+    json_str(f, "vendor", vendor, true);
+    fprintf(f, "\"features\":[");
+    bool first = true;
+    for (char *save = NULL, *t = flags ? strtok_r(flags, " \n", &save) : NULL; t;
+         t = strtok_r(NULL, " \n", &save)) {
+        fprintf(f, "%s\"%s\"", first ? "" : ",", t);
+        first = false;
+    }
+    fprintf(f, "]}");
+    free(flags);
+}
+
+/*
+ * Facts in the shape of docs/profiles.md. DIR/facts.json, if present,
+ * replaces the host part (tests describe any host with it). On a source
+ * with a guest open, a "guest" member follows: DIR/guest-NAME.json if
+ * present, else the guest's size and the host's CPU (a test guest sees the
+ * host's CPU, as a guest with cpuid=host would).
+ */
 static int sim_facts(struct mig__hv *hv, char **json_out)
 {
     struct sim_hv *s = to_sim(hv);
-    char path[PATH_MAX + 16];
+    char path[PATH_MAX + 96];
     char *buf = NULL;
     size_t len = 0;
-    FILE *f;
-    snprintf(path, sizeof(path), "%s/facts.json", s->dir);
-    f = fopen(path, "re");
-    if (f) {
-        /* the facts file describes any host (later issues); passed through as is */
-        char chunk[4096];
-        size_t n;
-        FILE *m = open_memstream(&buf, &len);
-        if (!m) {
-            fclose(f);
-            return -MIG_ENOMEM;
-        }
-        while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-            fwrite(chunk, 1, n, m);
-        fclose(f);
-        if (fclose(m)) {
-            free(buf);
-            return -MIG_ENOMEM;
-        }
-        *json_out = buf;
-        return 0;
-    }
-    struct utsname u;
-    struct sysinfo si;
-    char host[256] = "";
-    uname(&u);
-    sysinfo(&si);
-    gethostname(host, sizeof(host) - 1);
-    f = open_memstream(&buf, &len);
+    FILE *f = open_memstream(&buf, &len);
     if (!f)
         return -MIG_ENOMEM;
-    fputc('{', f);
-    json_str(f, "backend", "sim", true);
-    json_str(f, "hostname", host, true);
-    json_str(f, "kernel", u.release, true);
-    json_str(f, "machine", u.machine, true);
-    fprintf(f, "\"mem_total_bytes\":%" PRIu64 ",\"mem_free_bytes\":%" PRIu64 ",",
-            (uint64_t)si.totalram * si.mem_unit, (uint64_t)si.freeram * si.mem_unit);
-    fprintf(f, "\"cpus\":%ld,\"page_size\":%u,", sysconf(_SC_NPROCESSORS_ONLN), MIG_SIM_PAGE);
-    json_str(f, "tracking", s->tracking, false);
+    snprintf(path, sizeof(path), "%s/facts.json", s->dir);
+    FILE *probe = fopen(path, "re");
+    if (probe) {
+        fclose(probe);
+        /* the host part from the file, without its closing brace */
+        char *host = NULL;
+        size_t hlen = 0;
+        FILE *h = open_memstream(&host, &hlen);
+        bool ok = h && append_file(h, path);
+        if (h)
+            fclose(h);
+        char *end = ok ? strrchr(host, '}') : NULL;
+        if (!end) {
+            free(host);
+            fclose(f);
+            free(buf);
+            return -MIG_EPARSE;
+        }
+        *end = 0;
+        fputs(host, f);
+        free(host);
+    } else {
+        struct utsname u;
+        struct sysinfo si;
+        char hostname[256] = "";
+        uname(&u);
+        sysinfo(&si);
+        gethostname(hostname, sizeof(hostname) - 1);
+        fputc('{', f);
+        json_str(f, "backend", "sim", true);
+        json_str(f, "hostname", hostname, true);
+        json_str(f, "kernel", u.release, true);
+        json_str(f, "machine", u.machine, true);
+        fprintf(f, "\"total_memory_bytes\":%" PRIu64 ",\"free_memory_bytes\":%" PRIu64 ",",
+                (uint64_t)si.totalram * si.mem_unit, mem_available_bytes());
+        fprintf(f, "\"cpus\":%ld,\"page_size\":%u,", sysconf(_SC_NPROCESSORS_ONLN), MIG_SIM_PAGE);
+        json_str(f, "tracking", s->tracking, true);
+        cpu_facts(f);
+    }
+    if (s->base.role == MIG_ROLE_SOURCE && s->name[0]) {
+        snprintf(path, sizeof(path), "%s/guest-%s.json", s->dir, s->name);
+        fprintf(f, ",\"guest\":");
+        if (!append_file(f, path)) {
+            fputc('{', f);
+            json_str(f, "name", s->name, true);
+            fprintf(f, "\"mem_bytes\":%" PRIu64 ",\"max_mem_bytes\":%" PRIu64 ",\"vcpus\":%u,",
+                    s->nr_pages * MIG_SIM_PAGE, s->nr_pages * MIG_SIM_PAGE, s->vcpus);
+            fprintf(f, "\"passthrough\":false,\"nested_hvm\":false,\"pod\":false,");
+            /* the guest's CPU is the host's: "cpu_features" from the same flags */
+            char *cpu = NULL;
+            size_t clen = 0;
+            FILE *c = open_memstream(&cpu, &clen);
+            if (c) {
+                cpu_facts(c);
+                fclose(c);
+                /* "cpu":{"vendor":..,"features":[..]} -> "cpu_features":[..] */
+                char *feat = cpu ? strstr(cpu, "\"features\":") : NULL;
+                if (feat) {
+                    feat += strlen("\"features\":");
+                    char *close = strrchr(feat, ']');
+                    if (close)
+                        close[1] = 0;
+                    fprintf(f, "\"cpu_features\":%s", feat);
+                } else {
+                    fprintf(f, "\"cpu_features\":[]");
+                }
+            }
+            free(cpu);
+            fputc('}', f);
+        }
+    }
     fputc('}', f);
     if (fclose(f)) {
         free(buf);
@@ -794,21 +892,6 @@ static int sim_destroy(struct mig__hv *hv)
 
 /* ---- destination
  * ------------------------------------------------------------------------------------- */
-
-/* MemAvailable from /proc/meminfo in bytes, 0 if unknown. */
-static uint64_t mem_available_bytes(void)
-{
-    char line[128];
-    uint64_t kb = 0;
-    FILE *f = fopen("/proc/meminfo", "re");
-    if (!f)
-        return 0;
-    while (fgets(line, sizeof(line), f))
-        if (sscanf(line, "MemAvailable: %" SCNu64 " kB", &kb) == 1)
-            break;
-    fclose(f);
-    return kb * 1024;
-}
 
 static int sim_create_incoming(struct mig__hv *hv, const struct mig__dom_info *info)
 {

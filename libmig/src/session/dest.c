@@ -378,6 +378,15 @@ static int serve(struct dest *d)
         return rc;
     if (rec.type == MIG_REC_RESOLVE_QUERY)
         return answer_resolve(d, &rec);
+    if (rec.type == MIG_REC_ABORT) {
+        /* a pre-flight check (--check), or a source that found us unfit */
+        int32_t code = 0;
+        char *why = NULL;
+        mig__rec_get_code_text(&rec, &code, &why);
+        MIG_LOG(d->ctx, INFO, "source ended the session before any page: %s", why ? why : "?");
+        free(why);
+        return 0;
+    }
     if (rec.type != MIG_REC_DOMAIN_INFO)
         return send_error(d, -MIG_EPROTO, "expected DOMAIN_INFO, got %s",
                           mig__rec_type_name(rec.type));

@@ -29,6 +29,7 @@ struct mig_session {
     char err[512];                /* first failure, human-readable */
     char *peer_facts;             /* owned: destination facts (JSON) */
     char *peer_error;             /* owned: ERROR/ABORT text from the peer */
+    char *preflight;              /* owned: the pre-flight verdict text */
 
     struct mig__hv *hv;           /* owned */
     struct mig__dom_info info;

@@ -18,6 +18,7 @@
 
 #define MIG_LOG_MODULE "source"
 #include "session-internal.h"
+#include "profile-internal.h"
 
 #define DEFAULT_STATE_DIR "/var/lib/migrate-live"
 #define BITS_PER_LONG (8 * sizeof(unsigned long))
@@ -97,6 +98,11 @@ enum mig_state mig_session_state(const struct mig_session *s)
 const char *mig_session_error(const struct mig_session *s)
 {
     return s->err;
+}
+
+const char *mig_session_preflight(const struct mig_session *s)
+{
+    return s->preflight;
 }
 
 const char *mig_session_peer_facts(const struct mig_session *s)
@@ -218,6 +224,27 @@ static void collect_peer_error(struct mig_session *s)
     }
 }
 
+/* Before a page moves: are the hosts, the guest and the profile compatible?
+ * Every finding goes into s->preflight; incompatibility fails the session. */
+static int preflight(struct mig_session *s)
+{
+    char *src = NULL;
+    int rc = s->hv->ops->facts(s->hv, &src);
+    if (rc < 0)
+        return mig__session_fail(s, rc, "cannot gather this host's facts: %s", mig_strerror(rc));
+    rc = mig__preflight_run(s->ctx, s->p.profile, src, s->peer_facts, NULL, &s->preflight);
+    free(src);
+    if (rc == -MIG_EINCOMPAT)
+        return mig__session_fail(s, rc, "incompatible with %s: %s", s->p.destination,
+                                 s->preflight ? s->preflight : "");
+    if (rc < 0)
+        return mig__session_fail(s, rc, "pre-flight check: %s",
+                                 s->preflight ? s->preflight : mig_strerror(rc));
+    MIG_LOG(s->ctx, INFO, "pre-flight: compatible%s%s", s->p.profile ? " with profile " : "",
+            s->p.profile ? s->p.profile : "");
+    return 0;
+}
+
 static int setup(struct mig_session *s)
 {
     struct mig__rec rec;
@@ -262,6 +289,9 @@ static int setup(struct mig_session *s)
     rc = mig__rec_get_text(&rec, &s->peer_facts);
     if (rc < 0)
         return mig__session_fail(s, rc, "bad facts record from the destination");
+    rc = preflight(s);
+    if (rc < 0 || s->p.check_only)
+        return rc;
 
     struct mig__rec_dom_info di = {.nr_pages = s->info.nr_pages,
                                    .page_size = s->info.page_size,
@@ -584,6 +614,13 @@ int mig_session_run(struct mig_session *s)
     rc = setup(s);
     if (rc < 0)
         goto fail;
+    if (s->p.check_only) {
+        /* compatible: tell the destination nothing follows, move nothing */
+        mig__rec_put_code_text(s->link->ctrl, MIG_REC_ABORT, 0, "pre-flight check only");
+        mig__stream_flush(s->link->ctrl);
+        refresh_stats(s);
+        return 0;
+    }
     rc = transition(s, MIG_STATE_SETUP, MIG_STATE_PRECOPY);
     if (rc < 0)
         goto fail;
@@ -637,5 +674,6 @@ void mig_session_free(struct mig_session *s)
     free(s->pfns);
     free(s->peer_facts);
     free(s->peer_error);
+    free(s->preflight);
     free(s);
 }
