@@ -41,6 +41,8 @@ struct cli {
     const char *sim_extra;
     /* simhost */
     const char *listen_uri;
+    /* policy */
+    const char *policy_file;
     /* owned strings built while parsing (URIs) */
     char *domain_uri;
     char *dest_uri;

@@ -26,7 +26,7 @@ enum {
     OPT_TIMEOUT, OPT_ON_TIMEOUT, OPT_THROTTLE, OPT_NO_THROTTLE, OPT_JSON, OPT_DRY_RUN,
     OPT_PSK, OPT_INSECURE, OPT_PKI, OPT_STATE_DIR, OPT_HOST, OPT_BACKEND, OPT_MEM, OPT_DIRTY,
     OPT_PATTERN, OPT_VCPUS, OPT_SIM, OPT_DIR, OPT_LISTEN, OPT_LINK_TIMEOUT, OPT_MAX_ROUNDS,
-    OPT_CONFIG, OPT_RECEIVE_ARGS,
+    OPT_CONFIG, OPT_RECEIVE_ARGS, OPT_POLICY_FILE,
 };
 
 static const struct option options[] = {
@@ -63,6 +63,7 @@ static const struct option options[] = {
     {"listen", required_argument, NULL, OPT_LISTEN},
     {"config", required_argument, NULL, OPT_CONFIG},
     {"receive-args", required_argument, NULL, OPT_RECEIVE_ARGS},
+    {"policy-file", required_argument, NULL, OPT_POLICY_FILE},
     {NULL, 0, NULL, 0},
 };
 
@@ -71,6 +72,7 @@ static void usage(FILE *f)
     fprintf(f,
 "Usage: xl-migrate-live [OPTIONS] DOMAIN HOST\n"
 "       xl-migrate-live receive|listen URI|resolve DOMAIN|facts [OPTIONS]\n"
+"       xl-migrate-live [--policy-file F] policy run|plan|evacuate H|restore H|balance|consolidate|check\n"
 "       xl-migrate-live simhost --dir DIR [--listen URI]\n"
 "       xl-migrate-live --host DIR sim create NAME|list|destroy NAME [OPTIONS]\n"
 "       xl-migrate-live demo\n"
@@ -296,6 +298,9 @@ static int apply(struct cli *c, int opt, const char *arg, const char *where)
     case OPT_RECEIVE_ARGS:
         c->mp.link.remote_args = arg;
         break;
+    case OPT_POLICY_FILE:
+        c->policy_file = arg;
+        break;
     default:
         return EXIT_USAGE;
     }
@@ -383,6 +388,8 @@ int xlml_sim_main(struct cli *c, struct mig_ctx *ctx);
 int xlml_simhost_main(struct cli *c, struct mig_ctx *ctx);
 int xlml_demo_main(struct cli *c, struct mig_ctx *ctx);
 int xlml_sim_guest_main(int argc, char **argv);
+int xlml_facts_main(struct cli *c, struct mig_ctx *ctx);  /* facts.c */
+int xlml_policy_main(struct cli *c, struct mig_ctx *ctx); /* policy.c */
 
 int main(int argc, char **argv)
 {
@@ -460,7 +467,9 @@ int main(int argc, char **argv)
     else if (strcmp(cmd, "resolve") == 0)
         rc = cmd_resolve(&c, ctx);
     else if (strcmp(cmd, "facts") == 0)
-        rc = cmd_facts(&c, ctx);
+        rc = xlml_facts_main(&c, ctx);
+    else if (strcmp(cmd, "policy") == 0)
+        rc = xlml_policy_main(&c, ctx);
     else if (strcmp(cmd, "simhost") == 0)
         rc = xlml_simhost_main(&c, ctx);
     else if (strcmp(cmd, "sim") == 0)

@@ -28,12 +28,12 @@ static const char base_policy[] = "profile: xeon-v4\n"
                                   "  - {name: c, uri: 'tcp:127.0.0.1:3'}\n"
                                   "  - {name: d, uri: 'tcp:127.0.0.1:4'}\n";
 
-static struct mig_policy *policy(const char *extra)
+static struct mig_pool_policy *policy(const char *extra)
 {
     char text[4096], err[512] = "";
-    struct mig_policy *pol = NULL;
+    struct mig_pool_policy *pol = NULL;
     snprintf(text, sizeof(text), "%s%s", base_policy, extra ? extra : "");
-    int rc = mig_policy_parse(text, strlen(text), "test.yaml", &pol, err, sizeof(err));
+    int rc = mig_pool_policy_parse(text, strlen(text), "test.yaml", &pol, err, sizeof(err));
     if (rc)
         fail_msg("policy: %s", err);
     return pol;
@@ -62,7 +62,7 @@ static void dom(struct mig_pool *p, int h, const char *name, uint64_t mem, unsig
     d->cpu_features = features ? strdup(features) : NULL;
 }
 
-static struct mig_plan *plan(struct mig_pool *p, struct mig_policy *pol, unsigned rules,
+static struct mig_plan *plan(struct mig_pool *p, struct mig_pool_policy *pol, unsigned rules,
                              const struct mig_move *prev, size_t nprev)
 {
     struct mig_plan_input in = {.pool = p, .policy = pol, .rules = rules, .prev = prev,
@@ -104,7 +104,7 @@ static void assert_fits(const struct mig_pool *p, const struct mig_plan *pl)
 static void t_policy_full(void **st)
 {
     (void)st;
-    struct mig_policy *pol = policy("concurrency: 2\n"
+    struct mig_pool_policy *pol = policy("concurrency: 2\n"
                                     "rules:\n"
                                     "  balance: {threshold: 15%, aggressiveness: 5, max_moves: 3}\n"
                                     "  consolidate:\n"
@@ -126,23 +126,23 @@ static void t_policy_full(void **st)
     assert_true(pol->balance && pol->consolidate && pol->maintenance && !pol->avoid);
     assert_int_equal(pol->threshold_pct, 15);
     assert_int_equal(pol->max_moves, 3);
-    assert_true(mig_policy_threshold(pol) > 7.4 && mig_policy_threshold(pol) < 7.6);
+    assert_true(mig_pool_policy_threshold(pol) > 7.4 && mig_pool_policy_threshold(pol) < 7.6);
     assert_int_equal(pol->cpu_headroom_pct, 25);
     assert_string_equal(pol->hook[1], "--yes");
-    assert_true(mig_policy_in_window(pol, 23 * 60));
-    assert_true(mig_policy_in_window(pol, 5 * 60));
-    assert_false(mig_policy_in_window(pol, 12 * 60));
+    assert_true(mig_pool_policy_in_window(pol, 23 * 60));
+    assert_true(mig_pool_policy_in_window(pol, 5 * 60));
+    assert_false(mig_pool_policy_in_window(pol, 12 * 60));
     assert_int_equal(pol->nanti_affinity, 2);
     assert_string_equal(pol->anti_affinity[1].domains[2], "ns3");
     assert_string_equal(pol->pins[0].hosts[1], "b");
-    mig_policy_free(pol);
+    mig_pool_policy_free(pol);
 }
 
 static void expect_error(const char *text, const char *want)
 {
     char err[512] = "";
-    struct mig_policy *pol = NULL;
-    int rc = mig_policy_parse(text, strlen(text), "p.yaml", &pol, err, sizeof(err));
+    struct mig_pool_policy *pol = NULL;
+    int rc = mig_pool_policy_parse(text, strlen(text), "p.yaml", &pol, err, sizeof(err));
     assert_int_equal(rc, -MIG_EPARSE);
     assert_null(pol);
     if (!strstr(err, want))
@@ -220,7 +220,7 @@ static void t_facts(void **st)
 static void t_evacuate_uneven(void **st)
 {
     (void)st;
-    struct mig_policy *pol = policy(NULL);
+    struct mig_pool_policy *pol = policy(NULL);
     struct mig_pool *p;
     assert_int_equal(mig_pool_new(&p), 0);
     /* a: being evacuated; b: small but has avx2; c: big, no avx2 */
@@ -255,13 +255,13 @@ static void t_evacuate_uneven(void **st)
     assert_true(pl->empty[a]);
     mig_plan_free(pl);
     mig_pool_free(p);
-    mig_policy_free(pol);
+    mig_pool_policy_free(pol);
 }
 
 static void t_impossible(void **st)
 {
     (void)st;
-    struct mig_policy *pol = policy(NULL);
+    struct mig_pool_policy *pol = policy(NULL);
     struct mig_pool *p;
     assert_int_equal(mig_pool_new(&p), 0);
     int a = host(p, "a", 16 * G, 8, "GenuineIntel", NULL);
@@ -279,14 +279,14 @@ static void t_impossible(void **st)
     assert_non_null(strstr(pl->why, "c: 4096 MiB free"));
     mig_plan_free(pl);
     mig_pool_free(p);
-    mig_policy_free(pol);
+    mig_pool_policy_free(pol);
 }
 
 /* Spreading fails, best fit succeeds: the planner must not give up. */
 static void t_evacuate_best_fit(void **st)
 {
     (void)st;
-    struct mig_policy *pol = policy(NULL);
+    struct mig_pool_policy *pol = policy(NULL);
     struct mig_pool *p;
     assert_int_equal(mig_pool_new(&p), 0);
     int a = host(p, "a", 16 * G, 8, "", NULL);
@@ -304,13 +304,13 @@ static void t_evacuate_best_fit(void **st)
     assert_fits(p, pl);
     mig_plan_free(pl);
     mig_pool_free(p);
-    mig_policy_free(pol);
+    mig_pool_policy_free(pol);
 }
 
 static void t_avoid(void **st)
 {
     (void)st;
-    struct mig_policy *pol = policy(NULL);
+    struct mig_pool_policy *pol = policy(NULL);
     struct mig_pool *p;
     assert_int_equal(mig_pool_new(&p), 0);
     int a = host(p, "a", 16 * G, 8, "", NULL);
@@ -336,13 +336,13 @@ static void t_avoid(void **st)
     assert_int_equal(final_host(p, pl, "z"), a);
     mig_plan_free(pl);
     mig_pool_free(p);
-    mig_policy_free(pol);
+    mig_pool_policy_free(pol);
 }
 
 static void t_anti_affinity(void **st)
 {
     (void)st;
-    struct mig_policy *pol = policy("anti_affinity:\n  - [web01, web02]\n"
+    struct mig_pool_policy *pol = policy("anti_affinity:\n  - [web01, web02]\n"
                                     "rules: {balance: {max_moves: 10}}\n");
     struct mig_pool *p;
     assert_int_equal(mig_pool_new(&p), 0);
@@ -363,14 +363,14 @@ static void t_anti_affinity(void **st)
     assert_true(pl->impossible);
     assert_non_null(strstr(pl->why, "runs web02 (anti-affinity)"));
     mig_plan_free(pl);
-    mig_policy_free(pol);
+    mig_pool_policy_free(pol);
     mig_pool_free(p);
 }
 
 static void t_anti_affinity_balance(void **st)
 {
     (void)st;
-    struct mig_policy *pol = policy("anti_affinity:\n  - [w1, w2, w3]\n"
+    struct mig_pool_policy *pol = policy("anti_affinity:\n  - [w1, w2, w3]\n"
                                     "rules: {balance: {max_moves: 10}}\n");
     struct mig_pool *p;
     assert_int_equal(mig_pool_new(&p), 0);
@@ -385,14 +385,14 @@ static void t_anti_affinity_balance(void **st)
     assert_int_equal(final_host(p, pl, "big"), b);
     (void)a;
     mig_plan_free(pl);
-    mig_policy_free(pol);
+    mig_pool_policy_free(pol);
     mig_pool_free(p);
 }
 
 static void t_pin(void **st)
 {
     (void)st;
-    struct mig_policy *pol = policy("pin:\n  db: [a, d]\n");
+    struct mig_pool_policy *pol = policy("pin:\n  db: [a, d]\n");
     struct mig_pool *p;
     assert_int_equal(mig_pool_new(&p), 0);
     int a = host(p, "a", 16 * G, 8, "", NULL);
@@ -405,7 +405,7 @@ static void t_pin(void **st)
     assert_int_equal(pl->nmoves, 1);
     assert_int_equal(final_host(p, pl, "db"), d);
     mig_plan_free(pl);
-    mig_policy_free(pol);
+    mig_pool_policy_free(pol);
     mig_pool_free(p);
 }
 
@@ -414,7 +414,7 @@ static void t_pin(void **st)
 static void t_balance_balanced(void **st)
 {
     (void)st;
-    struct mig_policy *pol = policy("rules: {balance: {threshold: 10, max_moves: 5}}\n");
+    struct mig_pool_policy *pol = policy("rules: {balance: {threshold: 10, max_moves: 5}}\n");
     struct mig_pool *p;
     assert_int_equal(mig_pool_new(&p), 0);
     int a = host(p, "a", 16 * G, 8, "", NULL);
@@ -427,7 +427,7 @@ static void t_balance_balanced(void **st)
     struct mig_plan *pl = plan(p, pol, MIG_RULE_BALANCE, NULL, 0);
     assert_int_equal(pl->nmoves, 0);
     mig_plan_free(pl);
-    mig_policy_free(pol);
+    mig_pool_policy_free(pol);
     mig_pool_free(p);
 }
 
@@ -449,7 +449,7 @@ static double max_dev(const struct mig_pool *p, const struct mig_plan *pl)
 static void t_balance_unbalanced(void **st)
 {
     (void)st;
-    struct mig_policy *pol = policy("rules: {balance: {threshold: 10, max_moves: 2}}\n");
+    struct mig_pool_policy *pol = policy("rules: {balance: {threshold: 10, max_moves: 2}}\n");
     struct mig_pool *p;
     assert_int_equal(mig_pool_new(&p), 0);
     int a = host(p, "a", 16 * G, 8, "", NULL);
@@ -477,7 +477,7 @@ static void t_balance_unbalanced(void **st)
     assert_true(pl->nmoves <= 4);
     assert_true(max_dev(p, pl) <= 0.10 + 1e-9);
     mig_plan_free(pl);
-    mig_policy_free(pol);
+    mig_pool_policy_free(pol);
     mig_pool_free(p);
 }
 
@@ -485,7 +485,7 @@ static void t_balance_unbalanced(void **st)
 static void t_balance_hysteresis(void **st)
 {
     (void)st;
-    struct mig_policy *pol = policy("rules: {balance: {threshold: 5, max_moves: 10}}\n");
+    struct mig_pool_policy *pol = policy("rules: {balance: {threshold: 5, max_moves: 10}}\n");
     struct mig_pool *p;
     assert_int_equal(mig_pool_new(&p), 0);
     int a = host(p, "a", 16 * G, 8, "", NULL);
@@ -503,7 +503,7 @@ static void t_balance_hysteresis(void **st)
     assert_true(pl->nmoves >= 1);
     assert_string_not_equal(pl->moves[0].domain, "g2");
     mig_plan_free(pl);
-    mig_policy_free(pol);
+    mig_pool_policy_free(pol);
     mig_pool_free(p);
 }
 
@@ -512,7 +512,7 @@ static void t_balance_hysteresis(void **st)
 static void t_consolidate(void **st)
 {
     (void)st;
-    struct mig_policy *pol = policy("rules: {consolidate: {cpu_headroom: 20%}}\n");
+    struct mig_pool_policy *pol = policy("rules: {consolidate: {cpu_headroom: 20%}}\n");
     struct mig_pool *p;
     assert_int_equal(mig_pool_new(&p), 0);
     int h[4];
@@ -539,7 +539,7 @@ static void t_consolidate(void **st)
     }
     assert_fits(p, pl);
     mig_plan_free(pl);
-    mig_policy_free(pol);
+    mig_pool_policy_free(pol);
     mig_pool_free(p);
 }
 
@@ -547,7 +547,7 @@ static void t_consolidate(void **st)
 static void t_consolidate_headroom(void **st)
 {
     (void)st;
-    struct mig_policy *pol = policy("rules: {consolidate: {cpu_headroom: 50%}}\n");
+    struct mig_pool_policy *pol = policy("rules: {consolidate: {cpu_headroom: 50%}}\n");
     struct mig_pool *p;
     assert_int_equal(mig_pool_new(&p), 0);
     int a = host(p, "a", 16 * G, 4, "", NULL);
@@ -561,7 +561,7 @@ static void t_consolidate_headroom(void **st)
     pl = plan(p, pol, MIG_RULE_CONSOLIDATE, NULL, 0);
     assert_int_equal(pl->nmoves, 1);
     mig_plan_free(pl);
-    mig_policy_free(pol);
+    mig_pool_policy_free(pol);
     mig_pool_free(p);
 }
 
@@ -581,7 +581,7 @@ static bool refuse_named(void *opaque, const struct mig_pool *pool, const struct
 static void t_compat_plugin(void **st)
 {
     (void)st;
-    struct mig_policy *pol = policy(NULL);
+    struct mig_pool_policy *pol = policy(NULL);
     struct mig_pool *p;
     assert_int_equal(mig_pool_new(&p), 0);
     int a = host(p, "a", 16 * G, 8, "GenuineIntel", NULL);
@@ -607,7 +607,7 @@ static void t_compat_plugin(void **st)
     for (size_t i = 0; i < pl->nmoves; i++)
         assert_string_not_equal(p->hosts[pl->moves[i].to].name, "b");
     mig_plan_free(pl);
-    mig_policy_free(pol);
+    mig_pool_policy_free(pol);
     mig_pool_free(p);
 }
 

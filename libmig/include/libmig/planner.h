@@ -3,7 +3,7 @@
  * See docs/policies.md.
  *
  * Entry points:
- *   policy files:  mig_policy_load() / mig_policy_parse(), mig_policy_free()
+ *   policy files:  mig_pool_policy_load() / mig_pool_policy_parse(), mig_pool_policy_free()
  *   the pool:      mig_pool_new(), mig_pool_add_host(), mig_pool_set_facts()
  *                  (a host's `xl-migrate-live facts` JSON), mig_pool_add_dom(),
  *                  mig_pool_free()
@@ -54,7 +54,7 @@ struct mig_policy_pin {
     char **hosts; /* NULL-terminated host names */
 };
 
-struct mig_policy {
+struct mig_pool_policy {
     char *file;             /* the path it was read from */
     char *pool;             /* pool name ("" if not given) */
     char *profile;          /* compatibility profile name of the pool */
@@ -83,19 +83,19 @@ struct mig_policy {
 
 /* Read and check a policy file. On a parse or schema error returns
  * -MIG_EPARSE (or -MIG_EIO) and writes "FILE:LINE:COLUMN: message" to err.
- * Caller frees *pol_out with mig_policy_free(). */
-MIG_EXPORT int mig_policy_load(const char *path, struct mig_policy **pol_out, char *err,
+ * Caller frees *pol_out with mig_pool_policy_free(). */
+MIG_EXPORT int mig_pool_policy_load(const char *path, struct mig_pool_policy **pol_out, char *err,
                                size_t errlen);
 /* The same from text in memory; 'name' stands for the file in messages. */
-MIG_EXPORT int mig_policy_parse(const char *text, size_t len, const char *name,
-                                struct mig_policy **pol_out, char *err, size_t errlen);
-MIG_EXPORT void mig_policy_free(struct mig_policy *pol); /* NULL-safe */
+MIG_EXPORT int mig_pool_policy_parse(const char *text, size_t len, const char *name,
+                                struct mig_pool_policy **pol_out, char *err, size_t errlen);
+MIG_EXPORT void mig_pool_policy_free(struct mig_pool_policy *pol); /* NULL-safe */
 /* Index of host 'name' in pol->hosts, or -1. */
-MIG_EXPORT int mig_policy_host_index(const struct mig_policy *pol, const char *name);
+MIG_EXPORT int mig_pool_policy_host_index(const struct mig_pool_policy *pol, const char *name);
 /* The effective balance threshold in percent points after aggressiveness. */
-MIG_EXPORT double mig_policy_threshold(const struct mig_policy *pol);
+MIG_EXPORT double mig_pool_policy_threshold(const struct mig_pool_policy *pol);
 /* true if 'minute' (after midnight) is inside the consolidation window. */
-MIG_EXPORT bool mig_policy_in_window(const struct mig_policy *pol, int minute);
+MIG_EXPORT bool mig_pool_policy_in_window(const struct mig_pool_policy *pol, int minute);
 
 /* ---- the pool ---------------------------------------------------------- */
 
@@ -180,7 +180,7 @@ struct mig_move {
 
 struct mig_plan_input {
     const struct mig_pool *pool;     /* borrowed */
-    const struct mig_policy *policy; /* borrowed; hosts in the same order as the pool's */
+    const struct mig_pool_policy *policy; /* borrowed; hosts in the same order as the pool's */
     unsigned rules;                  /* MIG_RULE_* bits to apply, in the order of the enum */
     const struct mig_move *prev;     /* the previous run's moves (hysteresis), may be NULL */
     size_t nprev;

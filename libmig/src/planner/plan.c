@@ -29,7 +29,7 @@
 struct work {
     const struct mig_plan_input *in;
     const struct mig_pool *pool;
-    const struct mig_policy *pol;
+    const struct mig_pool_policy *pol;
     mig_compat_fn *compat;
     int *where;      /* per domain: host index now */
     int64_t *freeb;  /* per host: bytes still placeable */
@@ -191,7 +191,7 @@ static int add_move(struct work *w, int d, int to, enum mig_rule rule, const cha
 
 static bool pin_ok(const struct work *w, int d, int h)
 {
-    const struct mig_policy *pol = w->pol;
+    const struct mig_pool_policy *pol = w->pol;
     for (size_t i = 0; i < pol->npins; i++)
         if (strcmp(pol->pins[i].domain, w->pool->doms[d].name) == 0)
             return mig__strv_has(pol->pins[i].hosts, w->pool->hosts[h].name);
@@ -201,7 +201,7 @@ static bool pin_ok(const struct work *w, int d, int h)
 /* The member of an anti-affinity group of d already on h, or NULL. */
 static const char *anti_conflict(const struct work *w, int d, int h)
 {
-    const struct mig_policy *pol = w->pol;
+    const struct mig_pool_policy *pol = w->pol;
     const char *name = w->pool->doms[d].name;
     for (size_t g = 0; g < pol->nanti_affinity; g++) {
         char **doms = pol->anti_affinity[g].domains;
@@ -472,7 +472,7 @@ static int worst_host(const struct work *w, double thr, double *dev_out)
 static int balance(struct work *w)
 {
     const struct mig_pool *pool = w->pool;
-    double thr = mig_policy_threshold(w->pol) / 100.0, dev;
+    double thr = mig_pool_policy_threshold(w->pol) / 100.0, dev;
     unsigned moves = 0;
     int hw;
 

@@ -1,7 +1,7 @@
 /*
- * policy.c: policy files (docs/policies.md) -> struct mig_policy.
- * Entry points: mig_policy_load, mig_policy_parse, mig_policy_free,
- * mig_policy_host_index, mig_policy_threshold, mig_policy_in_window.
+ * policy.c: policy files (docs/policies.md) -> struct mig_pool_policy.
+ * Entry points: mig_pool_policy_load, mig_pool_policy_parse, mig_pool_policy_free,
+ * mig_pool_policy_host_index, mig_pool_policy_threshold, mig_pool_policy_in_window.
  *
  * Same rules as the profile parser: every error names FILE:LINE:COLUMN, and
  * an unknown key is refused with the closest known one ("did you mean").
@@ -249,7 +249,7 @@ static const char *const cons_keys[] = {"enabled",   "window",    "cpu_headroom"
                                         "max_moves", "hook",      NULL};
 static const char *const rule_keys[] = {"maintenance", "avoid", "balance", "consolidate", NULL};
 
-static int parse_rules(struct pctx *p, yaml_node_t *r, struct mig_policy *pol)
+static int parse_rules(struct pctx *p, yaml_node_t *r, struct mig_pool_policy *pol)
 {
     yaml_node_t *v, *x;
     int rc = check_keys(p, r, "rules", rule_keys);
@@ -307,7 +307,7 @@ static int parse_rules(struct pctx *p, yaml_node_t *r, struct mig_policy *pol)
 
 static const char *const group_keys[] = {"name", "domains", NULL};
 
-static int parse_anti(struct pctx *p, yaml_node_t *v, struct mig_policy *pol)
+static int parse_anti(struct pctx *p, yaml_node_t *v, struct mig_pool_policy *pol)
 {
     size_t n;
     if (v->type != YAML_SEQUENCE_NODE)
@@ -343,7 +343,7 @@ static int parse_anti(struct pctx *p, yaml_node_t *v, struct mig_policy *pol)
     return 0;
 }
 
-static int parse_pins(struct pctx *p, yaml_node_t *v, struct mig_policy *pol)
+static int parse_pins(struct pctx *p, yaml_node_t *v, struct mig_pool_policy *pol)
 {
     size_t n;
     if (v->type != YAML_MAPPING_NODE)
@@ -363,7 +363,7 @@ static int parse_pins(struct pctx *p, yaml_node_t *v, struct mig_policy *pol)
         if ((rc = get_strv(p, hv, "pin", &pin->hosts)))
             return rc;
         for (char **h = pin->hosts; *h; h++)
-            if (mig_policy_host_index(pol, *h) < 0)
+            if (mig_pool_policy_host_index(pol, *h) < 0)
                 return mig__yaml_err(p->err, p->errlen, p->name, hv,
                                      "pin of '%s': no host '%s' in 'hosts'", pin->domain, *h);
     }
@@ -373,7 +373,7 @@ static int parse_pins(struct pctx *p, yaml_node_t *v, struct mig_policy *pol)
 static const char *const top_keys[] = {"pool",          "profile", "concurrency", "hosts", "rules",
                                        "anti_affinity", "pin",     NULL};
 
-static int parse_root(struct pctx *p, yaml_node_t *root, struct mig_policy *pol)
+static int parse_root(struct pctx *p, yaml_node_t *root, struct mig_pool_policy *pol)
 {
     yaml_node_t *v;
     int rc;
@@ -421,11 +421,11 @@ static int parse_root(struct pctx *p, yaml_node_t *root, struct mig_policy *pol)
     return 0;
 }
 
-int mig_policy_parse(const char *text, size_t len, const char *name, struct mig_policy **pol_out,
+int mig_pool_policy_parse(const char *text, size_t len, const char *name, struct mig_pool_policy **pol_out,
                      char *err, size_t errlen)
 {
     yaml_document_t doc;
-    struct mig_policy *pol = NULL;
+    struct mig_pool_policy *pol = NULL;
     bool have_doc = false;
     int rc;
 
@@ -460,14 +460,14 @@ out:
     if (rc) {
         if (rc == -MIG_ENOMEM)
             snprintf(err, errlen, "%s: out of memory", name);
-        mig_policy_free(pol);
+        mig_pool_policy_free(pol);
         return rc;
     }
     *pol_out = pol;
     return 0;
 }
 
-int mig_policy_load(const char *path, struct mig_policy **pol_out, char *err, size_t errlen)
+int mig_pool_policy_load(const char *path, struct mig_pool_policy **pol_out, char *err, size_t errlen)
 {
     FILE *f = NULL;
     char *buf = NULL;
@@ -493,7 +493,7 @@ int mig_policy_load(const char *path, struct mig_policy **pol_out, char *err, si
         rc = n > POLICY_MAX_BYTES ? -MIG_ETOOBIG : -MIG_EIO;
         goto out;
     }
-    rc = mig_policy_parse(buf, n, path, pol_out, err, errlen);
+    rc = mig_pool_policy_parse(buf, n, path, pol_out, err, errlen);
 out:
     free(buf);
     if (f)
@@ -501,7 +501,7 @@ out:
     return rc;
 }
 
-void mig_policy_free(struct mig_policy *pol)
+void mig_pool_policy_free(struct mig_pool_policy *pol)
 {
     if (!pol)
         return;
@@ -529,7 +529,7 @@ void mig_policy_free(struct mig_policy *pol)
     free(pol);
 }
 
-int mig_policy_host_index(const struct mig_policy *pol, const char *name)
+int mig_pool_policy_host_index(const struct mig_pool_policy *pol, const char *name)
 {
     for (size_t i = 0; i < pol->nhosts; i++)
         if (pol->hosts[i].name && strcmp(pol->hosts[i].name, name) == 0)
@@ -537,14 +537,14 @@ int mig_policy_host_index(const struct mig_policy *pol, const char *name)
     return -1;
 }
 
-double mig_policy_threshold(const struct mig_policy *pol)
+double mig_pool_policy_threshold(const struct mig_pool_policy *pol)
 {
     static const double scale[5] = {2.0, 1.5, 1.0, 0.75, 0.5};
     unsigned a = pol->aggressiveness < 1 ? 1 : pol->aggressiveness > 5 ? 5 : pol->aggressiveness;
     return pol->threshold_pct * scale[a - 1];
 }
 
-bool mig_policy_in_window(const struct mig_policy *pol, int minute)
+bool mig_pool_policy_in_window(const struct mig_pool_policy *pol, int minute)
 {
     int a = pol->window_start_min, b = pol->window_end_min;
     if (a < 0 || b < 0)
