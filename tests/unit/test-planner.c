@@ -170,6 +170,22 @@ static void t_policy_errors(void **st)
                  "'aggressiveness' must be a whole number from 1 to 5");
 }
 
+/* The documented examples parse. */
+static void t_policy_examples(void **st)
+{
+    (void)st;
+    static const char *const files[] = {"maintenance-only.yaml", "drs.yaml", "dpm-night.yaml"};
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        char path[4096], err[512] = "";
+        struct mig_pool_policy *pol = NULL;
+        snprintf(path, sizeof(path), "%s/%s", POLICY_EXAMPLES, files[i]);
+        if (mig_pool_policy_load(path, &pol, err, sizeof(err)) != 0)
+            fail_msg("%s", err);
+        assert_true(pol->nhosts >= 3);
+        mig_pool_policy_free(pol);
+    }
+}
+
 /* ---- facts -------------------------------------------------------------- */
 
 static void t_facts(void **st)
@@ -616,6 +632,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(t_policy_full),
         cmocka_unit_test(t_policy_errors),
+        cmocka_unit_test(t_policy_examples),
         cmocka_unit_test(t_facts),
         cmocka_unit_test(t_evacuate_uneven),
         cmocka_unit_test(t_impossible),
