@@ -13,6 +13,9 @@
  *   compatibility: mig_compat_fn, a predicate the caller passes in; the
  *                  default mig_compat_facts() uses facts-level rules.
  *
+ * The policy struct is mig_pool_policy because `enum mig_policy` (migrate.h)
+ * already names the pre-copy stop policy.
+ *
  * The pool, policy and plan are plain data: the planner and its callers read
  * their fields directly. Strings in them are owned by the object holding them.
  */
