@@ -34,11 +34,11 @@
 
 #include "cli.h"
 
-#define DEFAULT_POLICY "/etc/xen/migrate-live/policy.yaml"
-#define FACTS_TIMEOUT_MS 60000
+#define DEFAULT_POLICY    "/etc/xen/migrate-live/policy.yaml"
+#define FACTS_TIMEOUT_MS  60000
 #define HEALTH_TIMEOUT_MS 60000
-#define HOOK_TIMEOUT_MS 600000
-#define OUTPUT_MAX (4u << 20)
+#define HOOK_TIMEOUT_MS   600000
+#define OUTPUT_MAX        (4u << 20)
 
 enum { EXIT_IMPOSSIBLE = 7 }; /* docs/policies.md */
 
@@ -48,7 +48,7 @@ struct run {
     struct cli *c;
     struct mig_pool_policy *pol;
     struct mig_pool *pool;
-    char dir[4096];        /* STATE/policy */
+    char dir[4096]; /* STATE/policy */
     bool json;
     bool dry_run;
 };
@@ -266,7 +266,8 @@ static void gather(struct run *r, unsigned rules)
         host->reserve_bytes = ph->reserve_bytes;
         host->maintenance = flagged(r, ph->name);
         if (st != 0 || !out) {
-            fprintf(stderr, "xl-migrate-live policy: %s: cannot read facts (exit %d); no moves to it\n",
+            fprintf(stderr,
+                    "xl-migrate-live policy: %s: cannot read facts (exit %d); no moves to it\n",
                     ph->name, st);
         } else if (mig_pool_set_facts(r->pool, (int)h, out, err, sizeof(err)) < 0) {
             fprintf(stderr, "xl-migrate-live policy: %s: bad facts: %s\n", ph->name, err);
@@ -353,7 +354,7 @@ enum { M_PENDING = 0, M_RUNNING = 1, M_DONE = 2, M_FAILED = 3, M_SKIPPED = 4 };
 
 struct job {
     pid_t pid;
-    int out_fd;       /* the move's stdout, a temporary file */
+    int out_fd; /* the move's stdout, a temporary file */
     uint64_t start_ms;
 };
 
@@ -616,8 +617,8 @@ int xlml_policy_main(struct cli *c, struct mig_ctx *ctx)
         ret = usage_error("policy %s: no host '%s' in %s", sub, target, r.pol->file);
         goto out;
     }
-    snprintf(r.dir, sizeof(r.dir), "%s/policy", c->mp.state_dir ? c->mp.state_dir
-                                                                : "/var/lib/migrate-live");
+    snprintf(r.dir, sizeof(r.dir), "%s/policy",
+             c->mp.state_dir ? c->mp.state_dir : "/var/lib/migrate-live");
     char mdir[4400];
     snprintf(mdir, sizeof(mdir), "%s/maintenance", r.dir);
     if (mkdirs(r.dir) < 0 || mkdirs(mdir) < 0) {
@@ -688,8 +689,12 @@ int xlml_policy_main(struct cli *c, struct mig_ctx *ctx)
     if (target)
         r.pool->hosts[mig_pool_policy_host_index(r.pol, target)].maintenance = true;
     read_prev(&r, &prev, &nprev);
-    struct mig_plan_input in = {.pool = r.pool, .policy = r.pol, .rules = rules, .prev = prev,
-                                .nprev = nprev, .compat = NULL};
+    struct mig_plan_input in = {.pool = r.pool,
+                                .policy = r.pol,
+                                .rules = rules,
+                                .prev = prev,
+                                .nprev = nprev,
+                                .compat = NULL};
     if ((rc = mig_plan_compute(&in, &pl)) < 0) {
         fprintf(stderr, "xl-migrate-live policy: %s\n", mig_strerror(rc));
         goto out;

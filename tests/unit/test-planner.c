@@ -65,8 +65,8 @@ static void dom(struct mig_pool *p, int h, const char *name, uint64_t mem, unsig
 static struct mig_plan *plan(struct mig_pool *p, struct mig_pool_policy *pol, unsigned rules,
                              const struct mig_move *prev, size_t nprev)
 {
-    struct mig_plan_input in = {.pool = p, .policy = pol, .rules = rules, .prev = prev,
-                                .nprev = nprev};
+    struct mig_plan_input in = {
+        .pool = p, .policy = pol, .rules = rules, .prev = prev, .nprev = nprev};
     struct mig_plan *pl = NULL;
     assert_int_equal(mig_plan_compute(&in, &pl), 0);
     assert_non_null(pl);
@@ -104,19 +104,20 @@ static void assert_fits(const struct mig_pool *p, const struct mig_plan *pl)
 static void t_policy_full(void **st)
 {
     (void)st;
-    struct mig_pool_policy *pol = policy("concurrency: 2\n"
-                                    "rules:\n"
-                                    "  balance: {threshold: 15%, aggressiveness: 5, max_moves: 3}\n"
-                                    "  consolidate:\n"
-                                    "    window: '22:30-06:00'\n"
-                                    "    cpu_headroom: 25%\n"
-                                    "    hook: [/usr/local/sbin/power-off, --yes]\n"
-                                    "  avoid: {enabled: false}\n"
-                                    "anti_affinity:\n"
-                                    "  - [web01, web02]\n"
-                                    "  - {name: dns, domains: [ns1, ns2, ns3]}\n"
-                                    "pin:\n"
-                                    "  db01: [a, b]\n");
+    struct mig_pool_policy *pol =
+        policy("concurrency: 2\n"
+               "rules:\n"
+               "  balance: {threshold: 15%, aggressiveness: 5, max_moves: 3}\n"
+               "  consolidate:\n"
+               "    window: '22:30-06:00'\n"
+               "    cpu_headroom: 25%\n"
+               "    hook: [/usr/local/sbin/power-off, --yes]\n"
+               "  avoid: {enabled: false}\n"
+               "anti_affinity:\n"
+               "  - [web01, web02]\n"
+               "  - {name: dns, domains: [ns1, ns2, ns3]}\n"
+               "pin:\n"
+               "  db01: [a, b]\n");
     assert_string_equal(pol->profile, "xeon-v4");
     assert_int_equal(pol->nhosts, 4);
     assert_string_equal(pol->hosts[1].uri, "tcp:127.0.0.1:2");
@@ -163,11 +164,11 @@ static void t_policy_errors(void **st)
                  "p.yaml:4:5: host 'a' is listed twice");
     expect_error("profile: x\nhosts:\n  - {name: a, uri: u}\nrules:\n  consolidate: {window: 25}\n",
                  "p.yaml:5:25: 'window' must be");
-    expect_error("profile: x\nhosts:\n  - {name: a, uri: u}\npin:\n  db: [z]\n",
-                 "no host 'z'");
+    expect_error("profile: x\nhosts:\n  - {name: a, uri: u}\npin:\n  db: [z]\n", "no host 'z'");
     expect_error("profile: x\nhosts: [\n", "p.yaml:");
-    expect_error("profile: x\nhosts:\n  - {name: a, uri: u}\nrules: {balance: {aggressiveness: 9}}\n",
-                 "'aggressiveness' must be a whole number from 1 to 5");
+    expect_error(
+        "profile: x\nhosts:\n  - {name: a, uri: u}\nrules: {balance: {aggressiveness: 9}}\n",
+        "'aggressiveness' must be a whole number from 1 to 5");
 }
 
 /* The documented examples parse. */
@@ -197,16 +198,16 @@ static void t_facts(void **st)
     assert_int_equal(mig_pool_new(&p), 0);
     assert_int_equal(mig_pool_add_host(p, "a", &a), 0);
     assert_int_equal(mig_pool_add_host(p, "b", &b), 0);
-    assert_int_equal(
-        mig_pool_set_facts(p, a,
-                           "{\"backend\":\"sim\",\"hostname\":\"x\",\"mem_total_bytes\":8589934592,"
-                           "\"mem_free_bytes\":4294967296,\"cpus\":8,\"cpu_vendor\":\"GenuineIntel\","
-                           "\"cpu_features\":[\"sse4_2\",\"avx2\"],\"domains\":["
-                           "{\"name\":\"web01\",\"mem_bytes\":536870912,\"vcpus\":2,"
-                           "\"profile\":\"xeon-v4\"},{\"name\":\"db01\",\"mem_bytes\":1073741824,"
-                           "\"vcpus\":4,\"cpu_load\":0.5}]}",
-                           err, sizeof(err)),
-        0);
+    assert_int_equal(mig_pool_set_facts(
+                         p, a,
+                         "{\"backend\":\"sim\",\"hostname\":\"x\",\"mem_total_bytes\":8589934592,"
+                         "\"mem_free_bytes\":4294967296,\"cpus\":8,\"cpu_vendor\":\"GenuineIntel\","
+                         "\"cpu_features\":[\"sse4_2\",\"avx2\"],\"domains\":["
+                         "{\"name\":\"web01\",\"mem_bytes\":536870912,\"vcpus\":2,"
+                         "\"profile\":\"xeon-v4\"},{\"name\":\"db01\",\"mem_bytes\":1073741824,"
+                         "\"vcpus\":4,\"cpu_load\":0.5}]}",
+                         err, sizeof(err)),
+                     0);
     assert_true(p->hosts[a].reachable);
     assert_int_equal(p->hosts[a].mem_total_bytes, 8 * G);
     assert_int_equal(p->hosts[a].mem_free_bytes, 4 * G);
@@ -359,7 +360,7 @@ static void t_anti_affinity(void **st)
 {
     (void)st;
     struct mig_pool_policy *pol = policy("anti_affinity:\n  - [web01, web02]\n"
-                                    "rules: {balance: {max_moves: 10}}\n");
+                                         "rules: {balance: {max_moves: 10}}\n");
     struct mig_pool *p;
     assert_int_equal(mig_pool_new(&p), 0);
     int a = host(p, "a", 16 * G, 8, "", NULL);
@@ -387,7 +388,7 @@ static void t_anti_affinity_balance(void **st)
 {
     (void)st;
     struct mig_pool_policy *pol = policy("anti_affinity:\n  - [w1, w2, w3]\n"
-                                    "rules: {balance: {max_moves: 10}}\n");
+                                         "rules: {balance: {max_moves: 10}}\n");
     struct mig_pool *p;
     assert_int_equal(mig_pool_new(&p), 0);
     int a = host(p, "a", 16 * G, 8, "", NULL);
@@ -607,8 +608,11 @@ static void t_compat_plugin(void **st)
     dom(p, a, "x", 1 * G, 1, 1, NULL);
     dom(p, a, "y", 1 * G, 1, 1, NULL);
     p->hosts[a].maintenance = true;
-    struct mig_plan_input in = {.pool = p, .policy = pol, .rules = MIG_RULE_MAINTENANCE,
-                                .compat = refuse_named, .compat_opaque = "c"};
+    struct mig_plan_input in = {.pool = p,
+                                .policy = pol,
+                                .rules = MIG_RULE_MAINTENANCE,
+                                .compat = refuse_named,
+                                .compat_opaque = "c"};
     struct mig_plan *pl = NULL;
     assert_int_equal(mig_plan_compute(&in, &pl), 0);
     assert_int_equal(pl->nmoves, 2);

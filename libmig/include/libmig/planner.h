@@ -37,11 +37,11 @@ extern "C" {
 /* One host of the pool as the policy names it. argv arrays are
  * NULL-terminated and owned. */
 struct mig_policy_host {
-    char *name;             /* the host's name in the pool */
-    char *uri;              /* transport URI a migration uses to reach it (tls:H:P, ssh:H, tcp:H:P) */
-    char **exec;            /* argv prefix running xl-migrate-live on this host
-                               (default: ssh NAME xl-migrate-live) */
-    char **health;          /* health command run on this dom0, or NULL */
+    char *name;    /* the host's name in the pool */
+    char *uri;     /* transport URI a migration uses to reach it (tls:H:P, ssh:H, tcp:H:P) */
+    char **exec;   /* argv prefix running xl-migrate-live on this host
+                      (default: ssh NAME xl-migrate-live) */
+    char **health; /* health command run on this dom0, or NULL */
     uint64_t reserve_bytes; /* bytes: memory never planned for guests (default 0) */
 };
 
@@ -58,26 +58,26 @@ struct mig_policy_pin {
 };
 
 struct mig_pool_policy {
-    char *file;             /* the path it was read from */
-    char *pool;             /* pool name ("" if not given) */
-    char *profile;          /* compatibility profile name of the pool */
-    unsigned concurrency;   /* count: moves at once (default 1) */
+    char *file;           /* the path it was read from */
+    char *pool;           /* pool name ("" if not given) */
+    char *profile;        /* compatibility profile name of the pool */
+    unsigned concurrency; /* count: moves at once (default 1) */
     struct mig_policy_host *hosts;
     size_t nhosts;
     /* rules */
-    bool maintenance;       /* evacuate hosts flagged for maintenance (default on) */
-    bool avoid;             /* evacuate hosts whose health command fails (default on) */
-    bool balance;           /* default off */
-    unsigned threshold_pct; /* percent points around the pool mean (default 10) */
-    unsigned aggressiveness;/* 1 (conservative) .. 5 (aggressive), default 3 */
-    unsigned max_moves;     /* count: balance moves per run (default 4) */
-    bool consolidate;       /* default off */
-    int window_start_min;   /* minutes after midnight, -1: no window (always) */
+    bool maintenance;        /* evacuate hosts flagged for maintenance (default on) */
+    bool avoid;              /* evacuate hosts whose health command fails (default on) */
+    bool balance;            /* default off */
+    unsigned threshold_pct;  /* percent points around the pool mean (default 10) */
+    unsigned aggressiveness; /* 1 (conservative) .. 5 (aggressive), default 3 */
+    unsigned max_moves;      /* count: balance moves per run (default 4) */
+    bool consolidate;        /* default off */
+    int window_start_min;    /* minutes after midnight, -1: no window (always) */
     int window_end_min;
     unsigned cpu_headroom_pct; /* percent of a host's CPUs kept free when packing (default 20) */
-    unsigned min_hosts;     /* hosts kept powered (default 1) */
+    unsigned min_hosts;        /* hosts kept powered (default 1) */
     unsigned consolidate_max_moves; /* count, 0: no limit */
-    char **hook;            /* run with the empty host's name appended; NULL: none */
+    char **hook;                    /* run with the empty host's name appended; NULL: none */
     struct mig_policy_group *anti_affinity;
     size_t nanti_affinity;
     struct mig_policy_pin *pins;
@@ -88,10 +88,10 @@ struct mig_pool_policy {
  * -MIG_EPARSE (or -MIG_EIO) and writes "FILE:LINE:COLUMN: message" to err.
  * Caller frees *pol_out with mig_pool_policy_free(). */
 MIG_EXPORT int mig_pool_policy_load(const char *path, struct mig_pool_policy **pol_out, char *err,
-                               size_t errlen);
+                                    size_t errlen);
 /* The same from text in memory; 'name' stands for the file in messages. */
 MIG_EXPORT int mig_pool_policy_parse(const char *text, size_t len, const char *name,
-                                struct mig_pool_policy **pol_out, char *err, size_t errlen);
+                                     struct mig_pool_policy **pol_out, char *err, size_t errlen);
 MIG_EXPORT void mig_pool_policy_free(struct mig_pool_policy *pol); /* NULL-safe */
 /* Index of host 'name' in pol->hosts, or -1. */
 MIG_EXPORT int mig_pool_policy_host_index(const struct mig_pool_policy *pol, const char *name);
@@ -119,12 +119,12 @@ struct mig_pool_host {
 
 struct mig_pool_dom {
     char name[MIG_POOL_NAME_MAX];
-    int host;            /* index in pool->hosts */
-    uint64_t mem_bytes;  /* bytes */
-    unsigned vcpus;      /* count */
-    double cpu_load;     /* fraction of its vCPUs busy, 0..1 (1 when unknown) */
-    char profile[64];    /* compatibility profile it runs under, "" unknown */
-    char *cpu_features;  /* required CPU features, owned; NULL: its host's */
+    int host;           /* index in pool->hosts */
+    uint64_t mem_bytes; /* bytes */
+    unsigned vcpus;     /* count */
+    double cpu_load;    /* fraction of its vCPUs busy, 0..1 (1 when unknown) */
+    char profile[64];   /* compatibility profile it runs under, "" unknown */
+    char *cpu_features; /* required CPU features, owned; NULL: its host's */
 };
 
 struct mig_pool {
@@ -140,8 +140,7 @@ MIG_EXPORT void mig_pool_free(struct mig_pool *pool); /* NULL-safe */
 MIG_EXPORT int mig_pool_add_host(struct mig_pool *pool, const char *name, int *idx_out);
 /* Add a domain on host 'host'; *dom_out is borrowed until the next add. */
 MIG_EXPORT int mig_pool_add_dom(struct mig_pool *pool, int host, const char *name,
-                                uint64_t mem_bytes, unsigned vcpus,
-                                struct mig_pool_dom **dom_out);
+                                uint64_t mem_bytes, unsigned vcpus, struct mig_pool_dom **dom_out);
 /* Fill host 'host' from the JSON text `xl-migrate-live facts` prints there
  * (docs/policies.md, "Facts"): memory, CPUs, vendor, features, and its
  * "domains" array. Marks the host reachable. -MIG_EPARSE with a message in
@@ -163,40 +162,39 @@ MIG_EXPORT const char *mig_rule_name(enum mig_rule r); /* static string */
 
 /* May domain 'dom' run on host 'dst'? false writes the reason to why. The
  * planner checks memory, pins and anti-affinity itself. */
-typedef bool mig_compat_fn(void *opaque, const struct mig_pool *pool, const struct mig_pool_dom *dom,
-                           int dst, char *why, size_t whylen);
+typedef bool mig_compat_fn(void *opaque, const struct mig_pool *pool,
+                           const struct mig_pool_dom *dom, int dst, char *why, size_t whylen);
 
 /* Facts-level rules until the profile check plugs in: the same CPU vendor as
  * the domain's host, and the domain's CPU features (its host's when it has
  * none of its own) a subset of the destination's. opaque is unused. */
 MIG_EXPORT bool mig_compat_facts(void *opaque, const struct mig_pool *pool,
-                                 const struct mig_pool_dom *dom, int dst, char *why,
-                                 size_t whylen);
+                                 const struct mig_pool_dom *dom, int dst, char *why, size_t whylen);
 
 struct mig_move {
     char domain[MIG_POOL_NAME_MAX];
-    int from;            /* host index */
-    int to;              /* host index */
+    int from; /* host index */
+    int to;   /* host index */
     enum mig_rule rule;
     char reason[256];
 };
 
 struct mig_plan_input {
-    const struct mig_pool *pool;     /* borrowed */
+    const struct mig_pool *pool;          /* borrowed */
     const struct mig_pool_policy *policy; /* borrowed; hosts in the same order as the pool's */
-    unsigned rules;                  /* MIG_RULE_* bits to apply, in the order of the enum */
-    const struct mig_move *prev;     /* the previous run's moves (hysteresis), may be NULL */
+    unsigned rules;                       /* MIG_RULE_* bits to apply, in the order of the enum */
+    const struct mig_move *prev;          /* the previous run's moves (hysteresis), may be NULL */
     size_t nprev;
-    mig_compat_fn *compat;           /* NULL: mig_compat_facts */
+    mig_compat_fn *compat; /* NULL: mig_compat_facts */
     void *compat_opaque;
 };
 
 struct mig_plan {
     struct mig_move *moves; /* in the order to run them */
     size_t nmoves;
-    bool impossible;        /* nothing may run: see why */
+    bool impossible; /* nothing may run: see why */
     char why[512];
-    bool *empty;            /* per host: left without domains (consolidation candidates) */
+    bool *empty; /* per host: left without domains (consolidation candidates) */
     size_t nhosts;
 };
 

@@ -31,13 +31,13 @@ struct work {
     const struct mig_pool *pool;
     const struct mig_pool_policy *pol;
     mig_compat_fn *compat;
-    int *where;      /* per domain: host index now */
-    int64_t *freeb;  /* per host: bytes still placeable */
-    uint64_t *used;  /* per host: bytes of guest memory */
-    double *cpu;     /* per host: vCPUs busy (vcpus x cpu_load) */
-    bool *dest_ok;   /* per host: may receive domains */
+    int *where;     /* per domain: host index now */
+    int64_t *freeb; /* per host: bytes still placeable */
+    uint64_t *used; /* per host: bytes of guest memory */
+    double *cpu;    /* per host: vCPUs busy (vcpus x cpu_load) */
+    bool *dest_ok;  /* per host: may receive domains */
     struct mig_plan *plan;
-    size_t cap;      /* allocated moves */
+    size_t cap; /* allocated moves */
 };
 
 /* A copy of the mutable part, to try a packing and take it back. */
@@ -52,10 +52,14 @@ struct snap {
 const char *mig_rule_name(enum mig_rule r)
 {
     switch (r) {
-    case MIG_RULE_MAINTENANCE: return "maintenance";
-    case MIG_RULE_AVOID: return "avoid";
-    case MIG_RULE_BALANCE: return "balance";
-    case MIG_RULE_CONSOLIDATE: return "consolidate";
+    case MIG_RULE_MAINTENANCE:
+        return "maintenance";
+    case MIG_RULE_AVOID:
+        return "avoid";
+    case MIG_RULE_BALANCE:
+        return "balance";
+    case MIG_RULE_CONSOLIDATE:
+        return "consolidate";
     }
     return "?";
 }
@@ -246,9 +250,10 @@ static bool can_place(const struct work *w, int d, int h, enum mig_rule rule, in
         return false;
     }
     if (!w->dest_ok[h]) {
-        snprintf(why, whylen, "%s", !host->reachable ? "unreachable"
-                                    : host->maintenance ? "in maintenance"
-                                                        : "unhealthy");
+        snprintf(why, whylen, "%s",
+                 !host->reachable    ? "unreachable"
+                 : host->maintenance ? "in maintenance"
+                                     : "unhealthy");
         return false;
     }
     if (!pin_ok(w, d, h)) {
@@ -325,14 +330,13 @@ static int place_all(struct work *w, const int *ids, size_t n, bool spread, enum
             return 1;
         }
         const struct mig_pool_host *src = &w->pool->hosts[w->where[d]];
-        int rc = add_move(w, d, best, rule, "%s: %s %s; %s has %.0f MiB free for %.0f MiB",
-                          mig_rule_name(rule), src->name,
-                          rule == MIG_RULE_CONSOLIDATE ? "is emptied to save power"
-                          : src->maintenance && rule == MIG_RULE_MAINTENANCE
-                              ? "is in maintenance"
-                              : "failed its health check",
-                          w->pool->hosts[best].name, w->freeb[best] / MIB,
-                          w->pool->doms[d].mem_bytes / MIB);
+        int rc = add_move(
+            w, d, best, rule, "%s: %s %s; %s has %.0f MiB free for %.0f MiB", mig_rule_name(rule),
+            src->name,
+            rule == MIG_RULE_CONSOLIDATE                       ? "is emptied to save power"
+            : src->maintenance && rule == MIG_RULE_MAINTENANCE ? "is in maintenance"
+                                                               : "failed its health check",
+            w->pool->hosts[best].name, w->freeb[best] / MIB, w->pool->doms[d].mem_bytes / MIB);
         if (rc < 0)
             return rc;
     }
@@ -344,17 +348,17 @@ static void impossible(struct work *w, int d, enum mig_rule rule, int headroom)
     struct mig_plan *pl = w->plan;
     const struct mig_pool_dom *dom = &w->pool->doms[d];
     size_t k;
-    k = (size_t)snprintf(pl->why, sizeof(pl->why), "%s: no host can take %s (%.0f MiB, on %s):",
-                         mig_rule_name(rule), dom->name, dom->mem_bytes / MIB,
-                         w->pool->hosts[w->where[d]].name);
+    k = (size_t)snprintf(pl->why, sizeof(pl->why),
+                         "%s: no host can take %s (%.0f MiB, on %s):", mig_rule_name(rule),
+                         dom->name, dom->mem_bytes / MIB, w->pool->hosts[w->where[d]].name);
     for (size_t h = 0; h < w->pool->nhosts && k < sizeof(pl->why); h++) {
         char why[256];
         if ((int)h == w->where[d])
             continue;
         if (can_place(w, d, (int)h, rule, headroom, why, sizeof(why)))
             snprintf(why, sizeof(why), "fits once others moved");
-        k += (size_t)snprintf(pl->why + k, sizeof(pl->why) - k, " %s: %s;",
-                              w->pool->hosts[h].name, why);
+        k += (size_t)snprintf(pl->why + k, sizeof(pl->why) - k, " %s: %s;", w->pool->hosts[h].name,
+                              why);
     }
     if (k > 0 && k < sizeof(pl->why) && pl->why[k - 1] == ';')
         pl->why[k - 1] = 0;
@@ -439,8 +443,7 @@ static double spread(const struct work *w)
     double mm, mc, s = 0;
     means(w, &mm, &mc);
     for (size_t h = 0; h < w->pool->nhosts; h++)
-        if (w->dest_ok[h])
-            {
+        if (w->dest_ok[h]) {
             double a = mem_frac(w, h) - mm, b = cpu_frac(w, h) - mc;
             s += a * a + b * b;
         }

@@ -16,15 +16,15 @@
 /* Load the first document of text into doc (caller deletes it). On error
  * -MIG_EPARSE with "NAME:LINE:COLUMN: problem" in err. An empty text gives
  * a document without a root node. */
-int mig__yaml_load(const char *text, size_t len, const char *name, yaml_document_t *doc,
-                   char *err, size_t errlen);
+int mig__yaml_load(const char *text, size_t len, const char *name, yaml_document_t *doc, char *err,
+                   size_t errlen);
 
 /* Scalar text of node, or NULL if it is not a scalar (borrowed). */
 const char *mig__yaml_scalar(yaml_node_t *n);
 
 /* "NAME:LINE:COLUMN: " + message into err; returns -MIG_EPARSE. */
-int mig__yaml_err(char *err, size_t errlen, const char *name, const yaml_node_t *n,
-                  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+int mig__yaml_err(char *err, size_t errlen, const char *name, const yaml_node_t *n, const char *fmt,
+                  ...) __attribute__((format(printf, 5, 6)));
 
 /* The closest of the NULL-terminated 'known' to 'word' (edit distance at
  * most 2 or a third of the word), or NULL. */

@@ -34,13 +34,11 @@ static yaml_node_t *node(struct pctx *p, int id)
 }
 
 /* Refuse keys of mapping 'm' that are not in 'known'. */
-static int check_keys(struct pctx *p, yaml_node_t *m, const char *where,
-                      const char *const *known)
+static int check_keys(struct pctx *p, yaml_node_t *m, const char *where, const char *const *known)
 {
     if (m->type != YAML_MAPPING_NODE)
         return mig__yaml_err(p->err, p->errlen, p->name, m, "%s must be a mapping", where);
-    for (yaml_node_pair_t *kv = m->data.mapping.pairs.start; kv < m->data.mapping.pairs.top;
-         kv++) {
+    for (yaml_node_pair_t *kv = m->data.mapping.pairs.start; kv < m->data.mapping.pairs.top; kv++) {
         yaml_node_t *k = node(p, kv->key);
         const char *ks = mig__yaml_scalar(k);
         bool ok = false;
@@ -64,8 +62,7 @@ static int check_keys(struct pctx *p, yaml_node_t *m, const char *where,
 
 static yaml_node_t *get(struct pctx *p, yaml_node_t *m, const char *key)
 {
-    for (yaml_node_pair_t *kv = m->data.mapping.pairs.start; kv < m->data.mapping.pairs.top;
-         kv++) {
+    for (yaml_node_pair_t *kv = m->data.mapping.pairs.start; kv < m->data.mapping.pairs.top; kv++) {
         const char *ks = mig__yaml_scalar(node(p, kv->key));
         if (ks && strcmp(ks, key) == 0)
             return node(p, kv->value);
@@ -130,11 +127,24 @@ static int get_size(struct pctx *p, yaml_node_t *v, const char *key, uint64_t *o
     errno = 0;
     x = strtoull(s, &end, 10);
     switch (toupper((unsigned char)*end)) {
-    case 'K': mul = 1ull << 10; end++; break;
-    case 'M': mul = 1ull << 20; end++; break;
-    case 'G': mul = 1ull << 30; end++; break;
-    case 'T': mul = 1ull << 40; end++; break;
-    default: break;
+    case 'K':
+        mul = 1ull << 10;
+        end++;
+        break;
+    case 'M':
+        mul = 1ull << 20;
+        end++;
+        break;
+    case 'G':
+        mul = 1ull << 30;
+        end++;
+        break;
+    case 'T':
+        mul = 1ull << 40;
+        end++;
+        break;
+    default:
+        break;
     }
     if (mul > 1 && (*end == 'i' || *end == 'I'))
         end++;
@@ -245,8 +255,8 @@ static int rule_enabled(struct pctx *p, yaml_node_t *r, const char *name, const 
 static const char *const maint_keys[] = {"enabled", NULL};
 static const char *const balance_keys[] = {"enabled", "threshold", "aggressiveness", "max_moves",
                                            NULL};
-static const char *const cons_keys[] = {"enabled",   "window",    "cpu_headroom", "min_hosts",
-                                        "max_moves", "hook",      NULL};
+static const char *const cons_keys[] = {
+    "enabled", "window", "cpu_headroom", "min_hosts", "max_moves", "hook", NULL};
 static const char *const rule_keys[] = {"maintenance", "avoid", "balance", "consolidate", NULL};
 
 static int parse_rules(struct pctx *p, yaml_node_t *r, struct mig_pool_policy *pol)
@@ -370,8 +380,8 @@ static int parse_pins(struct pctx *p, yaml_node_t *v, struct mig_pool_policy *po
     return 0;
 }
 
-static const char *const top_keys[] = {"pool",          "profile", "concurrency", "hosts", "rules",
-                                       "anti_affinity", "pin",     NULL};
+static const char *const top_keys[] = {"pool",  "profile",       "concurrency", "hosts",
+                                       "rules", "anti_affinity", "pin",         NULL};
 
 static int parse_root(struct pctx *p, yaml_node_t *root, struct mig_pool_policy *pol)
 {
@@ -421,8 +431,8 @@ static int parse_root(struct pctx *p, yaml_node_t *root, struct mig_pool_policy 
     return 0;
 }
 
-int mig_pool_policy_parse(const char *text, size_t len, const char *name, struct mig_pool_policy **pol_out,
-                     char *err, size_t errlen)
+int mig_pool_policy_parse(const char *text, size_t len, const char *name,
+                          struct mig_pool_policy **pol_out, char *err, size_t errlen)
 {
     yaml_document_t doc;
     struct mig_pool_policy *pol = NULL;
@@ -443,8 +453,7 @@ int mig_pool_policy_parse(const char *text, size_t len, const char *name, struct
     pol->window_end_min = -1;
     pol->cpu_headroom_pct = 20;
     pol->min_hosts = 1;
-    if (!(pol->file = strdup(name)) || !(pol->pool = strdup("")) ||
-        !(pol->profile = strdup(""))) {
+    if (!(pol->file = strdup(name)) || !(pol->pool = strdup("")) || !(pol->profile = strdup(""))) {
         rc = -MIG_ENOMEM;
         goto out;
     }
@@ -467,7 +476,8 @@ out:
     return 0;
 }
 
-int mig_pool_policy_load(const char *path, struct mig_pool_policy **pol_out, char *err, size_t errlen)
+int mig_pool_policy_load(const char *path, struct mig_pool_policy **pol_out, char *err,
+                         size_t errlen)
 {
     FILE *f = NULL;
     char *buf = NULL;
@@ -488,8 +498,8 @@ int mig_pool_policy_load(const char *path, struct mig_pool_policy **pol_out, cha
     }
     n = fread(buf, 1, POLICY_MAX_BYTES + 1, f);
     if (ferror(f) || n > POLICY_MAX_BYTES) {
-        snprintf(err, errlen, "%s: %s", path, n > POLICY_MAX_BYTES ? "larger than 1 MiB"
-                                                                    : "read error");
+        snprintf(err, errlen, "%s: %s", path,
+                 n > POLICY_MAX_BYTES ? "larger than 1 MiB" : "read error");
         rc = n > POLICY_MAX_BYTES ? -MIG_ETOOBIG : -MIG_EIO;
         goto out;
     }

@@ -95,8 +95,7 @@ static yaml_node_t *fget(struct fctx *f, yaml_node_t *m, const char *key)
 {
     if (!m || m->type != YAML_MAPPING_NODE)
         return NULL;
-    for (yaml_node_pair_t *kv = m->data.mapping.pairs.start; kv < m->data.mapping.pairs.top;
-         kv++) {
+    for (yaml_node_pair_t *kv = m->data.mapping.pairs.start; kv < m->data.mapping.pairs.top; kv++) {
         const char *ks = mig__yaml_scalar(yaml_document_get_node(f->doc, kv->key));
         if (ks && strcmp(ks, key) == 0)
             return yaml_document_get_node(f->doc, kv->value);
@@ -183,8 +182,7 @@ static int fdom(struct fctx *f, struct mig_pool *pool, int host, yaml_node_t *d)
     return ffeatures(f, d, "cpu_features", &dom->cpu_features);
 }
 
-int mig_pool_set_facts(struct mig_pool *pool, int host, const char *json, char *err,
-                       size_t errlen)
+int mig_pool_set_facts(struct mig_pool *pool, int host, const char *json, char *err, size_t errlen)
 {
     yaml_document_t doc;
     struct mig_pool_host *h;

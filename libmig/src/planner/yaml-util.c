@@ -14,8 +14,8 @@
 
 #include "planner-internal.h"
 
-int mig__yaml_load(const char *text, size_t len, const char *name, yaml_document_t *doc,
-                   char *err, size_t errlen)
+int mig__yaml_load(const char *text, size_t len, const char *name, yaml_document_t *doc, char *err,
+                   size_t errlen)
 {
     yaml_parser_t p;
     int rc = 0;
@@ -41,8 +41,8 @@ const char *mig__yaml_scalar(yaml_node_t *n)
     return (const char *)n->data.scalar.value;
 }
 
-int mig__yaml_err(char *err, size_t errlen, const char *name, const yaml_node_t *n,
-                  const char *fmt, ...)
+int mig__yaml_err(char *err, size_t errlen, const char *name, const yaml_node_t *n, const char *fmt,
+                  ...)
 {
     va_list ap;
     int k = snprintf(err, errlen, "%s:%zu:%zu: ", name, n ? n->start_mark.line + 1 : 1,
