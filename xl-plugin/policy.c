@@ -265,12 +265,22 @@ static void gather(struct run *r, unsigned rules)
         int st = argv ? run_capture(argv, FACTS_TIMEOUT_MS, &out) : -1;
         host->reserve_bytes = ph->reserve_bytes;
         host->maintenance = flagged(r, ph->name);
-        if (st != 0 || !out) {
-            fprintf(stderr,
-                    "xl-migrate-live policy: %s: cannot read facts (exit %d); no moves to it\n",
-                    ph->name, st);
-        } else if (mig_pool_set_facts(r->pool, (int)h, out, err, sizeof(err)) < 0) {
-            fprintf(stderr, "xl-migrate-live policy: %s: bad facts: %s\n", ph->name, err);
+        err[0] = 0;
+        if (st != 0 || !out)
+            snprintf(err, sizeof(err), "cannot read facts (exit %d)", st);
+        else if (mig_pool_set_facts(r->pool, (int)h, out, err, sizeof(err)) == 0)
+            err[0] = 0;
+        if (err[0]) {
+            /* the host takes no domains this run; evacuating it is impossible */
+            fprintf(stderr, "xl-migrate-live policy: %s: %s; no moves to it\n", ph->name, err);
+            if (r->json) {
+                jkv("event", "policy-facts", true);
+                printf(",\"host\":");
+                json_str(stdout, ph->name);
+                printf(",\"error\":");
+                json_str(stdout, err);
+                printf("}\n");
+            }
         }
         free(out);
         free(argv);
