@@ -40,7 +40,10 @@ P=$T/policy.yaml
         d=$(host_dir $h)
         echo "  - name: $h"
         echo "    uri: '$(dest_uri $h)'"
-        echo "    exec: ['$XLML', --host, '$d', --state-dir, '$d', --psk, '$T/key']"
+        # a's moves are slowed down so that a second run surely meets the lock
+        bw=""
+        [ $h = a ] && bw=", --bandwidth, 100M"
+        echo "    exec: ['$XLML', --host, '$d', --state-dir, '$d', --psk, '$T/key'$bw]"
     done
 } >"$P"
 pol() { "$XLML" --policy-file "$P" --state-dir "$S" "$@"; }
@@ -71,7 +74,7 @@ evac=$!
 for _ in $(seq 100); do grep -q '"event":"policy-plan"' "$T/evac.out" 2>/dev/null && break; sleep 0.05; done
 rc=0
 pol --json policy run >"$T/second.out" 2>"$T/second.log" || rc=$?
-[ "$rc" -eq 6 ] || fail "a run during the evacuation: exit $rc, not 6"
+[ "$rc" -eq 6 ] || fail "a run during the evacuation: exit $rc, not 6 (evacuation still running: $(kill -0 $evac 2>/dev/null && echo yes || echo no))"
 rc=0
 wait $evac || rc=$?
 [ "$rc" -eq 0 ] || fail "evacuate: exit $rc: $(cat "$T/evac.log") $(cat "$T/evac.out")"
