@@ -299,6 +299,36 @@ static void t_impossible(void **st)
     mig_pool_policy_free(pol);
 }
 
+/* A host whose facts could not be read takes nothing and cannot be evacuated;
+ * a host reporting less free memory than its guests leave is believed. */
+static void t_unreachable_and_reported_free(void **st)
+{
+    (void)st;
+    struct mig_pool_policy *pol = policy(NULL);
+    struct mig_pool *p;
+    assert_int_equal(mig_pool_new(&p), 0);
+    int a = host(p, "a", 16 * G, 8, "", NULL);
+    int b = host(p, "b", 64 * G, 8, "", NULL);
+    int c = host(p, "c", 16 * G, 8, "", NULL);
+    int d = host(p, "d", 16 * G, 8, "", NULL);
+    dom(p, a, "x", 2 * G, 1, 1, NULL);
+    p->hosts[b].reachable = false;      /* the biggest, but unknown */
+    p->hosts[c].mem_free_bytes = 1 * G; /* dom0 and overhead use the rest */
+    p->hosts[a].maintenance = true;
+    struct mig_plan *pl = plan(p, pol, MIG_RULE_MAINTENANCE, NULL, 0);
+    assert_int_equal(pl->nmoves, 1);
+    assert_int_equal(final_host(p, pl, "x"), d);
+    mig_plan_free(pl);
+    p->hosts[a].maintenance = false;
+    p->hosts[b].maintenance = true;
+    pl = plan(p, pol, MIG_RULE_MAINTENANCE, NULL, 0);
+    assert_true(pl->impossible);
+    assert_non_null(strstr(pl->why, "cannot evacuate b: its facts could not be read"));
+    mig_plan_free(pl);
+    mig_pool_policy_free(pol);
+    mig_pool_free(p);
+}
+
 /* Spreading fails, best fit succeeds: the planner must not give up. */
 static void t_evacuate_best_fit(void **st)
 {
@@ -560,6 +590,36 @@ static void t_consolidate(void **st)
     mig_pool_free(p);
 }
 
+/* min_hosts: never fewer running hosts; pins hold in packing too. */
+static void t_consolidate_min_hosts(void **st)
+{
+    (void)st;
+    struct mig_pool_policy *pol =
+        policy("rules: {consolidate: {min_hosts: 2, cpu_headroom: 0}}\npin:\n  p1: [c]\n");
+    struct mig_pool *p;
+    assert_int_equal(mig_pool_new(&p), 0);
+    int h[4];
+    for (int i = 0; i < 4; i++) {
+        char n[8];
+        snprintf(n, sizeof(n), "%c", 'a' + i);
+        h[i] = host(p, n, 16 * G, 8, "", NULL);
+        char dn[8];
+        snprintf(dn, sizeof(dn), "v%d", i);
+        dom(p, h[i], dn, 1 * G, 1, 0.1, NULL);
+    }
+    dom(p, h[2], "p1", 1 * G, 1, 0.1, NULL);
+    struct mig_plan *pl = plan(p, pol, MIG_RULE_CONSOLIDATE, NULL, 0);
+    size_t empty = 0;
+    for (size_t i = 0; i < p->nhosts; i++)
+        empty += pl->empty[i];
+    assert_int_equal(empty, 2);
+    assert_false(pl->empty[h[2]]); /* p1 may only run on c */
+    assert_int_equal(final_host(p, pl, "p1"), h[2]);
+    mig_plan_free(pl);
+    mig_pool_policy_free(pol);
+    mig_pool_free(p);
+}
+
 /* CPU headroom stops packing even with memory to spare. */
 static void t_consolidate_headroom(void **st)
 {
@@ -641,6 +701,7 @@ int main(void)
         cmocka_unit_test(t_evacuate_uneven),
         cmocka_unit_test(t_impossible),
         cmocka_unit_test(t_evacuate_best_fit),
+        cmocka_unit_test(t_unreachable_and_reported_free),
         cmocka_unit_test(t_avoid),
         cmocka_unit_test(t_anti_affinity),
         cmocka_unit_test(t_anti_affinity_balance),
@@ -649,6 +710,7 @@ int main(void)
         cmocka_unit_test(t_balance_unbalanced),
         cmocka_unit_test(t_balance_hysteresis),
         cmocka_unit_test(t_consolidate),
+        cmocka_unit_test(t_consolidate_min_hosts),
         cmocka_unit_test(t_consolidate_headroom),
         cmocka_unit_test(t_compat_plugin),
     };
