@@ -41,6 +41,8 @@ struct cli {
     const char *sim_extra;
     /* simhost */
     const char *listen_uri;
+    /* policy */
+    const char *policy_file;
     /* owned strings built while parsing (URIs) */
     char *domain_uri;
     char *dest_uri;
@@ -50,7 +52,6 @@ int cmd_migrate(struct cli *c, struct mig_ctx *ctx);
 int cmd_receive(struct cli *c, struct mig_ctx *ctx);
 int cmd_listen(struct cli *c, struct mig_ctx *ctx);
 int cmd_resolve(struct cli *c, struct mig_ctx *ctx);
-int cmd_facts(struct cli *c, struct mig_ctx *ctx);
 int xlml_profile_main(struct cli *c, struct mig_ctx *ctx);
 
 /* Print "xl-migrate-live: MSG" and the usage hint; returns EXIT_USAGE. */

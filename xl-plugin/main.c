@@ -27,7 +27,7 @@ enum {
     OPT_TIMEOUT, OPT_ON_TIMEOUT, OPT_THROTTLE, OPT_NO_THROTTLE, OPT_JSON, OPT_DRY_RUN,
     OPT_PSK, OPT_INSECURE, OPT_PKI, OPT_STATE_DIR, OPT_HOST, OPT_BACKEND, OPT_MEM, OPT_DIRTY,
     OPT_PATTERN, OPT_VCPUS, OPT_SIM, OPT_DIR, OPT_LISTEN, OPT_LINK_TIMEOUT, OPT_MAX_ROUNDS,
-    OPT_CONFIG, OPT_RECEIVE_ARGS, OPT_PROFILE, OPT_CHECK,
+    OPT_CONFIG, OPT_RECEIVE_ARGS, OPT_PROFILE, OPT_CHECK, OPT_POLICY_FILE,
 };
 
 static const struct option options[] = {
@@ -66,6 +66,7 @@ static const struct option options[] = {
     {"receive-args", required_argument, NULL, OPT_RECEIVE_ARGS},
     {"profile", required_argument, NULL, OPT_PROFILE},
     {"check", no_argument, NULL, OPT_CHECK},
+    {"policy-file", required_argument, NULL, OPT_POLICY_FILE},
     {NULL, 0, NULL, 0},
 };
 
@@ -76,6 +77,7 @@ static void usage(FILE *f)
 "       xl-migrate-live --check [--profile NAME|FILE] DOMAIN HOST\n"
 "       xl-migrate-live receive|listen URI|resolve DOMAIN|facts [OPTIONS]\n"
 "       xl-migrate-live profile render|check NAME|FILE\n"
+"       xl-migrate-live [--policy-file F] policy run|plan|evacuate H|restore H|balance|consolidate|check\n"
 "       xl-migrate-live simhost --dir DIR [--listen URI]\n"
 "       xl-migrate-live --host DIR sim create NAME|list|destroy NAME [OPTIONS]\n"
 "       xl-migrate-live demo\n"
@@ -309,6 +311,9 @@ static int apply(struct cli *c, int opt, const char *arg, const char *where)
     case OPT_CHECK:
         c->mp.check_only = true;
         break;
+    case OPT_POLICY_FILE:
+        c->policy_file = arg;
+        break;
     default:
         return EXIT_USAGE;
     }
@@ -397,6 +402,8 @@ int xlml_simhost_main(struct cli *c, struct mig_ctx *ctx);
 int xlml_demo_main(struct cli *c, struct mig_ctx *ctx);
 int xlml_sim_guest_main(int argc, char **argv);
 void xlml_catch_signals(void);
+int xlml_facts_main(struct cli *c, struct mig_ctx *ctx);  /* facts.c */
+int xlml_policy_main(struct cli *c, struct mig_ctx *ctx); /* policy.c */
 
 int main(int argc, char **argv)
 {
@@ -470,7 +477,7 @@ int main(int argc, char **argv)
     const char *cmd = c.pos[0];
     bool migrating = strcmp(cmd, "receive") && strcmp(cmd, "listen") && strcmp(cmd, "resolve") &&
                      strcmp(cmd, "facts") && strcmp(cmd, "simhost") && strcmp(cmd, "sim") &&
-                     strcmp(cmd, "profile");
+                     strcmp(cmd, "profile") && strcmp(cmd, "policy");
     if (!migrating) {
         /* only a migration turns Ctrl-C into a cancel; the rest stop as usual
          * (listen and simhost install their own handling) */
@@ -484,7 +491,9 @@ int main(int argc, char **argv)
     else if (strcmp(cmd, "resolve") == 0)
         rc = cmd_resolve(&c, ctx);
     else if (strcmp(cmd, "facts") == 0)
-        rc = cmd_facts(&c, ctx);
+        rc = xlml_facts_main(&c, ctx);
+    else if (strcmp(cmd, "policy") == 0)
+        rc = xlml_policy_main(&c, ctx);
     else if (strcmp(cmd, "simhost") == 0)
         rc = xlml_simhost_main(&c, ctx);
     else if (strcmp(cmd, "sim") == 0)

@@ -125,16 +125,3 @@ int cmd_resolve(struct cli *c, struct mig_ctx *ctx)
         return EXIT_OK;
     return rc == -MIG_EINDOUBT ? EXIT_INDOUBT : EXIT_FAILED;
 }
-
-int cmd_facts(struct cli *c, struct mig_ctx *ctx)
-{
-    char buf[4200], *json = NULL;
-    int rc = mig_host_facts(ctx, backend_for(c, buf, sizeof(buf)), &json);
-    if (rc < 0) {
-        fprintf(stderr, "xl-migrate-live facts: %s\n", mig_strerror(rc));
-        return EXIT_FAILED;
-    }
-    printf("%s\n", json);
-    free(json);
-    return EXIT_OK;
-}
