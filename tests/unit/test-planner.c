@@ -603,7 +603,7 @@ static void t_consolidate_min_hosts(void **st)
         char n[8];
         snprintf(n, sizeof(n), "%c", 'a' + i);
         h[i] = host(p, n, 16 * G, 8, "", NULL);
-        char dn[8];
+        char dn[16];
         snprintf(dn, sizeof(dn), "v%d", i);
         dom(p, h[i], dn, 1 * G, 1, 0.1, NULL);
     }
