@@ -31,9 +31,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 LOCAL_SSH = os.path.join(HERE, "local-ssh")
 
 SRC_POINTS = ["src-round@0", "src-round@1", "src-round@2", "src-stopcopy", "src-ready",
-              "src-commit-sent"]
+              "src-commit-sent",
+              # backend ops failing as a hypervisor library would
+              "hv-logdirty_enable", "hv-logdirty_clean", "hv-map_pages", "hv-suspend",
+              "hv-save_state"]
 DST_POINTS = ["dest-setup", "dest-pages@0", "dest-pages@1", "dest-pages@2", "dest-switchover",
-              "dest-ready", "dest-commit-recv", "dest-commit-op", "dest-commit-done"]
+              "dest-ready", "dest-commit-recv", "dest-commit-op", "dest-commit-done",
+              "hv-create_incoming", "hv-write_pages", "hv-load_state", "hv-ready", "hv-commit"]
 ACTIONS = ["exit", "drop", "error", "stall:1"]
 
 

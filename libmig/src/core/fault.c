@@ -73,6 +73,15 @@ int mig__fault_init(struct mig_ctx *ctx)
     return 0;
 }
 
+bool mig__fault_any(struct mig_ctx *ctx, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    for (unsigned i = 0; ctx && i < ctx->n_faults; i++)
+        if (strncmp(ctx->faults[i].point, prefix, n) == 0)
+            return true;
+    return false;
+}
+
 bool mig__planted(struct mig_ctx *ctx, const char *bug)
 {
     (void)ctx;

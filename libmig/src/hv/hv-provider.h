@@ -130,7 +130,10 @@ int mig__hv_register_builtins(struct mig_ctx *ctx);
 /* Find the class for "prefix:arg"; *arg_out points into uri (borrowed). */
 int mig__hv_lookup(struct mig_ctx *ctx, const char *uri, const struct mig__hv_ops **ops_out,
                    const char **arg_out);
-/* Lookup + open. */
+/* hv-fault.c (test builds): wrap an instance so "hv-OP" fault points fail
+ * its ops; the wrapper owns 'inner'. */
+int mig__hv_fault_wrap(struct mig__hv *inner, struct mig__hv **hv_out);
+/* Lookup + open (wrapped for fault injection when MIG_FAULT names hv- points). */
 int mig__hv_open(struct mig_ctx *ctx, const char *uri, enum mig_role role, struct mig__hv **hv_out);
 
 #endif

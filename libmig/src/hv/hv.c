@@ -77,5 +77,14 @@ int mig__hv_open(struct mig_ctx *ctx, const char *uri, enum mig_role role, struc
     int rc = mig__hv_lookup(ctx, uri, &ops, &arg);
     if (rc < 0)
         return rc;
-    return ops->open(ctx, arg, role, hv_out);
+    rc = ops->open(ctx, arg, role, hv_out);
+#ifdef MIG_FAULT_INJECTION
+    if (rc == 0 && mig__fault_any(ctx, "hv-")) {
+        struct mig__hv *inner = *hv_out;
+        rc = mig__hv_fault_wrap(inner, hv_out);
+        if (rc < 0)
+            ops->close(inner);
+    }
+#endif
+    return rc;
 }
