@@ -144,19 +144,27 @@ static int write_all(struct tls_conn *c, const uint8_t *p, size_t len, int timeo
     return 0;
 }
 
+/* Adjacent iovecs (a mapped batch of guest pages usually is one range) are
+ * merged and handed to SSL_write without a copy once 64 KiB long; only short
+ * pieces are coalesced into wbuf. */
 static int tls_writev(struct mig__conn *base, struct iovec *iov, int iovcnt, int timeout_ms)
 {
     struct tls_conn *c = (struct tls_conn *)base;
     size_t used = 0;
     int rc = 0;
-    for (int i = 0; i < iovcnt && !rc; i++) {
+    for (int i = 0; i < iovcnt && !rc;) {
         const uint8_t *p = iov[i].iov_base;
         size_t len = iov[i].iov_len;
-        if (!used && len >= TLS_WBUF) { /* big enough to go out without a copy */
-            rc = write_all(c, p, len, timeout_ms);
-            continue;
-        }
+        for (i++; i < iovcnt && (const uint8_t *)iov[i].iov_base == p + len; i++)
+            len += iov[i].iov_len;
         while (len && !rc) {
+            if (!used && len >= TLS_WBUF) {
+                size_t n = len - len % TLS_WBUF; /* whole 64 KiB pieces, no copy */
+                rc = write_all(c, p, n, timeout_ms);
+                p += n;
+                len -= n;
+                continue;
+            }
             size_t n = TLS_WBUF - used < len ? TLS_WBUF - used : len;
             memcpy(c->wbuf + used, p, n);
             used += n;
