@@ -154,8 +154,10 @@ static void *server_main(void *arg)
         struct mig__rec r;
         struct mig__rec_pages pg;
         if ((sv->rc = mig__stream_get(sv->link->data[c], &r)) ||
-            (sv->rc = mig__rec_get_pages(&r, &pg)))
+            (sv->rc = mig__rec_get_pages(&r, &pg))) {
+            mig__link_shutdown(sv->link); /* abort the session: the client hears at once */
             return NULL;
+        }
         for (unsigned i = 0; i < pg.count; i++) {
             fill_page(want, (unsigned)pg.pfns[i]);
             if (!memcmp(want, pg.data + (size_t)i * MIG_PAGE_SIZE, MIG_PAGE_SIZE))
@@ -618,6 +620,9 @@ struct relay {
     int target_port;
     unsigned conns;
     pthread_mutex_t lock;
+    int flip_conn;              /* >= 0: flip one bit of this connection's client bytes */
+    size_t flip_at;             /* at this offset */
+    size_t seen[8];
     uint8_t *cap;
     size_t caplen, capcap;
     pthread_t tid;
@@ -671,6 +676,11 @@ static void *relay_main(void *arg)
                     continue;
                 }
                 int to = (i & 1) ? cfd[i / 2] : sfd[i / 2];
+                if (!(i & 1) && (int)(i / 2) == rl->flip_conn && rl->flip_at >= rl->seen[i / 2] &&
+                    rl->flip_at < rl->seen[i / 2] + (size_t)got)
+                    buf[rl->flip_at - rl->seen[i / 2]] ^= 0x20; /* corruption in transit */
+                if (!(i & 1))
+                    rl->seen[i / 2] += (size_t)got;
                 if (!(i & 1)) {
                     pthread_mutex_lock(&rl->lock);
                     if (rl->caplen + (size_t)got > rl->capcap) {
@@ -701,6 +711,7 @@ static void relay_start(struct relay *rl, int target_port, unsigned conns, int *
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t l = sizeof(a);
     memset(rl, 0, sizeof(*rl));
+    rl->flip_conn = -1;
     pthread_mutex_init(&rl->lock, NULL);
     rl->target_port = target_port;
     rl->conns = conns;
@@ -757,6 +768,49 @@ static void tls_data_channels_encrypted(void **state)
     free(rl.cap);
 }
 
+/* One flipped bit in a tcp: data channel: the receiver reports a CRC error
+ * and the session is aborted (the client's control channel sees it close). */
+static void tcp_flipped_byte_aborts(void **state)
+{
+    struct relay rl;
+    char suri[64], curi[64];
+    int sport = free_port(), rport;
+    struct mig__link_opts o = {.channels = 1, .timeout_ms = 3000, .psk_file = psk_file};
+    snprintf(suri, sizeof(suri), "tcp:127.0.0.1:%d", sport);
+    struct server sv = {.echo = true};
+    server_start(&sv, suri, &o);
+    relay_start(&rl, sport, 2, &rport);
+    rl.flip_conn = 1;      /* the data channel */
+    rl.flip_at = 20000;    /* past its handshake, inside the first page batch */
+    snprintf(curi, sizeof(curi), "tcp:127.0.0.1:%d", rport);
+    struct mig__link *link = NULL;
+    struct mig_ctx *ctx = new_ctx();
+    assert_int_equal(mig__link_connect(ctx, curi, &o, &link), 0);
+    uint8_t *mem = calloc(16, MIG_PAGE_SIZE);
+    uint64_t pfns[16];
+    const void *pages[16];
+    for (unsigned i = 0; i < 16; i++) {
+        pfns[i] = i;
+        pages[i] = mem + (size_t)i * MIG_PAGE_SIZE;
+    }
+    mig__rec_put_pages(link->data[0], 1, 16, pfns, pages);
+    assert_int_equal(mig__stream_flush(link->data[0]), 0);
+    struct mig__rec r;
+    uint64_t t0 = mig__now_ns();
+    int rc = mig__stream_get(link->ctrl, &r);
+    assert_true(rc == -MIG_EPEER || rc == -MIG_ECANCELLED);
+    assert_true(mig__now_ns() - t0 < 2000000000ull); /* at once, not by timeout */
+    server_stop(&sv);
+    assert_int_equal(sv.rc, -MIG_ECRC);
+    assert_true(logged("CRC32C mismatch"));
+    mig__link_close(link);
+    pthread_join(rl.tid, NULL);
+    close(rl.lfd);
+    free(rl.cap);
+    free(mem);
+    mig_ctx_free(ctx);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && !strcmp(argv[1], "--fake-ssh"))
@@ -767,6 +821,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(tcp_wrong_key_refused),
         cmocka_unit_test(tcp_needs_key_or_insecure),
         cmocka_unit_test(data_channel_wrong_secret),
+        cmocka_unit_test(tcp_flipped_byte_aborts),
         cmocka_unit_test(silent_peer_detected),
         cmocka_unit_test(shutdown_wakes_reader),
         cmocka_unit_test(unix_two_channels),
