@@ -811,11 +811,36 @@ static void tcp_flipped_byte_aborts(void **state)
     mig_ctx_free(ctx);
 }
 
+/* Every class fills every member, and its prefix finds it. */
+static void class_table_complete(void **state)
+{
+    const struct mig__tr_class *c, *found;
+    const char *arg;
+    char uri[32];
+    unsigned n = 0;
+    for (unsigned i = 0; (c = mig__tr_class_at(i)) != NULL; i++, n++) {
+        assert_non_null(c->prefix);
+        assert_true(c->max_channels >= 1);
+        assert_non_null(c->connect);
+        assert_non_null(c->listen);
+        assert_non_null(c->accept);
+        assert_non_null(c->listen_close);
+        snprintf(uri, sizeof(uri), "%s:x", c->prefix);
+        assert_int_equal(mig__tr_lookup(uri, &found, &arg), 0);
+        assert_ptr_equal(found, c);
+        assert_string_equal(arg, "x");
+    }
+    assert_int_equal(n, 5); /* tcp tls ssh unix fd */
+    assert_int_equal(mig__tr_lookup("tcpx:1", &found, &arg), -MIG_ENOTSUP);
+    assert_int_equal(mig__tr_lookup("nocolon", &found, &arg), -MIG_EINVAL);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && !strcmp(argv[1], "--fake-ssh"))
         return fake_ssh(argc, argv);
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(class_table_complete),
         cmocka_unit_test(tcp_psk_two_channels),
         cmocka_unit_test(tcp_without_key_refused),
         cmocka_unit_test(tcp_wrong_key_refused),
