@@ -414,6 +414,20 @@ static void refuse_plaintext(struct mig_ctx *ctx, int fd, const char *peer)
                          "this listener requires tls: (a plaintext client connected to a TLS "
                          "port)");
     mig__stream_free(s);
+    /* Closing with the client's bytes unread would send a RST that can
+     * destroy our answer before the client reads it: end our side, then
+     * drain until the client closes (bounded: 64 KiB or 500 ms). */
+    (void)shutdown(fd, SHUT_WR);
+    uint8_t sink[4096];
+    size_t drained = 0;
+    uint64_t end = mig__now_ns() + 500000000ull;
+    while (drained < 65536 && mig__now_ns() < end &&
+           mig__tr_poll(fd, POLLIN, (int)((end - mig__now_ns()) / 1000000ull) + 1) == 0) {
+        ssize_t r = recv(fd, sink, sizeof(sink), MSG_DONTWAIT);
+        if (r <= 0)
+            break;
+        drained += (size_t)r;
+    }
 }
 
 static int tls_accept(struct mig__listen *base, int timeout_ms, struct mig__conn **c_out)
