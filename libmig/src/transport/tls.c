@@ -178,6 +178,15 @@ static int tls_writev(struct mig__conn *base, struct iovec *iov, int iovcnt, int
     }
     if (!rc && used)
         rc = write_all(c, c->wbuf, used, timeout_ms);
+    if (!rc) {
+        struct nosig ns;
+        nosig_begin(&ns);
+        int r = BIO_flush(SSL_get_wbio(c->ssl));
+        nosig_end(&ns);
+        if (r <= 0)
+            rc = c->fd.down ? -MIG_ECANCELLED
+                            : (errno == EAGAIN || errno == EWOULDBLOCK ? -MIG_ETIMEOUT : -MIG_EPEER);
+    }
     return rc;
 }
 
@@ -281,10 +290,22 @@ static int handshake(struct mig_ctx *ctx, SSL_CTX *sc, int fd, const char *host,
     (void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     c->wbuf = malloc(TLS_WBUF);
     c->ssl = SSL_new(sc);
-    if (!c->wbuf || !c->ssl || SSL_set_fd(c->ssl, fd) != 1) {
-        rc = c->ssl ? tls_fail(ctx, "TLS setup with", peer) : -MIG_ENOMEM;
+    if (!c->wbuf || !c->ssl) {
+        rc = -MIG_ENOMEM;
         goto out;
     }
+    /* Records are collected in a 256 KiB write buffer and leave in big
+     * writes (flushed at the end of every writev): one 16 KiB record per
+     * syscall and per loopback packet cost more than the extra copy. */
+    BIO *sock = BIO_new_socket(fd, BIO_NOCLOSE), *buf = BIO_new(BIO_f_buffer());
+    if (!sock || !buf || BIO_set_write_buffer_size(buf, 256 << 10) != 1 || BIO_up_ref(sock) != 1) {
+        BIO_free(sock);
+        BIO_free(buf);
+        rc = tls_fail(ctx, "TLS setup with", peer);
+        goto out;
+    }
+    BIO_push(buf, sock);
+    SSL_set_bio(c->ssl, sock, buf);
     if (!server && host) {
         unsigned char ip[16];
         bool is_ip = inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1;
