@@ -535,6 +535,10 @@ static void ssh_refuses_channels_and_options(void **state)
     assert_true(logged("use tls: for parallel channels"));
     o.channels = 1;
     assert_int_equal(mig__link_connect(ctx, "ssh:-oProxyCommand=evil", &o, &link), -MIG_EINVAL);
+    /* An ssh that fails at once: the link fails and says how ssh ended. */
+    o.ssh_command = "false";
+    assert_int_equal(mig__link_connect(ctx, "ssh:host", &o, &link), -MIG_EPEER);
+    assert_true(logged("the ssh command exited with status 1"));
     assert_int_equal(mig__link_connect(ctx, "carrier-pigeon:x", &o, &link), -MIG_ENOTSUP);
     mig_ctx_free(ctx);
 }
