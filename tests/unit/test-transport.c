@@ -308,6 +308,27 @@ static void tcp_needs_key_or_insecure(void **state)
     mig_ctx_free(ctx);
 }
 
+/* Insecure mode works (and says so loudly) over IPv6 loopback; the URI
+ * parser takes bracketed addresses and refuses malformed ones. */
+static void tcp_ipv6_insecure(void **state)
+{
+    char h[64], p[16], uri[64];
+    assert_int_equal(mig__tr_split_hostport("[::1]:4711", h, sizeof(h), p, sizeof(p)), 0);
+    assert_string_equal(h, "::1");
+    assert_string_equal(p, "4711");
+    assert_int_equal(mig__tr_split_hostport("127.0.0.1:80", h, sizeof(h), p, sizeof(p)), 0);
+    assert_string_equal(h, "127.0.0.1");
+    assert_int_equal(mig__tr_split_hostport("host", h, sizeof(h), p, sizeof(p)), -MIG_EINVAL);
+    assert_int_equal(mig__tr_split_hostport("host:", h, sizeof(h), p, sizeof(p)), -MIG_EINVAL);
+    assert_int_equal(mig__tr_split_hostport("host:8x", h, sizeof(h), p, sizeof(p)), -MIG_EINVAL);
+    assert_int_equal(mig__tr_split_hostport("[::1]80", h, sizeof(h), p, sizeof(p)), -MIG_EINVAL);
+    assert_int_equal(mig__tr_split_hostport(":80", h, sizeof(h), p, sizeof(p)), -MIG_EINVAL);
+    snprintf(uri, sizeof(uri), "tcp:[::1]:%d", free_port());
+    struct mig__link_opts o = {.channels = 2, .timeout_ms = 3000, .insecure = true};
+    roundtrip(uri, &o, &o, 2);
+    assert_true(logged("WITHOUT AUTHENTICATION"));
+}
+
 /* A data connection that cannot prove the session secret cannot join; the
  * rightful one still can afterwards. */
 static void data_channel_wrong_secret(void **state)
@@ -844,6 +865,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(tcp_without_key_refused),
         cmocka_unit_test(tcp_wrong_key_refused),
         cmocka_unit_test(tcp_needs_key_or_insecure),
+        cmocka_unit_test(tcp_ipv6_insecure),
         cmocka_unit_test(data_channel_wrong_secret),
         cmocka_unit_test(tcp_flipped_byte_aborts),
         cmocka_unit_test(silent_peer_detected),
