@@ -379,6 +379,54 @@ static void data_channel_wrong_secret(void **state)
     mig_ctx_free(ctx);
 }
 
+static int raw_connect(int port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    return fd;
+}
+
+/* While a tls: session's data channels join, strays (connect and close,
+ * plaintext bytes) are refused without ending the session. */
+static void tls_strays_during_join(void **state)
+{
+    int port = free_port();
+    char uri[64];
+    snprintf(uri, sizeof(uri), "tls:127.0.0.1:%d", port);
+    struct mig__link_opts o = {.channels = 1, .timeout_ms = 3000, .pki_dir = pki_good};
+    struct server sv = {0};
+    struct mig_ctx *ctx = new_ctx();
+    const struct mig__tr_class *cls;
+    const char *arg;
+    struct mig__conn *c;
+    struct mig__stream *ctrl, *data;
+    struct mig__hs hs = {.ctx = ctx, .auth = MIG_AUTH_TLS, .page_size = 4096, .channels = 1};
+    server_start(&sv, uri, &o);
+    assert_int_equal(mig__tr_lookup(uri, &cls, &arg), 0);
+    assert_int_equal(cls->connect(ctx, arg, &o, &c), 0);
+    assert_int_equal(mig__stream_new(ctx, c, 3000, &ctrl), 0);
+    assert_int_equal(mig__hs_client_control(&hs, ctrl), 0);
+    close(raw_connect(port));
+    int fd = raw_connect(port);
+    assert_int_equal(write(fd, "\x89MIG\r\n\x1a\nplaintext!", 18), 18);
+    usleep(200 * 1000);
+    close(fd);
+    assert_int_equal(cls->connect(ctx, arg, &o, &c), 0);
+    assert_int_equal(mig__stream_new(ctx, c, 3000, &data), 0);
+    assert_int_equal(mig__hs_client_data(&hs, data, 0), 0);
+    server_stop(&sv);
+    assert_int_equal(sv.rc, 0);
+    assert_int_equal(sv.nch, 1);
+    assert_true(logged("plaintext client"));
+    mig__stream_free(data);
+    mig__stream_free(ctrl);
+    mig__hs_dispose(&hs);
+    mig_ctx_free(ctx);
+}
+
 static void silent_peer_detected(void **state)
 {
     char uri[64];
@@ -878,6 +926,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(tls_other_ca_refused),
         cmocka_unit_test(tls_wrong_host_refused),
         cmocka_unit_test(tls_plaintext_client_refused),
+        cmocka_unit_test(tls_strays_during_join),
         cmocka_unit_test(tls_data_channels_encrypted),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

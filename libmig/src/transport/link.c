@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -361,10 +362,15 @@ int mig__link_accept(struct mig__listener *l, int timeout_ms, struct mig__link *
         rc = l->cls->accept(l->tl, left, &conn);
         if (rc == -MIG_ETIMEOUT)
             continue;
-        if (rc == -MIG_ETLS || rc == -MIG_EPROTO)
-            continue; /* a refused stray (logged by the transport) */
-        if (rc)
-            goto out;
+        if (rc) {
+            /* A stray that failed the transport's own checks (plaintext on
+             * tls:, closed at once, bad certificate) must not end the session
+             * being assembled; a broken listener ends it at the deadline. */
+            MIG_LOG_RL(l->ctx, &l->rl, WARN, "while data channels join: %s", mig_strerror(rc));
+            struct timespec ts = {0, 10 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+            continue;
+        }
         rc = mig__stream_new(l->ctx, conn, timeout_of(&l->opts), &s);
         conn = NULL;
         if (rc)
