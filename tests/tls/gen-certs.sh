@@ -2,10 +2,12 @@
 # gen-certs.sh DIR: a throwaway PKI for tests and benchmarks, with libvirt's
 # file names. DIR/good: CA, server (localhost, 127.0.0.1, ::1) and client
 # certificates of one CA. DIR/evil: trusts the same CA but its client
-# certificate comes from another CA (must be refused).
+# certificate comes from another CA (must be refused). DIR/wronghost: a
+# server certificate of the same CA naming only other.example (a client
+# connecting to 127.0.0.1 must refuse it).
 set -eu
 d=$1
-mkdir -p "$d/good" "$d/evil" "$d/work"
+mkdir -p "$d/good" "$d/evil" "$d/wronghost" "$d/work"
 cd "$d/work"
 key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
 ca() { # ca NAME
@@ -26,6 +28,8 @@ leaf ca1 server localhost "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1
 extendedKeyUsage=serverAuth"
 leaf ca1 client client.test "extendedKeyUsage=clientAuth"
 leaf ca2 evil evil.test "extendedKeyUsage=clientAuth"
+leaf ca1 other other.example "subjectAltName=DNS:other.example
+extendedKeyUsage=serverAuth"
 cp ca1.pem ../good/cacert.pem
 cp server.pem ../good/servercert.pem
 cp server.key ../good/serverkey.pem
@@ -34,3 +38,6 @@ cp client.key ../good/clientkey.pem
 cp ca1.pem ../evil/cacert.pem
 cp evil.pem ../evil/clientcert.pem
 cp evil.key ../evil/clientkey.pem
+cp ca1.pem ../wronghost/cacert.pem
+cp other.pem ../wronghost/servercert.pem
+cp other.key ../wronghost/serverkey.pem

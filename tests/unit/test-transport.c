@@ -154,8 +154,10 @@ static void *server_main(void *arg)
         struct mig__rec r;
         struct mig__rec_pages pg;
         if ((sv->rc = mig__stream_get(sv->link->data[c], &r)) ||
-            (sv->rc = mig__rec_get_pages(&r, &pg)))
+            (sv->rc = mig__rec_get_pages(&r, &pg))) {
+            mig__link_shutdown(sv->link); /* abort the session: the client hears at once */
             return NULL;
+        }
         for (unsigned i = 0; i < pg.count; i++) {
             fill_page(want, (unsigned)pg.pfns[i]);
             if (!memcmp(want, pg.data + (size_t)i * MIG_PAGE_SIZE, MIG_PAGE_SIZE))
@@ -306,6 +308,27 @@ static void tcp_needs_key_or_insecure(void **state)
     mig_ctx_free(ctx);
 }
 
+/* Insecure mode works (and says so loudly) over IPv6 loopback; the URI
+ * parser takes bracketed addresses and refuses malformed ones. */
+static void tcp_ipv6_insecure(void **state)
+{
+    char h[64], p[16], uri[64];
+    assert_int_equal(mig__tr_split_hostport("[::1]:4711", h, sizeof(h), p, sizeof(p)), 0);
+    assert_string_equal(h, "::1");
+    assert_string_equal(p, "4711");
+    assert_int_equal(mig__tr_split_hostport("127.0.0.1:80", h, sizeof(h), p, sizeof(p)), 0);
+    assert_string_equal(h, "127.0.0.1");
+    assert_int_equal(mig__tr_split_hostport("host", h, sizeof(h), p, sizeof(p)), -MIG_EINVAL);
+    assert_int_equal(mig__tr_split_hostport("host:", h, sizeof(h), p, sizeof(p)), -MIG_EINVAL);
+    assert_int_equal(mig__tr_split_hostport("host:8x", h, sizeof(h), p, sizeof(p)), -MIG_EINVAL);
+    assert_int_equal(mig__tr_split_hostport("[::1]80", h, sizeof(h), p, sizeof(p)), -MIG_EINVAL);
+    assert_int_equal(mig__tr_split_hostport(":80", h, sizeof(h), p, sizeof(p)), -MIG_EINVAL);
+    snprintf(uri, sizeof(uri), "tcp:[::1]:%d", free_port());
+    struct mig__link_opts o = {.channels = 2, .timeout_ms = 3000, .insecure = true};
+    roundtrip(uri, &o, &o, 2);
+    assert_true(logged("WITHOUT AUTHENTICATION"));
+}
+
 /* A data connection that cannot prove the session secret cannot join; the
  * rightful one still can afterwards. */
 static void data_channel_wrong_secret(void **state)
@@ -351,6 +374,54 @@ static void data_channel_wrong_secret(void **state)
     assert_int_equal(sv.rc, 0);
     assert_int_equal(sv.nch, 1);
     mig__stream_free(good);
+    mig__stream_free(ctrl);
+    mig__hs_dispose(&hs);
+    mig_ctx_free(ctx);
+}
+
+static int raw_connect(int port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    return fd;
+}
+
+/* While a tls: session's data channels join, strays (connect and close,
+ * plaintext bytes) are refused without ending the session. */
+static void tls_strays_during_join(void **state)
+{
+    int port = free_port();
+    char uri[64];
+    snprintf(uri, sizeof(uri), "tls:127.0.0.1:%d", port);
+    struct mig__link_opts o = {.channels = 1, .timeout_ms = 3000, .pki_dir = pki_good};
+    struct server sv = {0};
+    struct mig_ctx *ctx = new_ctx();
+    const struct mig__tr_class *cls;
+    const char *arg;
+    struct mig__conn *c;
+    struct mig__stream *ctrl, *data;
+    struct mig__hs hs = {.ctx = ctx, .auth = MIG_AUTH_TLS, .page_size = 4096, .channels = 1};
+    server_start(&sv, uri, &o);
+    assert_int_equal(mig__tr_lookup(uri, &cls, &arg), 0);
+    assert_int_equal(cls->connect(ctx, arg, &o, &c), 0);
+    assert_int_equal(mig__stream_new(ctx, c, 3000, &ctrl), 0);
+    assert_int_equal(mig__hs_client_control(&hs, ctrl), 0);
+    close(raw_connect(port));
+    int fd = raw_connect(port);
+    assert_int_equal(write(fd, "\x89MIG\r\n\x1a\nplaintext!", 18), 18);
+    usleep(200 * 1000);
+    close(fd);
+    assert_int_equal(cls->connect(ctx, arg, &o, &c), 0);
+    assert_int_equal(mig__stream_new(ctx, c, 3000, &data), 0);
+    assert_int_equal(mig__hs_client_data(&hs, data, 0), 0);
+    server_stop(&sv);
+    assert_int_equal(sv.rc, 0);
+    assert_int_equal(sv.nch, 1);
+    assert_true(logged("plaintext client"));
+    mig__stream_free(data);
     mig__stream_free(ctrl);
     mig__hs_dispose(&hs);
     mig_ctx_free(ctx);
@@ -533,6 +604,10 @@ static void ssh_refuses_channels_and_options(void **state)
     assert_true(logged("use tls: for parallel channels"));
     o.channels = 1;
     assert_int_equal(mig__link_connect(ctx, "ssh:-oProxyCommand=evil", &o, &link), -MIG_EINVAL);
+    /* An ssh that fails at once: the link fails and says how ssh ended. */
+    o.ssh_command = "false";
+    assert_int_equal(mig__link_connect(ctx, "ssh:host", &o, &link), -MIG_EPEER);
+    assert_true(logged("the ssh command exited with status 1"));
     assert_int_equal(mig__link_connect(ctx, "carrier-pigeon:x", &o, &link), -MIG_ENOTSUP);
     mig_ctx_free(ctx);
 }
@@ -570,25 +645,20 @@ static void tls_other_ca_refused(void **state)
 
 static void tls_wrong_host_refused(void **state)
 {
-    /* The server's certificate names localhost/127.0.0.1/::1, not 127.0.0.2. */
-    int port = free_port();
-    char uri[64], curi[64];
-    snprintf(uri, sizeof(uri), "tls:127.0.0.1:%d", port);
-    struct mig__link_opts o = {.channels = 1, .timeout_ms = 2000, .pki_dir = pki_good};
+    /* The server's certificate (a good CA's) names only other.example. */
+    char uri[64], pki_wrong[300];
+    snprintf(uri, sizeof(uri), "tls:127.0.0.1:%d", free_port());
+    snprintf(pki_wrong, sizeof(pki_wrong), "%s/wronghost", tmpdir);
+    struct mig__link_opts so = {.channels = 1, .timeout_ms = 2000, .pki_dir = pki_wrong};
+    struct mig__link_opts co = {.channels = 1, .timeout_ms = 2000, .pki_dir = pki_good};
     struct server sv = {0};
     struct mig__link *link = NULL;
     struct mig_ctx *ctx = new_ctx();
-    struct mig__listener *l;
-    /* Listen on all of 127/8 via 0.0.0.0 would leave loopback: use 127.0.0.2 directly. */
-    snprintf(uri, sizeof(uri), "tls:127.0.0.2:%d", port);
-    sv.ctx = new_ctx();
-    assert_int_equal(mig__listener_open(sv.ctx, uri, &o, &l), 0);
-    sv.l = l;
-    assert_int_equal(pthread_create(&sv.tid, NULL, server_main, &sv), 0);
-    snprintf(curi, sizeof(curi), "tls:127.0.0.2:%d", port);
-    assert_int_equal(mig__link_connect(ctx, curi, &o, &link), -MIG_ETLS);
-    assert_true(logged("IP address mismatch") || logged("certificate rejected"));
+    server_start(&sv, uri, &so);
+    assert_int_equal(mig__link_connect(ctx, uri, &co, &link), -MIG_ETLS);
+    assert_true(logged("IP address mismatch"));
     server_stop(&sv);
+    assert_int_not_equal(sv.rc, 0);
     mig_ctx_free(ctx);
 }
 
@@ -618,6 +688,9 @@ struct relay {
     int target_port;
     unsigned conns;
     pthread_mutex_t lock;
+    int flip_conn;              /* >= 0: flip one bit of this connection's client bytes */
+    size_t flip_at;             /* at this offset */
+    size_t seen[8];
     uint8_t *cap;
     size_t caplen, capcap;
     pthread_t tid;
@@ -671,6 +744,11 @@ static void *relay_main(void *arg)
                     continue;
                 }
                 int to = (i & 1) ? cfd[i / 2] : sfd[i / 2];
+                if (!(i & 1) && (int)(i / 2) == rl->flip_conn && rl->flip_at >= rl->seen[i / 2] &&
+                    rl->flip_at < rl->seen[i / 2] + (size_t)got)
+                    buf[rl->flip_at - rl->seen[i / 2]] ^= 0x20; /* corruption in transit */
+                if (!(i & 1))
+                    rl->seen[i / 2] += (size_t)got;
                 if (!(i & 1)) {
                     pthread_mutex_lock(&rl->lock);
                     if (rl->caplen + (size_t)got > rl->capcap) {
@@ -701,6 +779,7 @@ static void relay_start(struct relay *rl, int target_port, unsigned conns, int *
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t l = sizeof(a);
     memset(rl, 0, sizeof(*rl));
+    rl->flip_conn = -1;
     pthread_mutex_init(&rl->lock, NULL);
     rl->target_port = target_port;
     rl->conns = conns;
@@ -757,16 +836,86 @@ static void tls_data_channels_encrypted(void **state)
     free(rl.cap);
 }
 
+/* One flipped bit in a tcp: data channel: the receiver reports a CRC error
+ * and the session is aborted (the client's control channel sees it close). */
+static void tcp_flipped_byte_aborts(void **state)
+{
+    struct relay rl;
+    char suri[64], curi[64];
+    int sport = free_port(), rport;
+    struct mig__link_opts o = {.channels = 1, .timeout_ms = 3000, .psk_file = psk_file};
+    snprintf(suri, sizeof(suri), "tcp:127.0.0.1:%d", sport);
+    struct server sv = {.echo = true};
+    server_start(&sv, suri, &o);
+    relay_start(&rl, sport, 2, &rport);
+    rl.flip_conn = 1;      /* the data channel */
+    rl.flip_at = 20000;    /* past its handshake, inside the first page batch */
+    snprintf(curi, sizeof(curi), "tcp:127.0.0.1:%d", rport);
+    struct mig__link *link = NULL;
+    struct mig_ctx *ctx = new_ctx();
+    assert_int_equal(mig__link_connect(ctx, curi, &o, &link), 0);
+    uint8_t *mem = calloc(16, MIG_PAGE_SIZE);
+    uint64_t pfns[16];
+    const void *pages[16];
+    for (unsigned i = 0; i < 16; i++) {
+        pfns[i] = i;
+        pages[i] = mem + (size_t)i * MIG_PAGE_SIZE;
+    }
+    mig__rec_put_pages(link->data[0], 1, 16, pfns, pages);
+    assert_int_equal(mig__stream_flush(link->data[0]), 0);
+    struct mig__rec r;
+    uint64_t t0 = mig__now_ns();
+    int rc = mig__stream_get(link->ctrl, &r);
+    assert_true(rc == -MIG_EPEER || rc == -MIG_ECANCELLED);
+    assert_true(mig__now_ns() - t0 < 2000000000ull); /* at once, not by timeout */
+    server_stop(&sv);
+    assert_int_equal(sv.rc, -MIG_ECRC);
+    assert_true(logged("CRC32C mismatch"));
+    mig__link_close(link);
+    pthread_join(rl.tid, NULL);
+    close(rl.lfd);
+    free(rl.cap);
+    free(mem);
+    mig_ctx_free(ctx);
+}
+
+/* Every class fills every member, and its prefix finds it. */
+static void class_table_complete(void **state)
+{
+    const struct mig__tr_class *c, *found;
+    const char *arg;
+    char uri[32];
+    unsigned n = 0;
+    for (unsigned i = 0; (c = mig__tr_class_at(i)) != NULL; i++, n++) {
+        assert_non_null(c->prefix);
+        assert_true(c->max_channels >= 1);
+        assert_non_null(c->connect);
+        assert_non_null(c->listen);
+        assert_non_null(c->accept);
+        assert_non_null(c->listen_close);
+        snprintf(uri, sizeof(uri), "%s:x", c->prefix);
+        assert_int_equal(mig__tr_lookup(uri, &found, &arg), 0);
+        assert_ptr_equal(found, c);
+        assert_string_equal(arg, "x");
+    }
+    assert_int_equal(n, 5); /* tcp tls ssh unix fd */
+    assert_int_equal(mig__tr_lookup("tcpx:1", &found, &arg), -MIG_ENOTSUP);
+    assert_int_equal(mig__tr_lookup("nocolon", &found, &arg), -MIG_EINVAL);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && !strcmp(argv[1], "--fake-ssh"))
         return fake_ssh(argc, argv);
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(class_table_complete),
         cmocka_unit_test(tcp_psk_two_channels),
         cmocka_unit_test(tcp_without_key_refused),
         cmocka_unit_test(tcp_wrong_key_refused),
         cmocka_unit_test(tcp_needs_key_or_insecure),
+        cmocka_unit_test(tcp_ipv6_insecure),
         cmocka_unit_test(data_channel_wrong_secret),
+        cmocka_unit_test(tcp_flipped_byte_aborts),
         cmocka_unit_test(silent_peer_detected),
         cmocka_unit_test(shutdown_wakes_reader),
         cmocka_unit_test(unix_two_channels),
@@ -777,6 +926,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(tls_other_ca_refused),
         cmocka_unit_test(tls_wrong_host_refused),
         cmocka_unit_test(tls_plaintext_client_refused),
+        cmocka_unit_test(tls_strays_during_join),
         cmocka_unit_test(tls_data_channels_encrypted),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

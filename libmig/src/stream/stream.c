@@ -428,18 +428,29 @@ int mig__stream_get(struct mig__stream *s, struct mig__rec *rec_out)
         uint32_t crc = s->crc ? mig__crc32c(0, h, 8) : 0;
         s->rpos += MIG_REC_HDR_LEN;
 
-        size_t need = (size_t)len + ((8 - (len & 7)) & 7);
-        if (need > s->payload_cap) {
-            size_t cap = need < 4096 ? 4096 : need;
-            uint8_t *p = realloc(s->payload, cap);
-            if (!p)
-                return mig__stream_fail(s, -MIG_ENOMEM);
-            s->payload = p;
-            s->payload_cap = cap;
+        /* The buffer grows with the bytes that actually arrive (doubling from
+         * 1 MiB), so a peer announcing a large record must send it before we
+         * hold that much memory. It is kept for the next records. */
+        size_t need = (size_t)len + ((8 - (len & 7)) & 7), got = 0;
+        while (got < need) {
+            if (s->payload_cap <= got) {
+                size_t cap = s->payload_cap * 2;
+                if (cap < got + (1u << 20))
+                    cap = got + (1u << 20);
+                if (cap > need)
+                    cap = need < 4096 ? 4096 : need;
+                uint8_t *p = realloc(s->payload, cap);
+                if (!p)
+                    return mig__stream_fail(s, -MIG_ENOMEM);
+                s->payload = p;
+                s->payload_cap = cap;
+            }
+            size_t n = (s->payload_cap < need ? s->payload_cap : need) - got;
+            rc = read_exact(s, s->payload + got, n, s->crc ? &crc : NULL);
+            if (rc)
+                return rc;
+            got += n;
         }
-        rc = read_exact(s, s->payload, need, s->crc ? &crc : NULL);
-        if (rc)
-            return rc;
         for (size_t i = len; i < need; i++)
             if (s->payload[i])
                 return bad(s, -MIG_EPROTO, "non-zero padding", type, len);

@@ -197,9 +197,14 @@ struct mig__listener;
 /* Destination side: listen on 'uri'; accept one session at a time. */
 int mig__listener_open(struct mig_ctx *ctx, const char *uri, const struct mig__link_opts *opts,
                        struct mig__listener **l_out);
-/* Wait for the next authenticated session (control + all its data channels). */
+/* Wait for the next authenticated session (control + all its data channels).
+ * Stream layer note: a control connection that fails the handshake (wrong
+ * key, plaintext on tls:, bad version) returns its error; the listener stays
+ * open, call again. Strays while data channels join are refused and logged. */
 int mig__link_accept(struct mig__listener *l, int timeout_ms, struct mig__link **link_out);
-/* Serve one session over an already-connected fd pair (ssh: stdin/stdout). */
+/* Serve one session over an already-connected fd pair (ssh: stdin/stdout).
+ * Stream layer note: the link owns rfd and wfd from then on (closed by
+ * mig__link_close, also on failure). */
 int mig__link_from_fds(struct mig_ctx *ctx, int rfd, int wfd, const struct mig__link_opts *opts,
                        struct mig__link **link_out);
 void mig__listener_close(struct mig__listener *l); /* NULL-safe */

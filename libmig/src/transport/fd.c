@@ -251,17 +251,28 @@ static void fd_shutdown(struct mig__conn *base)
     }
 }
 
-/* Reap an ssh child: closing its pipes ends it; bounded wait, then SIGTERM. */
-static void reap(pid_t pid)
+/* Reap an ssh child: closing its pipes ends it; bounded wait, then SIGTERM.
+ * A failure status is logged: it usually explains an early EOF (no route,
+ * authentication, xl-migrate-live missing on the far side). */
+static void reap(struct mig_ctx *ctx, const char *peer, pid_t pid)
 {
-    for (int i = 0; i < 200; i++) { /* 2 s */
-        if (waitpid(pid, NULL, WNOHANG) != 0)
-            return;
-        struct timespec ts = {0, 10 * 1000 * 1000};
-        nanosleep(&ts, NULL);
+    int st = 0;
+    pid_t r = 0;
+    for (int i = 0; i < 200 && r == 0; i++) { /* 2 s */
+        r = waitpid(pid, &st, WNOHANG);
+        if (r == 0) {
+            struct timespec ts = {0, 10 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
     }
-    kill(pid, SIGTERM);
-    waitpid(pid, NULL, 0);
+    if (r == 0) {
+        kill(pid, SIGTERM);
+        r = waitpid(pid, &st, 0);
+    }
+    if (r == pid && WIFEXITED(st) && WEXITSTATUS(st) != 0)
+        MIG_LOG(ctx, WARN, "%s: the ssh command exited with status %d", peer, WEXITSTATUS(st));
+    else if (r == pid && WIFSIGNALED(st) && WTERMSIG(st) != SIGTERM)
+        MIG_LOG(ctx, WARN, "%s: the ssh command was killed by signal %d", peer, WTERMSIG(st));
 }
 
 static void fd_close(struct mig__conn *base)
@@ -276,7 +287,7 @@ static void fd_close(struct mig__conn *base)
     if (c->wake[1] >= 0)
         close(c->wake[1]);
     if (c->child > 0)
-        reap(c->child);
+        reap(c->base.ctx, c->base.peer, c->child);
     free(c);
 }
 

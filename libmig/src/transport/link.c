@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -258,6 +259,25 @@ void mig__listener_close(struct mig__listener *l)
     free(l);
 }
 
+/* Free a refused channel gently: closing a socket with the peer's bytes
+ * unread sends a RST that can destroy our ERROR before the peer reads it, so
+ * drain what the peer still sends until it closes (at most 200 ms). */
+static void refuse_free(struct mig__stream *s)
+{
+    if (!s)
+        return;
+    struct mig__conn *c = mig__stream_conn(s);
+    uint8_t sink[4096];
+    size_t n;
+    uint64_t end = mig__now_ns() + 200000000ull;
+    for (int i = 0; i < 64 && mig__now_ns() < end; i++) {
+        int rc = c->ops->read(c, sink, sizeof(sink), 50, &n);
+        if (rc && rc != -MIG_ETIMEOUT)
+            break; /* the peer closed: nothing left to reset */
+    }
+    mig__stream_free(s);
+}
+
 static int remaining_ms(uint64_t deadline_ns)
 {
     uint64_t now = mig__now_ns();
@@ -286,7 +306,7 @@ static int serve_control(struct mig_ctx *ctx, struct mig__conn *conn,
     if (!rc)
         rc = mig__hs_server_control(hs, s, nc, ns);
     if (rc) {
-        mig__stream_free(s);
+        refuse_free(s);
         return rc;
     }
     *s_out = s;
@@ -342,10 +362,15 @@ int mig__link_accept(struct mig__listener *l, int timeout_ms, struct mig__link *
         rc = l->cls->accept(l->tl, left, &conn);
         if (rc == -MIG_ETIMEOUT)
             continue;
-        if (rc == -MIG_ETLS || rc == -MIG_EPROTO)
-            continue; /* a refused stray (logged by the transport) */
-        if (rc)
-            goto out;
+        if (rc) {
+            /* A stray that failed the transport's own checks (plaintext on
+             * tls:, closed at once, bad certificate) must not end the session
+             * being assembled; a broken listener ends it at the deadline. */
+            MIG_LOG_RL(l->ctx, &l->rl, WARN, "while data channels join: %s", mig_strerror(rc));
+            struct timespec ts = {0, 10 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+            continue;
+        }
         rc = mig__stream_new(l->ctx, conn, timeout_of(&l->opts), &s);
         conn = NULL;
         if (rc)
@@ -360,7 +385,7 @@ int mig__link_accept(struct mig__listener *l, int timeout_ms, struct mig__link *
         if (rc) {
             MIG_LOG_RL(l->ctx, &l->rl, WARN, "refused a channel from %s: %s",
                        mig__stream_conn(s)->peer, mig_strerror(rc));
-            mig__stream_free(s);
+            refuse_free(s);
             s = NULL;
             continue;
         }

@@ -145,19 +145,27 @@ static int write_all(struct tls_conn *c, const uint8_t *p, size_t len, int timeo
     return 0;
 }
 
+/* Adjacent iovecs (a mapped batch of guest pages usually is one range) are
+ * merged and handed to SSL_write without a copy once 64 KiB long; only short
+ * pieces are coalesced into wbuf. */
 static int tls_writev(struct mig__conn *base, struct iovec *iov, int iovcnt, int timeout_ms)
 {
     struct tls_conn *c = (struct tls_conn *)base;
     size_t used = 0;
     int rc = 0;
-    for (int i = 0; i < iovcnt && !rc; i++) {
+    for (int i = 0; i < iovcnt && !rc;) {
         const uint8_t *p = iov[i].iov_base;
         size_t len = iov[i].iov_len;
-        if (!used && len >= TLS_WBUF) { /* big enough to go out without a copy */
-            rc = write_all(c, p, len, timeout_ms);
-            continue;
-        }
+        for (i++; i < iovcnt && (const uint8_t *)iov[i].iov_base == p + len; i++)
+            len += iov[i].iov_len;
         while (len && !rc) {
+            if (!used && len >= TLS_WBUF) {
+                size_t n = len - len % TLS_WBUF; /* whole 64 KiB pieces, no copy */
+                rc = write_all(c, p, n, timeout_ms);
+                p += n;
+                len -= n;
+                continue;
+            }
             size_t n = TLS_WBUF - used < len ? TLS_WBUF - used : len;
             memcpy(c->wbuf + used, p, n);
             used += n;
@@ -171,6 +179,15 @@ static int tls_writev(struct mig__conn *base, struct iovec *iov, int iovcnt, int
     }
     if (!rc && used)
         rc = write_all(c, c->wbuf, used, timeout_ms);
+    if (!rc) {
+        struct nosig ns;
+        nosig_begin(&ns);
+        int r = BIO_flush(SSL_get_wbio(c->ssl));
+        nosig_end(&ns);
+        if (r <= 0)
+            rc = c->fd.down ? -MIG_ECANCELLED
+                            : (errno == EAGAIN || errno == EWOULDBLOCK ? -MIG_ETIMEOUT : -MIG_EPEER);
+    }
     return rc;
 }
 
@@ -274,10 +291,22 @@ static int handshake(struct mig_ctx *ctx, SSL_CTX *sc, int fd, const char *host,
     (void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     c->wbuf = malloc(TLS_WBUF);
     c->ssl = SSL_new(sc);
-    if (!c->wbuf || !c->ssl || SSL_set_fd(c->ssl, fd) != 1) {
-        rc = c->ssl ? tls_fail(ctx, "TLS setup with", peer) : -MIG_ENOMEM;
+    if (!c->wbuf || !c->ssl) {
+        rc = -MIG_ENOMEM;
         goto out;
     }
+    /* Records are collected in a 256 KiB write buffer and leave in big
+     * writes (flushed at the end of every writev): one 16 KiB record per
+     * syscall and per loopback packet cost more than the extra copy. */
+    BIO *sock = BIO_new_socket(fd, BIO_NOCLOSE), *buf = BIO_new(BIO_f_buffer());
+    if (!sock || !buf || BIO_set_write_buffer_size(buf, 256 << 10) != 1 || BIO_up_ref(sock) != 1) {
+        BIO_free(sock);
+        BIO_free(buf);
+        rc = tls_fail(ctx, "TLS setup with", peer);
+        goto out;
+    }
+    BIO_push(buf, sock);
+    SSL_set_bio(c->ssl, sock, buf);
     if (!server && host) {
         unsigned char ip[16];
         bool is_ip = inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1;
@@ -407,6 +436,20 @@ static void refuse_plaintext(struct mig_ctx *ctx, int fd, const char *peer)
                          "this listener requires tls: (a plaintext client connected to a TLS "
                          "port)");
     mig__stream_free(s);
+    /* Closing with the client's bytes unread would send a RST that can
+     * destroy our answer before the client reads it: end our side, then
+     * drain until the client closes (bounded: 64 KiB or 500 ms). */
+    (void)shutdown(fd, SHUT_WR);
+    uint8_t sink[4096];
+    size_t drained = 0;
+    uint64_t end = mig__now_ns() + 500000000ull;
+    while (drained < 65536 && mig__now_ns() < end &&
+           mig__tr_poll(fd, POLLIN, (int)((end - mig__now_ns()) / 1000000ull) + 1) == 0) {
+        ssize_t r = recv(fd, sink, sizeof(sink), MSG_DONTWAIT);
+        if (r <= 0)
+            break;
+        drained += (size_t)r;
+    }
 }
 
 static int tls_accept(struct mig__listen *base, int timeout_ms, struct mig__conn **c_out)

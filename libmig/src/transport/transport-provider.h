@@ -5,7 +5,7 @@
  * handshake and authentication above the bytes live in stream/ and link.c.
  *
  * Every member of both tables is mandatory (transport.c checks the class
- * table in its unit test). Errors are 0 or negative libmig codes; errno and
+ * table in test-transport's class_table_complete). Errors are 0 or negative libmig codes; errno and
  * OpenSSL's queue are converted inside the transport.
  */
 #ifndef MIG_TRANSPORT_PROVIDER_H
@@ -74,6 +74,8 @@ struct mig__listen {
 
 /* transport.c: class lookup by URI prefix ("tcp:h:p" -> tcp, *arg_out "h:p"). */
 int mig__tr_lookup(const char *uri, const struct mig__tr_class **cls_out, const char **arg_out);
+/* The i-th class of the table, NULL past the end (for the table's test). */
+const struct mig__tr_class *mig__tr_class_at(unsigned i);
 void mig__conn_free(struct mig__conn *c); /* NULL-safe */
 
 /* fd.c: a connection over a socket or a pair of pipe fds (owned: closed by

@@ -1,7 +1,7 @@
 /*
  * transport.c: the static class table, chosen by URI prefix (tcp:, tls:,
  * ssh:, unix:, fd:), and the generic connection destructor.
- * Entry points: mig__tr_lookup, mig__conn_free.
+ * Entry points: mig__tr_lookup, mig__tr_class_at, mig__conn_free.
  */
 #include <config.h>
 
@@ -29,6 +29,11 @@ int mig__tr_lookup(const char *uri, const struct mig__tr_class **cls_out, const 
         }
     }
     return -MIG_ENOTSUP;
+}
+
+const struct mig__tr_class *mig__tr_class_at(unsigned i)
+{
+    return i < sizeof(classes) / sizeof(classes[0]) ? classes[i] : NULL;
 }
 
 void mig__conn_free(struct mig__conn *c)
