@@ -141,8 +141,14 @@ class Campaign:
         # settle what the tool could not: in doubt, or the tool died
         resolved = None
         journal = os.path.join(self.a, "indoubt")
-        has_journal = os.path.isdir(journal) and any(n.startswith("sim:" + name + ",")
-                                                     for n in os.listdir(journal))
+        mine = [n for n in os.listdir(journal) if n.startswith("sim:" + name + ",")] \
+            if os.path.isdir(journal) else []
+        has_journal = any(not n.endswith(".tmp") for n in mine)
+        if mine and not has_journal:
+            # only a journal write cut short by the kill: nothing to settle,
+            # resolve says so and clears the leftover
+            self_args, _ = self.migrate_args(transport)
+            sh(self_args + ["resolve", "sim:" + name], timeout=60)
         if rc == 5 or (has_journal and rc not in (0, 1, 4)):
             rargs, _ = self.migrate_args(transport)
             r = sh(rargs + ["--json", "resolve", "sim:" + name], timeout=60)

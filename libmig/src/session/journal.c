@@ -174,9 +174,12 @@ int mig__journal_read(const char *state_dir, const char *domain, uint8_t sid_out
 
 int mig__journal_remove(const char *state_dir, const char *domain)
 {
-    char path[4096], name[256];
+    char path[4096], tmp[4200], name[256];
     file_name(domain, name, sizeof(name));
     snprintf(path, sizeof(path), "%s/indoubt/%s", state_dir, name);
+    /* a write cut short by a crash leaves only its temporary file */
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    unlink(tmp);
     if (unlink(path) < 0 && errno != ENOENT)
         return mig__from_errno(errno);
     return 0;

@@ -76,6 +76,10 @@ int mig_resolve(struct mig_ctx *ctx, const char *state_dir, const char *domain,
     *outcome_out = MIG_OUTCOME_UNKNOWN;
     int rc = mig__journal_read(state_dir, domain, sid, dest, sizeof(dest));
     if (rc < 0) {
+        /* A journal write that a crash cut short: the domain was never
+         * suspended for this migration (the journal comes first), so there
+         * is nothing to settle; drop the leftover. */
+        mig__journal_remove(state_dir, domain);
         MIG_LOG(ctx, ERROR, "no in-doubt migration of %s recorded in %s", domain, state_dir);
         return rc;
     }
