@@ -30,15 +30,16 @@ XLML = os.environ.get("XLML")
 HERE = os.path.dirname(os.path.abspath(__file__))
 LOCAL_SSH = os.path.join(HERE, "local-ssh")
 
-SRC_POINTS = ["src-round@0", "src-round@1", "src-round@2", "src-stopcopy", "src-ready",
+SRC_POINTS = ["src-handshake", "wire-corrupt@5", "wire-corrupt@6", "wire-corrupt@10", "src-round@0", "src-round@1", "src-round@2", "src-stopcopy", "src-ready",
               "src-commit-sent",
               # backend ops failing as a hypervisor library would
               "hv-logdirty_enable", "hv-logdirty_clean", "hv-map_pages", "hv-suspend",
               "hv-save_state"]
-DST_POINTS = ["dest-setup", "dest-pages@0", "dest-pages@1", "dest-pages@2", "dest-switchover",
+DST_POINTS = ["dest-handshake", "dest-setup", "dest-pages@0", "dest-pages@1", "dest-pages@2", "dest-switchover",
               "dest-ready", "dest-commit-recv", "dest-commit-op", "dest-commit-done",
               "hv-create_incoming", "hv-write_pages", "hv-load_state", "hv-ready", "hv-commit"]
 ACTIONS = ["exit", "drop", "error", "stall:1"]
+WIRE_ACTION = "corrupt"  # the wire points' only action
 
 
 def sh(args, **kw):
@@ -108,7 +109,8 @@ class Campaign:
         transport = "ssh" if kind == "dst" else rng.choice(["ssh", "tcp"])
         fault = None
         if kind == "src":
-            fault = "%s=%s" % (rng.choice(SRC_POINTS), rng.choice(ACTIONS))
+            p = rng.choice(SRC_POINTS)
+            fault = "%s=%s" % (p, WIRE_ACTION if p.startswith("wire-") else rng.choice(ACTIONS))
         elif kind == "dst":
             fault = "%s=%s" % (rng.choice(DST_POINTS), rng.choice(ACTIONS))
         args, dest = self.migrate_args(transport)

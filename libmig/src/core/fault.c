@@ -9,6 +9,7 @@
  *   exit      _exit(86) at once, as a crash would
  *   drop      the caller drops its link (returns MIG__FAULT_DROP)
  *   error     the caller fails with -MIG_EIO
+ *   corrupt   a byte of what is sent is damaged in flight (wire points)
  *   stall:S   sleep S seconds, then go on
  * Each entry fires once.
  *
@@ -93,9 +94,11 @@ int mig__fault(struct mig_ctx *ctx, const char *point, long arg)
 {
     for (unsigned i = 0; ctx && i < ctx->n_faults; i++) {
         struct mig__fault_entry *e = &ctx->faults[i];
-        if (e->fired || strcmp(e->point, point) != 0 || (e->arg >= 0 && e->arg != arg))
+        if (strcmp(e->point, point) != 0 || (e->arg >= 0 && e->arg != arg))
             continue;
-        e->fired = true;
+        /* points are reached from several threads (senders, readers) */
+        if (__atomic_exchange_n(&e->fired, true, __ATOMIC_ACQ_REL))
+            continue;
         MIG_LOG(ctx, WARN, "fault injection: %s@%ld -> %s", point, arg, e->action);
         if (strcmp(e->action, "exit") == 0)
             _exit(86);
@@ -103,6 +106,8 @@ int mig__fault(struct mig_ctx *ctx, const char *point, long arg)
             return MIG__FAULT_DROP;
         if (strcmp(e->action, "error") == 0)
             return -MIG_EIO;
+        if (strcmp(e->action, "corrupt") == 0)
+            return MIG__FAULT_CORRUPT;
         if (strcmp(e->action, "stall") == 0)
             sleep(e->stall_s);
         return 0;

@@ -35,7 +35,8 @@ struct mig_ctx {
 
 /* ---- fault injection (fault.c; test builds only) ------------------------ */
 
-#define MIG__FAULT_DROP 1 /* mig__fault(): the caller drops its link */
+#define MIG__FAULT_DROP 1    /* mig__fault(): the caller drops its link */
+#define MIG__FAULT_CORRUPT 2 /* mig__fault(): the caller damages what it sends */
 #ifdef MIG_FAULT_INJECTION
 MIG_HIDDEN int mig__fault_init(struct mig_ctx *ctx);
 /* 0: go on; -MIG_EIO: fail here; MIG__FAULT_DROP: drop the link here. May

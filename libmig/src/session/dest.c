@@ -358,6 +358,9 @@ static int serve(struct dest *d)
     bool switchover = false;
     int rc;
 
+    rc = fault(d, "dest-handshake", 0);
+    if (rc < 0)
+        return rc;
     rc = mig__hv_open(d->ctx, d->p->backend, MIG_ROLE_DESTINATION, &d->hv);
     if (rc < 0) {
         /* Still answer: the source must learn why. */

@@ -277,6 +277,9 @@ static int setup(struct mig_session *s)
     if (rc < 0)
         return mig__session_fail(s, rc, "cannot connect to %s: %s", s->p.destination,
                                  mig_strerror(rc));
+    rc = fault(s, "src-handshake", 0);
+    if (rc < 0)
+        return rc;
     if (s->p.compress && !(s->link->caps & MIG_CAP_ZSTD))
         return mig__session_fail(s, -MIG_ENOTSUP,
                                  "the destination (version %s) does not accept zstd compression",

@@ -208,6 +208,9 @@ static void put_locked(struct mig__stream *s, uint32_t type, const struct iovec 
         crc = mig__crc32c_iov(crc, iov, iovcnt);
         crc = mig__crc32c(crc, zeros, pad);
     }
+    /* test builds: a record damaged in flight, as the receiver will see it */
+    if (s->crc && mig__fault(s->ctx, "wire-corrupt", (long)type) == MIG__FAULT_CORRUPT)
+        crc ^= 0x00010000u;
     mig__le32_put(hdr + 8, crc);
     mig__le32_put(hdr + 12, 0);
 
