@@ -20,6 +20,7 @@
 
 #include <cmocka.h>
 
+#include "hv-provider.h"
 #include "xen-stream.h"
 
 /* ---- a byte builder for hand-made streams ----------------------------- */
@@ -502,6 +503,22 @@ static void test_blob_records(void **state)
                      -MIG_EPROTO);
 }
 
+/* xen: is always registered: the stub (--without-xen) says "not supported",
+ * the real backend fails cleanly without a hypervisor or such a domain. */
+static void test_xen_backend_registered(void **state)
+{
+    struct mig_ctx *ctx = NULL;
+    struct mig__hv *hv = NULL;
+    assert_int_equal(mig_ctx_new(&ctx), 0);
+    int rc = mig__hv_open(ctx, "xen:no-such-domain-for-a-unit-test", MIG_ROLE_SOURCE, &hv);
+    assert_true(rc < 0);
+    assert_null(hv);
+#ifndef HAVE_XEN
+    assert_int_equal(rc, -MIG_ENOTSUP);
+#endif
+    mig_ctx_free(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -516,6 +533,7 @@ int main(void)
         cmocka_unit_test(test_accept_libxc_orders),
         cmocka_unit_test(test_accept_xl_save_image),
         cmocka_unit_test(test_blob_records),
+        cmocka_unit_test(test_xen_backend_registered),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
