@@ -114,6 +114,9 @@ int __wrap_libxl_ctx_free(libxl_ctx *ctx)
 {
     return 0;
 }
+void __wrap_libxl_childproc_setmode(libxl_ctx *ctx, const libxl_childproc_hooks *h, void *u)
+{
+}
 xc_interface *__wrap_xc_interface_open(xentoollog_logger *l, xentoollog_logger *d, unsigned f)
 {
     return (xc_interface *)&dummy_xch;

@@ -27,6 +27,7 @@
 #include <cpuid.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
@@ -245,6 +246,12 @@ static int open_libs(struct xen_hv *x)
                 "cannot open libxl (is this dom0 of a running Xen, and are we root?)");
         return -MIG_EBACKEND;
     }
+    /* libxl forks (hotplug scripts, its save helper): it must reap only its
+     * own children, never the engine's (ssh transport). */
+    static const libxl_childproc_hooks hooks = {
+        .chldowner = libxl_sigchld_owner_libxl_always_selective_reap,
+    };
+    libxl_childproc_setmode(x->lx, &hooks, NULL);
     x->xch = xc_interface_open(&x->xtl.vtable, &x->xtl.vtable, 0);
     if (!x->xch) {
         MIG_LOG(x->base.ctx, ERROR, "cannot open the hypervisor interface: %s", strerror(errno));
@@ -429,6 +436,8 @@ out:
 static int logdirty_disable(struct mig__hv *hv);
 static int throttle(struct mig__hv *hv, unsigned percent);
 static int discard(struct mig__hv *hv);
+static int join_restore(struct xen_hv *x, unsigned timeout_s);
+static void close_writer(struct xen_hv *x);
 
 static void xen_close(struct mig__hv *hv)
 {
@@ -442,6 +451,10 @@ static void xen_close(struct mig__hv *hv)
             throttle(hv, 0);
     } else if (!x->committed) {
         discard(hv);
+    }
+    if (x->base.role == MIG_ROLE_DESTINATION) {
+        join_restore(x, READY_TIMEOUT_S);
+        close_writer(x);
     }
     if (x->cfg_init)
         libxl_domain_config_dispose(&x->cfg);
@@ -804,7 +817,14 @@ static int logdirty_enable(struct mig__hv *hv)
         x->bm_pages = 0;
         return -MIG_ENOMEM;
     }
-    if (xc_shadow_control(x->xch, x->domid, XEN_DOMCTL_SHADOW_OP_ENABLE_LOGDIRTY, NULL, 0) < 0) {
+    int r = xc_shadow_control(x->xch, x->domid, XEN_DOMCTL_SHADOW_OP_ENABLE_LOGDIRTY, NULL, 0);
+    if (r < 0 && errno == EINVAL) {
+        /* Left on by an aborted migration (as Xen's saver, turn it off and
+         * try once more). */
+        xc_shadow_control(x->xch, x->domid, XEN_DOMCTL_SHADOW_OP_OFF, NULL, 0);
+        r = xc_shadow_control(x->xch, x->domid, XEN_DOMCTL_SHADOW_OP_ENABLE_LOGDIRTY, NULL, 0);
+    }
+    if (r < 0) {
         int rc = from_xc(-1);
         MIG_LOG(x->base.ctx, ERROR, "domain %u: cannot enable log-dirty: %s", x->domid,
                 strerror(errno));
@@ -1361,8 +1381,11 @@ static int start_restore(struct xen_hv *x, const struct setup_parts *p)
         for (uint64_t pfn = start; count && pfn < x->info.nr_pages && pfn - start < count; pfn++)
             x->holes[pfn / BITS_UL] |= 1ul << (pfn % BITS_UL);
     }
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, x->sock) < 0)
+    /* No CLOEXEC on libxl's end: like xl's stdin, it is handed to libxl's
+     * save helper. */
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, x->sock) < 0)
         return mig__from_errno(errno);
+    fcntl(x->sock[0], F_SETFD, FD_CLOEXEC);
     int sz = 4 << 20;
     setsockopt(x->sock[0], SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
     mig__xs_writer_init(&x->w, x->sock[0]);
@@ -1431,6 +1454,21 @@ static int wait_started(struct xen_hv *x)
     return out;
 }
 
+/* A write into the stream failed: if libxl's restore stopped, say why. */
+static int writer_failed(struct xen_hv *x, int rc)
+{
+    pthread_mutex_lock(&x->lock);
+    bool done = x->thread_done;
+    int rrc = x->restore_rc;
+    pthread_mutex_unlock(&x->lock);
+    if (done) {
+        MIG_LOG(x->base.ctx, ERROR, "libxl stopped reading the stream: %s",
+                mig_strerror(rrc < 0 ? rrc : -MIG_EPROTO));
+        return rrc < 0 ? rrc : -MIG_EBACKEND;
+    }
+    return rc;
+}
+
 /* First sight of a source hole: leave it out. Atomic: channels race. */
 static bool take_hole(struct xen_hv *x, uint64_t pfn)
 {
@@ -1454,7 +1492,7 @@ static int write_pages(struct mig__hv *hv, const uint64_t *pfns, unsigned n, con
         unsigned k = n - off < MIG_XS_MAX_BATCH ? n - off : MIG_XS_MAX_BATCH;
         rc = mig__xs_write_pages(&x->w, pfns + off, k, (const uint8_t *)data + (size_t)off * PAGE);
     }
-    return rc;
+    return rc < 0 ? writer_failed(x, rc) : 0;
 }
 
 static int write_zero(struct mig__hv *hv, uint64_t pfn, uint64_t count)
@@ -1478,7 +1516,7 @@ static int write_zero(struct mig__hv *hv, uint64_t pfn, uint64_t count)
     }
     if (rc == 0 && n)
         rc = mig__xs_write_zero_pages(&x->w, batch, n);
-    return rc;
+    return rc < 0 ? writer_failed(x, rc) : 0;
 }
 
 struct tail_parts {
@@ -1543,7 +1581,7 @@ static int load_checkpoint(struct xen_hv *x, const struct mig__blob *blob)
     if (rc == 0)
         rc = mig__xs_write_end(&x->w);
     if (rc < 0)
-        return rc;
+        return writer_failed(x, rc);
     x->tail_written = true;
     x->t_end_ns = mig__now_ns();
     shutdown(x->sock[0], SHUT_WR);
@@ -1628,6 +1666,25 @@ static int commit(struct mig__hv *hv)
     return 0;
 }
 
+/* Our end of the stream, closed under the writer's lock with a sticky
+ * error first, so a late write_pages never writes into a reused fd. */
+static void close_writer(struct xen_hv *x)
+{
+    if (x->sock[0] < 0)
+        return;
+    if (x->writer_init) {
+        pthread_mutex_lock(&x->w.lock);
+        if (!x->w.err)
+            x->w.err = -MIG_ECANCELLED;
+        close(x->sock[0]);
+        x->sock[0] = -1;
+        pthread_mutex_unlock(&x->w.lock);
+    } else {
+        close(x->sock[0]);
+        x->sock[0] = -1;
+    }
+}
+
 static int discard(struct mig__hv *hv)
 {
     struct xen_hv *x = (struct xen_hv *)hv;
@@ -1646,10 +1703,7 @@ static int discard(struct mig__hv *hv)
     if (join_restore(x, READY_TIMEOUT_S) < 0)
         MIG_LOG(x->base.ctx, ERROR, "libxl's restore does not stop; %s may be left",
                 x->incoming);
-    if (x->sock[0] >= 0) {
-        close(x->sock[0]);
-        x->sock[0] = -1;
-    }
+    close_writer(x);
     if (x->thread_done && x->restore_rc == 0 && x->new_domid != NO_DOMID &&
         !x->thread_live) {
         rc = from_libxl(libxl_domain_destroy(x->lx, x->new_domid, NULL));
