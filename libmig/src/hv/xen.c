@@ -1725,6 +1725,7 @@ static int discard(struct mig__hv *hv)
 
 const struct mig__hv_ops mig__hv_xen_ops = {
     .name = "xen",
+    .setup_state = true, /* the configuration and CPU policy go first */
     .open = xen_open,
     .close = xen_close,
     .facts = xen_facts,
