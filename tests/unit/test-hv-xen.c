@@ -18,9 +18,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include <libmig/migrate.h>
 
 #include <xenctrl.h>
 #include <xenforeignmemory.h>
@@ -1130,6 +1134,82 @@ static void test_sanitize_rules(void **state)
     mig__xen_rules_dispose(&r);
 }
 
+
+/* ---- the engine and the backend together ------------------------------ */
+
+struct receiver {
+    int fd;
+    char state_dir[64];
+    int rc;
+};
+
+static void *receiver_main(void *arg)
+{
+    struct receiver *r = arg;
+    struct mig_ctx *ctx = NULL;
+    struct mig_recv_params rp;
+    assert_int_equal(mig_ctx_new(&ctx), 0);
+    mig_recv_params_init(&rp);
+    rp.backend = "xen:" DEST_ARG;
+    rp.state_dir = r->state_dir;
+    r->rc = mig_receive_fds(ctx, &rp, r->fd, r->fd);
+    mig_ctx_free(ctx);
+    return NULL;
+}
+
+/* source.c and dest.c over an fd pair, xen: on both sides: the setup state
+ * goes first, every populated page arrives with its content, holes stay
+ * holes, the incoming domain is renamed and running, the source is gone. */
+static void test_engine_migrates_through_the_stream(void **state)
+{
+    int sv[2];
+    char uri[64], src_dir[64] = "/tmp/mig-xen-src-XXXXXX";
+    struct receiver r = {.state_dir = "/tmp/mig-xen-dst-XXXXXX"};
+    struct mig_params p;
+    struct mig_session *s = NULL;
+    pthread_t t;
+    assert_non_null(mkdtemp(src_dir));
+    assert_non_null(mkdtemp(r.state_dir));
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    r.fd = sv[1];
+    set_dirty(17); /* written during round 0 */
+    assert_int_equal(pthread_create(&t, NULL, receiver_main, &r), 0);
+    snprintf(uri, sizeof(uri), "fd:%d,%d", sv[0], sv[0]);
+    mig_params_init(&p);
+    p.domain = "xen:web";
+    p.destination = uri;
+    p.state_dir = src_dir;
+    p.link.timeout_ms = 5000;
+    assert_int_equal(mig_session_new(mctx, &p, &s), 0);
+    int rc = mig_session_run(s);
+    if (rc)
+        fprintf(stderr, "session: %s\n", mig_session_error(s));
+    assert_int_equal(rc, 0);
+    mig_session_free(s);
+    pthread_join(t, NULL);
+    assert_int_equal(r.rc, 0);
+    close(sv[0]);
+    close(sv[1]);
+
+    assert_int_equal(F.stream_rc, 0);
+    assert_int_equal(F.restore_calls, 1);
+    assert_string_equal(F.cfg_disk, "/dev/vg2/web");
+    for (unsigned pfn = 0; pfn < NR_PFNS; pfn++) {
+        bool hole = pfn >= HOLE_START && pfn < HOLE_END;
+        assert_int_equal(F.dpopulated[pfn], !hole);
+        if (!hole)
+            assert_int_equal(F.dmem[pfn], (pfn & 0xff) | 1);
+    }
+    assert_true(F.incoming_exists);
+    assert_string_equal(F.incoming_name, "web");
+    assert_false(F.incoming_paused);
+    assert_int_equal(F.run, GONE);
+    assert_string_equal(F.name, "web--migratedaway");
+    assert_false(F.logdirty);
+    rmdir(src_dir);
+    rmdir(r.state_dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1160,6 +1240,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dest_rejects_bad_checkpoint, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dest_bad_args, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sanitize_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_engine_migrates_through_the_stream, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
