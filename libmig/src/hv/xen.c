@@ -721,10 +721,13 @@ static int xen_facts(struct mig__hv *hv, char **json_out)
             sb_printf(&b, "%s\"%s\"", first ? "" : ",", caps[i]);
             first = false;
         }
-    /* TSC scaling: VMX/SVM feature, reported by Xen as hw cap; approximated
-     * by the invariant-TSC bit the host exposes (e7d bit 8). */
+    /* Xen 4.17 does not tell dom0 whether the CPU scales the TSC (a VMX
+     * secondary control / SVM TscRateMsr, both hidden from a PV dom0):
+     * report false (profiles then pin the TSC frequency) and, separately,
+     * the invariant TSC bit dom0 does see (e7d bit 8). */
     __get_cpuid(0x80000007u, &eax, &ebx, &ecx, &edx);
-    sb_printf(&b, "],\"tsc_scaling\":%s", (edx & (1u << 8)) ? "true" : "false");
+    sb_printf(&b, "],\"tsc_scaling\":false,\"tsc_invariant\":%s",
+              (edx & (1u << 8)) ? "true" : "false");
     sb_printf(&b, ",\"free_memory_bytes\":%" PRIu64 ",\"total_memory_bytes\":%" PRIu64,
               pi.free_pages * PAGE, pi.total_pages * PAGE);
     sb_printf(&b, ",\"bridges\":");
