@@ -117,8 +117,7 @@ static void bb_ends(struct bb *b)
     bb_rec(b, MIG_XS_LIBXL_END, NULL, 0);
 }
 
-static void log_stderr(void *opaque, enum mig_log_level level, const char *module,
-                       const char *msg)
+static void log_stderr(void *opaque, enum mig_log_level level, const char *module, const char *msg)
 {
     fprintf(stderr, "  [%s] %s\n", module, msg);
 }
@@ -201,10 +200,17 @@ static void test_roundtrip(void **state)
     lseek(fd, 0, SEEK_SET);
     assert_int_equal(mig__xs_parse_stream(NULL, fd, visit, &s, &info), 0);
     close(fd);
-    const uint32_t want[] = {MIG_XS_LIBXL_LIBXC_CONTEXT, MIG_XS_X86_CPUID_POLICY,
-                             MIG_XS_X86_MSR_POLICY, MIG_XS_STATIC_DATA_END, MIG_XS_PAGE_DATA,
-                             MIG_XS_PAGE_DATA, MIG_XS_X86_TSC_INFO, MIG_XS_HVM_CONTEXT,
-                             MIG_XS_HVM_PARAMS, MIG_XS_END, MIG_XS_LIBXL_END};
+    const uint32_t want[] = {MIG_XS_LIBXL_LIBXC_CONTEXT,
+                             MIG_XS_X86_CPUID_POLICY,
+                             MIG_XS_X86_MSR_POLICY,
+                             MIG_XS_STATIC_DATA_END,
+                             MIG_XS_PAGE_DATA,
+                             MIG_XS_PAGE_DATA,
+                             MIG_XS_X86_TSC_INFO,
+                             MIG_XS_HVM_CONTEXT,
+                             MIG_XS_HVM_PARAMS,
+                             MIG_XS_END,
+                             MIG_XS_LIBXL_END};
     assert_int_equal(s.n, sizeof(want) / sizeof(want[0]));
     for (unsigned i = 0; i < s.n; i++)
         assert_int_equal(s.types[i], want[i]);

@@ -41,12 +41,12 @@
 extern const struct mig__hv_ops mig__hv_xen_ops;
 static const struct mig__hv_ops *ops = &mig__hv_xen_ops;
 
-#define NR_PFNS 300u
-#define SRC_DOMID 7u
-#define NEW_DOMID 42u
+#define NR_PFNS    300u
+#define SRC_DOMID  7u
+#define NEW_DOMID  42u
 #define HOLE_START 100u
-#define HOLE_END 110u
-#define ADMIN_CAP 150
+#define HOLE_END   110u
+#define ADMIN_CAP  150
 
 /* ---- the fake hypervisor --------------------------------------------- */
 
@@ -57,17 +57,17 @@ static struct fake {
     bool hvm, pvh;
     enum run run;
     char name[80];
-    int cap;                    /* current scheduler cap */
+    int cap; /* current scheduler cap */
     bool logdirty;
     unsigned long dirty[(NR_PFNS + 63) / 64 + 1];
-    uint8_t mem[NR_PFNS][64];   /* the first bytes of each page (rest: pfn pattern) */
-    int mappings;               /* outstanding */
+    uint8_t mem[NR_PFNS][64]; /* the first bytes of each page (rest: pfn pattern) */
+    int mappings;             /* outstanding */
     uint64_t mapped[4096];
     unsigned nmapped;
     int hbuf_allocs;
     /* failure injection */
     bool fail_map, fail_clean;
-    int suspend_rc;             /* libxl rc to return */
+    int suspend_rc; /* libxl rc to return */
     bool suspend_leaves_suspended;
     unsigned resumes, destroys;
     /* destination */
@@ -79,12 +79,12 @@ static struct fake {
     bool restore_leaves_domain; /* on failure, unlike libxl, leave it */
     int stream_rc;              /* what the parser said */
     uint64_t pages_received;
-    uint8_t dmem[NR_PFNS];      /* first byte of each page received */
+    uint8_t dmem[NR_PFNS]; /* first byte of each page received */
     bool dpopulated[NR_PFNS];
     char cfg_disk[128], cfg_bridge[64], cfg_name[80];
     uint64_t need_kb, free_kb;
     int need_calls;
-    int hostile;                /* which configuration from_json produces */
+    int hostile; /* which configuration from_json produces */
 } F;
 
 static char dummy_xch, dummy_fmem, dummy_ctx;
@@ -108,8 +108,7 @@ static void page_content(uint64_t pfn, uint8_t *dst)
     memcpy(dst, F.mem[pfn], sizeof(F.mem[pfn]));
 }
 
-int __wrap_libxl_ctx_alloc(libxl_ctx **pctx, int version, unsigned flags,
-                           xentoollog_logger *lg)
+int __wrap_libxl_ctx_alloc(libxl_ctx **pctx, int version, unsigned flags, xentoollog_logger *lg)
 {
     *pctx = (libxl_ctx *)&dummy_ctx;
     return 0;
@@ -138,8 +137,8 @@ int __wrap_xenforeignmemory_close(xenforeignmemory_handle *h)
     return 0;
 }
 
-void *__wrap_xenforeignmemory_map(xenforeignmemory_handle *h, uint32_t dom, int prot,
-                                  size_t pages, const xen_pfn_t arr[], int err[])
+void *__wrap_xenforeignmemory_map(xenforeignmemory_handle *h, uint32_t dom, int prot, size_t pages,
+                                  const xen_pfn_t arr[], int err[])
 {
     if (F.fail_map || dom != SRC_DOMID) {
         errno = EFAULT;
@@ -227,8 +226,7 @@ static void fill_config(libxl_domain_config *c, const char *name)
 }
 
 int __wrap_libxl_retrieve_domain_configuration(libxl_ctx *ctx, uint32_t domid,
-                                               libxl_domain_config *c,
-                                               const libxl_asyncop_how *how)
+                                               libxl_domain_config *c, const libxl_asyncop_how *how)
 {
     if (!F.pvh) {
         libxl_domain_build_info_init_type(&c->b_info, LIBXL_DOMAIN_TYPE_HVM);
@@ -292,8 +290,7 @@ int __wrap_libxl_domain_sched_params_set(libxl_ctx *ctx, uint32_t domid,
     return 0;
 }
 
-void *__wrap_xc__hypercall_buffer_alloc_pages(xc_interface *xch, xc_hypercall_buffer_t *b,
-                                              int nr)
+void *__wrap_xc__hypercall_buffer_alloc_pages(xc_interface *xch, xc_hypercall_buffer_t *b, int nr)
 {
     b->hbuf = calloc((size_t)nr, 4096);
     F.hbuf_allocs++;
@@ -306,8 +303,8 @@ void __wrap_xc__hypercall_buffer_free_pages(xc_interface *xch, xc_hypercall_buff
     F.hbuf_allocs--;
 }
 
-int __wrap_xc_shadow_control(xc_interface *xch, uint32_t domid, unsigned int sop,
-                             unsigned int *mb, unsigned int mode)
+int __wrap_xc_shadow_control(xc_interface *xch, uint32_t domid, unsigned int sop, unsigned int *mb,
+                             unsigned int mode)
 {
     if (sop == XEN_DOMCTL_SHADOW_OP_ENABLE_LOGDIRTY)
         F.logdirty = true;
@@ -330,8 +327,7 @@ long long __wrap_xc_logdirty_control(xc_interface *xch, uint32_t domid, unsigned
     return (long long)pages;
 }
 
-int __wrap_libxl_domain_suspend_only(libxl_ctx *ctx, uint32_t domid,
-                                     const libxl_asyncop_how *how)
+int __wrap_libxl_domain_suspend_only(libxl_ctx *ctx, uint32_t domid, const libxl_asyncop_how *how)
 {
     if (F.suspend_rc) {
         if (F.suspend_leaves_suspended)
@@ -417,8 +413,8 @@ int __wrap_xc_cpu_policy_serialise(xc_interface *xch, const xc_cpu_policy_t *p,
     *nm = 1;
     return 0;
 }
-int __wrap_xc_domain_get_tsc_info(xc_interface *xch, uint32_t domid, uint32_t *mode,
-                                  uint64_t *nsec, uint32_t *khz, uint32_t *inc)
+int __wrap_xc_domain_get_tsc_info(xc_interface *xch, uint32_t domid, uint32_t *mode, uint64_t *nsec,
+                                  uint32_t *khz, uint32_t *inc)
 {
     *mode = 0;
     *nsec = 123;
@@ -426,8 +422,7 @@ int __wrap_xc_domain_get_tsc_info(xc_interface *xch, uint32_t domid, uint32_t *m
     *inc = 1;
     return 0;
 }
-int __wrap_xc_domain_hvm_getcontext(xc_interface *xch, uint32_t domid, uint8_t *buf,
-                                    uint32_t size)
+int __wrap_xc_domain_hvm_getcontext(xc_interface *xch, uint32_t domid, uint8_t *buf, uint32_t size)
 {
     if (buf)
         memset(buf, 0xcc, size);
@@ -452,8 +447,8 @@ int __wrap_libxl_get_free_memory(libxl_ctx *ctx, uint64_t *memkb)
     return 0;
 }
 
-static int dest_visit(void *opaque, enum mig__xs_layer layer, uint32_t type,
-                      const uint8_t *body, uint32_t len)
+static int dest_visit(void *opaque, enum mig__xs_layer layer, uint32_t type, const uint8_t *body,
+                      uint32_t len)
 {
     if (layer != MIG_XS_LAYER_LIBXC || type != MIG_XS_PAGE_DATA)
         return 0;
@@ -813,7 +808,7 @@ static void test_state_blobs(void **state)
     struct mig__hv *hv = open_src();
     struct mig__blob b = {0};
     struct blob_seen s = {0};
-    const uint32_t all[] = {MIG_XS_PRIV_CONFIG, MIG_XS_PRIV_HOLES, MIG_XS_X86_CPUID_POLICY,
+    const uint32_t all[] = {MIG_XS_PRIV_CONFIG,    MIG_XS_PRIV_HOLES,   MIG_XS_X86_CPUID_POLICY,
                             MIG_XS_X86_MSR_POLICY, MIG_XS_X86_TSC_INFO, MIG_XS_HVM_CONTEXT,
                             MIG_XS_HVM_PARAMS};
     assert_int_equal(ops->save_state(hv, &b), 0);
@@ -880,8 +875,7 @@ static struct mig__blob src_blob(bool checkpoint)
 static struct mig__hv *open_dest(const char *arg)
 {
     struct mig__hv *hv = NULL;
-    struct mig__dom_info info = {.name = "web", .nr_pages = NR_PFNS, .page_size = 4096,
-                                 .vcpus = 2};
+    struct mig__dom_info info = {.name = "web", .nr_pages = NR_PFNS, .page_size = 4096, .vcpus = 2};
     assert_int_equal(ops->open(mctx, arg, MIG_ROLE_DESTINATION, &hv), 0);
     assert_int_equal(ops->create_incoming(hv, &info), 0);
     return hv;
@@ -919,8 +913,7 @@ static void test_dest_full_migration(void **state)
     assert_int_equal(F.dmem[0], 0x11);
     assert_int_equal(F.dmem[1], 0x44);
     assert_int_equal(F.dmem[299], 0x33);
-    assert_true(F.dpopulated[95] && F.dpopulated[99] && F.dpopulated[110] &&
-                F.dpopulated[114]);
+    assert_true(F.dpopulated[95] && F.dpopulated[99] && F.dpopulated[110] && F.dpopulated[114]);
     assert_false(F.dpopulated[102] || F.dpopulated[109]);
     assert_true(F.dpopulated[100] && F.dpopulated[101]);
     assert_int_equal(F.pages_received, 3 + 10 + 2 + 1);
@@ -1033,8 +1026,7 @@ static void test_dest_memory_preflight(void **state)
 static void test_dest_pages_without_setup_time_out(void **state)
 {
     struct mig__hv *hv = NULL;
-    struct mig__dom_info info = {.name = "web", .nr_pages = NR_PFNS, .page_size = 4096,
-                                 .vcpus = 2};
+    struct mig__dom_info info = {.name = "web", .nr_pages = NR_PFNS, .page_size = 4096, .vcpus = 2};
     uint8_t page[4096] = {0};
     uint64_t pfn = 0;
     assert_int_equal(ops->open(mctx, "start-timeout=1", MIG_ROLE_DESTINATION, &hv), 0);
@@ -1087,8 +1079,8 @@ static void test_sanitize_rules(void **state)
     struct mig__xen_rules r = {0};
     libxl_domain_config c;
     char why[200];
-    assert_int_equal(mig__xen_parse_map("/dev/vg/web=/dev/vg2/web", r.disks, MIG_XEN_MAX_MAP,
-                                        &r.n_disks), 0);
+    assert_int_equal(
+        mig__xen_parse_map("/dev/vg/web=/dev/vg2/web", r.disks, MIG_XEN_MAX_MAP, &r.n_disks), 0);
     assert_int_equal(mig__xen_parse_map("xenbr0=br1", r.nets, MIG_XEN_MAX_MAP, &r.n_nets), 0);
     assert_int_equal(mig__xen_parse_dirs("/var/lib/xen/boot", &r), 0);
 
@@ -1133,7 +1125,6 @@ static void test_sanitize_rules(void **state)
     libxl_domain_config_dispose(&c);
     mig__xen_rules_dispose(&r);
 }
-
 
 /* ---- the engine and the backend together ------------------------------ */
 
@@ -1220,8 +1211,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_clean_failure_restores_everything, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_alone_cleans_up_but_keeps_run_state, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_suspend_timeout_guest_keeps_running, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_suspend_timeout_guest_keeps_running, setup, teardown),
         cmocka_unit_test_setup_teardown(test_half_suspend_is_undone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_peer_loss_before_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_renames_and_destroys, setup, teardown),

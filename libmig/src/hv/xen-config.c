@@ -155,8 +155,9 @@ int mig__xen_config_sanitize(struct mig_ctx *ctx, const struct mig__xen_rules *r
     int rc;
 
     if (c->type == LIBXL_DOMAIN_TYPE_PV || b->type == LIBXL_DOMAIN_TYPE_PV)
-        return refuse(ctx, why, why_len, "PV guests are not supported (no log-dirty without "
-                                         "shadow paging)");
+        return refuse(ctx, why, why_len,
+                      "PV guests are not supported (no log-dirty without "
+                      "shadow paging)");
     if (c->type != LIBXL_DOMAIN_TYPE_PVH || b->type != LIBXL_DOMAIN_TYPE_PVH)
         return refuse(ctx, why, why_len, "only PVH guests are supported (type %s)",
                       libxl_domain_type_to_string(c->type));
@@ -164,10 +165,9 @@ int mig__xen_config_sanitize(struct mig_ctx *ctx, const struct mig__xen_rules *r
     if (set(b->bootloader) || (b->bootloader_args && b->bootloader_args[0]))
         return refuse(ctx, why, why_len, "bootloader '%s' is not allowed",
                       b->bootloader ? b->bootloader : "");
-    if (set(b->device_model) || set(b->device_model_user) ||
-        set(b->device_model_ssid_label) || b->device_model_ssidref ||
-        is_true(b->device_model_stubdomain) || set(b->stubdomain_kernel) ||
-        set(b->stubdomain_ramdisk) || set(b->stubdomain_cmdline) ||
+    if (set(b->device_model) || set(b->device_model_user) || set(b->device_model_ssid_label) ||
+        b->device_model_ssidref || is_true(b->device_model_stubdomain) ||
+        set(b->stubdomain_kernel) || set(b->stubdomain_ramdisk) || set(b->stubdomain_cmdline) ||
         (b->extra && b->extra[0]) || (b->extra_pv && b->extra_pv[0]) ||
         (b->extra_hvm && b->extra_hvm[0]))
         return refuse(ctx, why, why_len, "device model settings (override '%s') are not allowed",
@@ -183,9 +183,9 @@ int mig__xen_config_sanitize(struct mig_ctx *ctx, const struct mig__xen_rules *r
         cfg->num_pcidevs || cfg->num_rdms || cfg->num_dtdevs || b->num_iomem || b->num_ioports ||
         b->num_irqs)
         return refuse(ctx, why, why_len, "device passthrough cannot be migrated");
-    if (cfg->num_vfbs || cfg->num_vkbs || cfg->num_vtpms || cfg->num_p9s ||
-        cfg->num_pvcallsifs || cfg->num_vdispls || cfg->num_vsnds || cfg->num_channels ||
-        cfg->num_usbctrls || cfg->num_usbdevs)
+    if (cfg->num_vfbs || cfg->num_vkbs || cfg->num_vtpms || cfg->num_p9s || cfg->num_pvcallsifs ||
+        cfg->num_vdispls || cfg->num_vsnds || cfg->num_channels || cfg->num_usbctrls ||
+        cfg->num_usbdevs)
         return refuse(ctx, why, why_len, "only disks and vifs are allowed as devices");
     if (!path_allowed(rules, b->kernel) || !path_allowed(rules, b->ramdisk) ||
         !path_allowed(rules, b->device_tree) || !path_allowed(rules, b->u.pvh.pvshim_path))
@@ -201,8 +201,7 @@ int mig__xen_config_sanitize(struct mig_ctx *ctx, const struct mig__xen_rules *r
         if (d->backend_domid || set(d->backend_domname))
             return refuse(ctx, why, why_len, "disk %s: only dom0 backends",
                           d->vdev ? d->vdev : "?");
-        if (set(d->colo_host) || set(d->active_disk) || set(d->hidden_disk) ||
-            set(d->colo_export))
+        if (set(d->colo_host) || set(d->active_disk) || set(d->hidden_disk) || set(d->colo_export))
             return refuse(ctx, why, why_len, "disk %s: COLO settings", d->vdev ? d->vdev : "?");
         if (!set(d->pdev_path) && d->is_cdrom)
             continue; /* an empty CD drive */

@@ -13,13 +13,13 @@
 
 #include "mig-internal.h"
 
-#define MIG_XEN_MAX_MAP 64
+#define MIG_XEN_MAX_MAP  64
 #define MIG_XEN_MAX_DIRS 8
 
 /* One SRC=DST pair of a disk-map or net-map. */
 struct mig__xen_map_entry {
-    char *src;              /* owned */
-    char *dst;              /* owned */
+    char *src; /* owned */
+    char *dst; /* owned */
 };
 
 /* The destination's rewrite rules (backend arg). */

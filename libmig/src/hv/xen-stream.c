@@ -22,17 +22,17 @@
 #define MIG_LOG_MODULE "xen-stream"
 #include "xen-stream.h"
 
-#define PAD8(x) (((x) + 7u) & ~(uint64_t)7u)
-#define PFN_MASK 0x000fffffffffffffull
-#define TYPE_MASK 0xf000000000000000ull
-#define TYPE_SHIFT 32 /* the type field is (word & TYPE_MASK) >> 32 */
-#define PF_NOTAB 0x0u
-#define PF_XTAB 0xf0000000u
-#define PF_XALLOC 0xe0000000u
-#define PF_BROKEN 0xd0000000u
-#define PF_LTAB_MASK 0xf0000000u
-#define XL_MAGIC "Xen saved domain, xl format\n \0 \r"
-#define XL_BYTEORDER 0x01020304u
+#define PAD8(x)        (((x) + 7u) & ~(uint64_t)7u)
+#define PFN_MASK       0x000fffffffffffffull
+#define TYPE_MASK      0xf000000000000000ull
+#define TYPE_SHIFT     32 /* the type field is (word & TYPE_MASK) >> 32 */
+#define PF_NOTAB       0x0u
+#define PF_XTAB        0xf0000000u
+#define PF_XALLOC      0xe0000000u
+#define PF_BROKEN      0xd0000000u
+#define PF_LTAB_MASK   0xf0000000u
+#define XL_MAGIC       "Xen saved domain, xl format\n \0 \r"
+#define XL_BYTEORDER   0x01020304u
 #define MAX_XL_OPTDATA (16u << 20)
 
 static const uint8_t zero_page[MIG_XS_PAGE_SIZE];
@@ -80,8 +80,14 @@ static bool known_page_type(uint32_t t)
 {
     switch (t & PF_LTAB_MASK) {
     case PF_NOTAB:
-    case 0x10000000u: case 0x20000000u: case 0x30000000u: case 0x40000000u:
-    case 0x90000000u: case 0xa0000000u: case 0xb0000000u: case 0xc0000000u:
+    case 0x10000000u:
+    case 0x20000000u:
+    case 0x30000000u:
+    case 0x40000000u:
+    case 0x90000000u:
+    case 0xa0000000u:
+    case 0xb0000000u:
+    case 0xc0000000u:
     case PF_BROKEN:
     case PF_XALLOC:
     case PF_XTAB:
@@ -146,8 +152,7 @@ int mig__xs_check_record(uint32_t type, const uint8_t *body, uint32_t len)
                 return -MIG_EPROTO;
             data_pages += page_has_data(t);
         }
-        return len == 8 + (uint64_t)count * 8 + data_pages * MIG_XS_PAGE_SIZE ? 0
-                                                                              : -MIG_EPROTO;
+        return len == 8 + (uint64_t)count * 8 + data_pages * MIG_XS_PAGE_SIZE ? 0 : -MIG_EPROTO;
     }
     case MIG_XS_X86_TSC_INFO:
         return len == 24 ? 0 : -MIG_EPROTO;
@@ -381,7 +386,7 @@ int mig__xs_append_record(uint8_t **buf, size_t *len, uint32_t type, const void 
 struct rd {
     struct mig_ctx *ctx;
     int fd;
-    uint8_t *buf;           /* owned: the current record body */
+    uint8_t *buf; /* owned: the current record body */
     size_t cap;
 };
 
@@ -460,8 +465,8 @@ static int parse_libxc(struct rd *r, mig__xs_visit_fn *visit, void *opaque,
     if (rc < 0)
         return rc;
     if (le32(dh) != MIG_XS_DHDR_X86_HVM || dh[4] != 12 || dh[5] != 0) {
-        MIG_LOG(r->ctx, ERROR, "domain header: type %u page_shift %u (want x86 HVM, 12)",
-                le32(dh), dh[4]);
+        MIG_LOG(r->ctx, ERROR, "domain header: type %u page_shift %u (want x86 HVM, 12)", le32(dh),
+                dh[4]);
         return -MIG_EPROTO;
     }
     info->xen_major = le32(dh + 8);
@@ -653,9 +658,8 @@ out:
     return rc;
 }
 
-int mig__xs_parse_records(struct mig_ctx *ctx, const void *buf, size_t len,
-                          const uint32_t *allowed, unsigned n_allowed, mig__xs_visit_fn *visit,
-                          void *opaque)
+int mig__xs_parse_records(struct mig_ctx *ctx, const void *buf, size_t len, const uint32_t *allowed,
+                          unsigned n_allowed, mig__xs_visit_fn *visit, void *opaque)
 {
     const uint8_t *p = buf;
     size_t off = 0;

@@ -22,46 +22,46 @@
 #define MIG_XS_MAX_BATCH 1024u
 
 /* libxl v2 record types */
-#define MIG_XS_LIBXL_END 0u
-#define MIG_XS_LIBXL_LIBXC_CONTEXT 1u
+#define MIG_XS_LIBXL_END                    0u
+#define MIG_XS_LIBXL_LIBXC_CONTEXT          1u
 #define MIG_XS_LIBXL_EMULATOR_XENSTORE_DATA 2u
-#define MIG_XS_LIBXL_EMULATOR_CONTEXT 3u
-#define MIG_XS_LIBXL_CHECKPOINT_END 4u
-#define MIG_XS_LIBXL_CHECKPOINT_STATE 5u
+#define MIG_XS_LIBXL_EMULATOR_CONTEXT       3u
+#define MIG_XS_LIBXL_CHECKPOINT_END         4u
+#define MIG_XS_LIBXL_CHECKPOINT_STATE       5u
 
 /* libxc v3 record types */
-#define MIG_XS_END 0x00u
-#define MIG_XS_PAGE_DATA 0x01u
-#define MIG_XS_X86_PV_INFO 0x02u
-#define MIG_XS_X86_PV_P2M_FRAMES 0x03u
-#define MIG_XS_X86_PV_VCPU_BASIC 0x04u
-#define MIG_XS_X86_PV_VCPU_EXTENDED 0x05u
-#define MIG_XS_X86_PV_VCPU_XSAVE 0x06u
-#define MIG_XS_SHARED_INFO 0x07u
-#define MIG_XS_X86_TSC_INFO 0x08u
-#define MIG_XS_HVM_CONTEXT 0x09u
-#define MIG_XS_HVM_PARAMS 0x0Au
-#define MIG_XS_TOOLSTACK 0x0Bu
-#define MIG_XS_X86_PV_VCPU_MSRS 0x0Cu
-#define MIG_XS_VERIFY 0x0Du
-#define MIG_XS_CHECKPOINT 0x0Eu
+#define MIG_XS_END                       0x00u
+#define MIG_XS_PAGE_DATA                 0x01u
+#define MIG_XS_X86_PV_INFO               0x02u
+#define MIG_XS_X86_PV_P2M_FRAMES         0x03u
+#define MIG_XS_X86_PV_VCPU_BASIC         0x04u
+#define MIG_XS_X86_PV_VCPU_EXTENDED      0x05u
+#define MIG_XS_X86_PV_VCPU_XSAVE         0x06u
+#define MIG_XS_SHARED_INFO               0x07u
+#define MIG_XS_X86_TSC_INFO              0x08u
+#define MIG_XS_HVM_CONTEXT               0x09u
+#define MIG_XS_HVM_PARAMS                0x0Au
+#define MIG_XS_TOOLSTACK                 0x0Bu
+#define MIG_XS_X86_PV_VCPU_MSRS          0x0Cu
+#define MIG_XS_VERIFY                    0x0Du
+#define MIG_XS_CHECKPOINT                0x0Eu
 #define MIG_XS_CHECKPOINT_DIRTY_PFN_LIST 0x0Fu
-#define MIG_XS_STATIC_DATA_END 0x10u
-#define MIG_XS_X86_CPUID_POLICY 0x11u
-#define MIG_XS_X86_MSR_POLICY 0x12u
-#define MIG_XS_OPTIONAL 0x80000000u
+#define MIG_XS_STATIC_DATA_END           0x10u
+#define MIG_XS_X86_CPUID_POLICY          0x11u
+#define MIG_XS_X86_MSR_POLICY            0x12u
+#define MIG_XS_OPTIONAL                  0x80000000u
 
 /* Private record types, only inside migrate-live's state blobs. */
 #define MIG_XS_PRIV_CONFIG 0x4D4C0001u /* libxl JSON configuration */
-#define MIG_XS_PRIV_HOLES 0x4D4C0002u  /* {u64 pfn, u64 count}[] not populated */
+#define MIG_XS_PRIV_HOLES  0x4D4C0002u /* {u64 pfn, u64 count}[] not populated */
 
 /* State blob kinds (struct mig__blob.kind) */
-#define MIG_XEN_BLOB_SETUP 0x58454e53u      /* "XENS" */
+#define MIG_XEN_BLOB_SETUP      0x58454e53u /* "XENS" */
 #define MIG_XEN_BLOB_CHECKPOINT 0x58454e43u /* "XENC" */
 
-#define MIG_XS_LIBXL_IDENT 0x4c6962786c466d74ull /* "LibxlFmt" */
-#define MIG_XS_IHDR_MARKER 0xffffffffffffffffull
-#define MIG_XS_IHDR_ID 0x58454E46u /* "XENF" */
+#define MIG_XS_LIBXL_IDENT  0x4c6962786c466d74ull /* "LibxlFmt" */
+#define MIG_XS_IHDR_MARKER  0xffffffffffffffffull
+#define MIG_XS_IHDR_ID      0x58454E46u /* "XENF" */
 #define MIG_XS_DHDR_X86_HVM 2u
 
 /* The largest body accepted per type (0: type not allowed in a stream). */
@@ -72,11 +72,11 @@ int mig__xs_check_record(uint32_t type, const uint8_t *body, uint32_t len);
 /* ---- writer ---------------------------------------------------------- */
 
 struct mig__xs_writer {
-    int fd;                 /* borrowed: the write end */
-    pthread_mutex_t lock;   /* records never interleave */
-    int err;                /* sticky: first failure, negative libmig code */
-    uint64_t bytes;         /* bytes written */
-    uint64_t pages;         /* pages written with data */
+    int fd;               /* borrowed: the write end */
+    pthread_mutex_t lock; /* records never interleave */
+    int err;              /* sticky: first failure, negative libmig code */
+    uint64_t bytes;       /* bytes written */
+    uint64_t pages;       /* pages written with data */
 };
 
 void mig__xs_writer_init(struct mig__xs_writer *w, int fd);
@@ -105,10 +105,10 @@ typedef int mig__xs_visit_fn(void *opaque, enum mig__xs_layer layer, uint32_t ty
                              const uint8_t *body, uint32_t len);
 
 struct mig__xs_parse_info {
-    bool xl_header;         /* an `xl save` header was skipped */
-    uint32_t version;       /* libxc image version */
+    bool xl_header;   /* an `xl save` header was skipped */
+    uint32_t version; /* libxc image version */
     uint32_t xen_major, xen_minor;
-    uint64_t pages;         /* pfns in PAGE_DATA records */
+    uint64_t pages; /* pfns in PAGE_DATA records */
 };
 
 /* Read a whole stream (optional xl header, libxl, libxc) from fd, check it
@@ -118,9 +118,8 @@ int mig__xs_parse_stream(struct mig_ctx *ctx, int fd, mig__xs_visit_fn *visit, v
                          struct mig__xs_parse_info *info_out);
 /* Parse libxc-format records from memory (a state blob): each type must be
  * in 'allowed' (n_allowed entries), bodies checked, padding zero. */
-int mig__xs_parse_records(struct mig_ctx *ctx, const void *buf, size_t len,
-                          const uint32_t *allowed, unsigned n_allowed, mig__xs_visit_fn *visit,
-                          void *opaque);
+int mig__xs_parse_records(struct mig_ctx *ctx, const void *buf, size_t len, const uint32_t *allowed,
+                          unsigned n_allowed, mig__xs_visit_fn *visit, void *opaque);
 /* Append one record (header, body, zero padding) to a heap buffer. */
 int mig__xs_append_record(uint8_t **buf, size_t *len, uint32_t type, const void *body,
                           uint32_t body_len);

@@ -14,26 +14,74 @@ static int stub_open(struct mig_ctx *ctx, const char *arg, enum mig_role role,
                      struct mig__hv **hv_out)
 {
     *hv_out = NULL;
-    MIG_LOG(ctx, ERROR, "this build has no Xen backend (configured --without-xen); "
-                        "rebuild with libxen-dev installed to migrate xen:%s", arg ? arg : "");
+    MIG_LOG(ctx, ERROR,
+            "this build has no Xen backend (configured --without-xen); "
+            "rebuild with libxen-dev installed to migrate xen:%s",
+            arg ? arg : "");
     return -MIG_ENOTSUP;
 }
-static void stub_close(struct mig__hv *hv) {}
-static int stub_facts(struct mig__hv *hv, char **json_out) { *json_out = NULL; return -MIG_ENOTSUP; }
-static int stub_info(struct mig__hv *hv, struct mig__dom_info *i) { return -MIG_ENOTSUP; }
-static const char *stub_tracking(struct mig__hv *hv) { return "none"; }
-static int stub_hv(struct mig__hv *hv) { return -MIG_ENOTSUP; }
-static int stub_clean(struct mig__hv *hv, unsigned long *b, uint64_t *n) { *n = 0; return -MIG_ENOTSUP; }
+static void stub_close(struct mig__hv *hv)
+{
+}
+static int stub_facts(struct mig__hv *hv, char **json_out)
+{
+    *json_out = NULL;
+    return -MIG_ENOTSUP;
+}
+static int stub_info(struct mig__hv *hv, struct mig__dom_info *i)
+{
+    return -MIG_ENOTSUP;
+}
+static const char *stub_tracking(struct mig__hv *hv)
+{
+    return "none";
+}
+static int stub_hv(struct mig__hv *hv)
+{
+    return -MIG_ENOTSUP;
+}
+static int stub_clean(struct mig__hv *hv, unsigned long *b, uint64_t *n)
+{
+    *n = 0;
+    return -MIG_ENOTSUP;
+}
 static int stub_map(struct mig__hv *hv, const uint64_t *pfns, unsigned n, const void **ptrs,
-                    struct mig__hv_map **map_out) { *map_out = NULL; return -MIG_ENOTSUP; }
-static void stub_unmap(struct mig__hv *hv, struct mig__hv_map *m) {}
-static int stub_throttle(struct mig__hv *hv, unsigned p) { return -MIG_ENOTSUP; }
-static int stub_save(struct mig__hv *hv, struct mig__blob *b) { return -MIG_ENOTSUP; }
-static int stub_rename(struct mig__hv *hv, const char *n) { return -MIG_ENOTSUP; }
-static int stub_create(struct mig__hv *hv, const struct mig__dom_info *i) { return -MIG_ENOTSUP; }
-static int stub_write(struct mig__hv *hv, const uint64_t *p, unsigned n, const void *d) { return -MIG_ENOTSUP; }
-static int stub_zero(struct mig__hv *hv, uint64_t p, uint64_t c) { return -MIG_ENOTSUP; }
-static int stub_load(struct mig__hv *hv, const struct mig__blob *b) { return -MIG_ENOTSUP; }
+                    struct mig__hv_map **map_out)
+{
+    *map_out = NULL;
+    return -MIG_ENOTSUP;
+}
+static void stub_unmap(struct mig__hv *hv, struct mig__hv_map *m)
+{
+}
+static int stub_throttle(struct mig__hv *hv, unsigned p)
+{
+    return -MIG_ENOTSUP;
+}
+static int stub_save(struct mig__hv *hv, struct mig__blob *b)
+{
+    return -MIG_ENOTSUP;
+}
+static int stub_rename(struct mig__hv *hv, const char *n)
+{
+    return -MIG_ENOTSUP;
+}
+static int stub_create(struct mig__hv *hv, const struct mig__dom_info *i)
+{
+    return -MIG_ENOTSUP;
+}
+static int stub_write(struct mig__hv *hv, const uint64_t *p, unsigned n, const void *d)
+{
+    return -MIG_ENOTSUP;
+}
+static int stub_zero(struct mig__hv *hv, uint64_t p, uint64_t c)
+{
+    return -MIG_ENOTSUP;
+}
+static int stub_load(struct mig__hv *hv, const struct mig__blob *b)
+{
+    return -MIG_ENOTSUP;
+}
 
 const struct mig__hv_ops mig__hv_xen_ops = {
     .name = "xen",

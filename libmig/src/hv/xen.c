@@ -53,26 +53,34 @@
 #include "xen-stream.h"
 #include "../session/convergence.h"
 
-#define PAGE 4096u
-#define BITS_UL (8 * sizeof(unsigned long))
+#define PAGE                    4096u
+#define BITS_UL                 (8 * sizeof(unsigned long))
 #define DEFAULT_START_TIMEOUT_S 60u
-#define READY_TIMEOUT_S 600u
-#define NAME_MAX_LEN 63
-#define NO_DOMID ((uint32_t)INVALID_DOMID)
+#define READY_TIMEOUT_S         600u
+#define NAME_MAX_LEN            63
+#define NO_DOMID                ((uint32_t)INVALID_DOMID)
 
 extern const struct mig__hv_ops mig__hv_xen_ops;
 
 /* The HVM params Xen 4.17's saver sends for x86 HVM/PVH guests
  * (write_hvm_params in xg_sr_save_x86_hvm.c); the destination refuses others. */
 static const uint32_t hvm_params[] = {
-    HVM_PARAM_STORE_PFN,         HVM_PARAM_IOREQ_PFN,
-    HVM_PARAM_BUFIOREQ_PFN,      HVM_PARAM_PAGING_RING_PFN,
-    HVM_PARAM_MONITOR_RING_PFN,  HVM_PARAM_SHARING_RING_PFN,
-    HVM_PARAM_VM86_TSS_SIZED,    HVM_PARAM_CONSOLE_PFN,
-    HVM_PARAM_ACPI_IOPORTS_LOCATION, HVM_PARAM_VIRIDIAN,
-    HVM_PARAM_IDENT_PT,          HVM_PARAM_VM_GENERATION_ID_ADDR,
-    HVM_PARAM_IOREQ_SERVER_PFN,  HVM_PARAM_NR_IOREQ_SERVER_PAGES,
-    HVM_PARAM_X87_FIP_WIDTH,     HVM_PARAM_MCA_CAP,
+    HVM_PARAM_STORE_PFN,
+    HVM_PARAM_IOREQ_PFN,
+    HVM_PARAM_BUFIOREQ_PFN,
+    HVM_PARAM_PAGING_RING_PFN,
+    HVM_PARAM_MONITOR_RING_PFN,
+    HVM_PARAM_SHARING_RING_PFN,
+    HVM_PARAM_VM86_TSS_SIZED,
+    HVM_PARAM_CONSOLE_PFN,
+    HVM_PARAM_ACPI_IOPORTS_LOCATION,
+    HVM_PARAM_VIRIDIAN,
+    HVM_PARAM_IDENT_PT,
+    HVM_PARAM_VM_GENERATION_ID_ADDR,
+    HVM_PARAM_IOREQ_SERVER_PFN,
+    HVM_PARAM_NR_IOREQ_SERVER_PAGES,
+    HVM_PARAM_X87_FIP_WIDTH,
+    HVM_PARAM_MCA_CAP,
 };
 
 static const uint8_t zero_page[PAGE];
@@ -80,7 +88,7 @@ static const uint8_t zero_page[PAGE];
 /* xentoollog sink forwarding libxl/libxc messages to the context's logger. */
 struct mig_xtl {
     xentoollog_logger vtable;
-    struct mig_ctx *ctx;     /* borrowed */
+    struct mig_ctx *ctx; /* borrowed */
 };
 
 struct xen_hv {
@@ -92,16 +100,16 @@ struct xen_hv {
 
     /* ---- source ---- */
     uint32_t domid;
-    char name[NAME_MAX_LEN + 1];     /* the domain's name at open */
+    char name[NAME_MAX_LEN + 1];      /* the domain's name at open */
     char cur_name[NAME_MAX_LEN + 16]; /* its name now (after a rename) */
-    libxl_domain_config cfg;         /* read at open, before throttling */
+    libxl_domain_config cfg;          /* read at open, before throttling */
     bool cfg_init;
-    char *cfg_json;                  /* owned */
+    char *cfg_json; /* owned */
     uint64_t nr_pfns;
     uint32_t vcpus;
     unsigned suspend_timeout_s;
     bool logdirty;
-    xc_hypercall_buffer_t bm_hbuf;   /* the CLEAN bitmap, hypercall memory */
+    xc_hypercall_buffer_t bm_hbuf; /* the CLEAN bitmap, hypercall memory */
     unsigned bm_pages;
     libxl_domain_sched_params orig_sched; /* the admin's, restored on throttle(0)/close */
     bool sched_saved;
@@ -115,24 +123,24 @@ struct xen_hv {
     struct mig__dom_info info;
     char incoming[NAME_MAX_LEN + 16];
     bool have_info;
-    libxl_domain_config dcfg;        /* sanitised, given to libxl */
+    libxl_domain_config dcfg; /* sanitised, given to libxl */
     bool dcfg_init;
-    int sock[2];                     /* [0] we write, [1] libxl reads */
+    int sock[2]; /* [0] we write, [1] libxl reads */
     struct mig__xs_writer w;
     bool writer_init;
-    unsigned long *holes;            /* pfns that were holes on the source, not yet seen */
+    unsigned long *holes; /* pfns that were holes on the source, not yet seen */
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    bool started;                    /* restore thread running, head written */
-    int start_err;                   /* setup failed: write_pages gives up */
+    bool started;  /* restore thread running, head written */
+    int start_err; /* setup failed: write_pages gives up */
     pthread_t thread;
     bool thread_live;
     bool thread_done;
-    int restore_rc;                  /* libxl's rc, converted */
+    int restore_rc; /* libxl's rc, converted */
     uint32_t new_domid;
     bool tail_written;
     uint64_t t_end_ns;
-    bool built;                      /* restore finished: a domain exists */
+    bool built; /* restore finished: a domain exists */
     bool committed;
 };
 
@@ -177,10 +185,10 @@ static int from_xc(int r)
 /* ---- logger ----------------------------------------------------------- */
 
 static void mig_xtl_vmessage(xentoollog_logger *l, xentoollog_level level, int errnoval,
-                         const char *context, const char *format, va_list al)
+                             const char *context, const char *format, va_list al)
 {
     struct mig_xtl *x = (struct mig_xtl *)l;
-    enum mig_log_level lv = level >= XTL_ERROR ? MIG_LOG_ERROR
+    enum mig_log_level lv = level >= XTL_ERROR  ? MIG_LOG_ERROR
                             : level >= XTL_WARN ? MIG_LOG_WARN
                             : level >= XTL_INFO ? MIG_LOG_DEBUG
                                                 : MIG_LOG_DEBUG;
@@ -192,12 +200,12 @@ static void mig_xtl_vmessage(xentoollog_logger *l, xentoollog_level level, int e
         mig__log(x->ctx, lv, MIG_LOG_MODULE, "%s%s%s: %s", context ? context : "",
                  context ? ": " : "", msg, strerror(errnoval));
     else
-        mig__log(x->ctx, lv, MIG_LOG_MODULE, "%s%s%s", context ? context : "",
-                 context ? ": " : "", msg);
+        mig__log(x->ctx, lv, MIG_LOG_MODULE, "%s%s%s", context ? context : "", context ? ": " : "",
+                 msg);
 }
 
 static void mig_xtl_progress(xentoollog_logger *l, const char *context, const char *doing_what,
-                         int percent, unsigned long done, unsigned long total)
+                             int percent, unsigned long done, unsigned long total)
 {
 }
 
@@ -329,8 +337,10 @@ static int open_source(struct xen_hv *x, char *spec)
     x->cfg_json = libxl_domain_config_to_json(x->lx, &x->cfg);
     if (!x->cfg_json)
         return -MIG_ENOMEM;
-    if (xc_domain_nr_gpfns(x->xch, x->domid, &gpfns) < 0 || gpfns == 0)
-        return from_xc(-1) ? from_xc(-1) : -MIG_EBACKEND;
+    if (xc_domain_nr_gpfns(x->xch, x->domid, &gpfns) < 0 || gpfns == 0) {
+        MIG_LOG(ctx, ERROR, "domain %s: cannot read its memory size", spec);
+        return -MIG_EBACKEND;
+    }
     x->nr_pfns = gpfns;
     /* The admin's scheduler setting, before we ever touch it. */
     libxl_domain_sched_params_init(&x->orig_sched);
@@ -341,8 +351,8 @@ static int open_source(struct xen_hv *x, char *spec)
         MIG_LOG(ctx, ERROR, "cannot open foreign memory mapping: %s", strerror(errno));
         return -MIG_EBACKEND;
     }
-    MIG_LOG(ctx, INFO, "source %s (domid %u): PVH, %u vCPUs, %" PRIu64 " pfns", x->name,
-            x->domid, x->vcpus, x->nr_pfns);
+    MIG_LOG(ctx, INFO, "source %s (domid %u): PVH, %u vCPUs, %" PRIu64 " pfns", x->name, x->domid,
+            x->vcpus, x->nr_pfns);
     return 0;
 }
 
@@ -534,33 +544,92 @@ static void sb_str(struct sbuf *b, const char *s)
 /* xen-cpuid names of the featureset words 0 (1d), 1 (1c), 2 (e1d), 3 (e1c),
  * 5 (7b0), 6 (7c0), 9 (7d0); other bits are named "fsW.B". */
 static const char *const fs_names[][32] = {
-    [0] = {"fpu", "vme", "de", "pse", "tsc", "msr", "pae", "mce", "cx8", "apic", NULL, "sep",
-           "mtrr", "pge", "mca", "cmov", "pat", "pse36", NULL, "clflush", NULL, "ds", "acpi",
-           "mmx", "fxsr", "sse", "sse2", "ss", "htt", "tm", NULL, "pbe"},
-    [1] = {"sse3", "pclmulqdq", "dtes64", "monitor", "ds-cpl", "vmx", "smx", "est", "tm2",
-           "ssse3", NULL, "sdbg", "fma", "cx16", "xtpr", "pdcm", NULL, "pcid", "dca", "sse4-1",
-           "sse4-2", "x2apic", "movebe", "popcnt", "tsc-deadline", "aesni", "xsave", "osxsave",
-           "avx", "f16c", "rdrand", "hypervisor"},
-    [2] = {NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, "syscall", NULL,
-           NULL, NULL, NULL, NULL, NULL, NULL, "mp", "nx", NULL, "mmxext", NULL, NULL, "ffxsr",
-           "page1gb", "rdtscp", NULL, "lm", "3dnowext", "3dnow"},
-    [3] = {"lahf-lm", "cmp-legacy", "svm", "extapic", "cr8-legacy", "abm", "sse4a",
-           "misalignsse", "3dnowprefetch", "osvw", "ibs", "xop", "skinit", "wdt", NULL, "lwp",
-           "fma4", NULL, NULL, "nodeid-msr", NULL, "tbm", "topoext", NULL, NULL, NULL, "dbext",
-           NULL, NULL, "monitorx", NULL, NULL},
-    [5] = {"fsgsbase", "tsc-adj", "sgx", "bmi1", "hle", "avx2", "fdp-exn-only", "smep", "bmi2",
-           "erms", "invpcid", "rtm", "pqm", "no-fpu-sel", "mpx", "pqe", "avx512f", "avx512dq",
-           "rdseed", "adx", "smap", "avx512-ifma", NULL, "clflushopt", "clwb", NULL,
-           "avx512pf", "avx512er", "avx512cd", "sha", "avx512bw", "avx512vl"},
-    [6] = {"prefetchwt1", "avx512-vbmi", "umip", "pku", "ospke", "waitpkg", "avx512-vbmi2",
-           "cet-ss", "gfni", "vaes", "vpclmulqdq", "avx512-vnni", "avx512-bitalg", NULL,
-           "avx512-vpopcntdq", NULL, NULL, NULL, NULL, NULL, NULL, NULL, "rdpid", NULL, NULL,
-           "cldemote", NULL, "movdiri", "movdir64b", "enqcmd", NULL, "pks"},
-    [9] = {NULL, NULL, "avx512-4vnniw", "avx512-4fmaps", "fsrm", NULL, NULL, NULL,
-           "avx512-vp2intersect", "srbds-ctrl", "md-clear", "rtm-always-abort", NULL,
-           "tsx-force-abort", "serialize", NULL, "tsxldtrk", NULL, NULL, NULL, "cet-ibt", NULL,
-           "amx-bf16", "avx512-fp16", "amx-tile", "amx-int8", "ibrsb", "stibp", "l1d-flush",
-           "arch-caps", "core-caps", "ssbd"},
+    [0] = {"fpu",  "vme",  "de",   "pse", "tsc",  "msr", "pae",   "mce", "cx8",     "apic", NULL,
+           "sep",  "mtrr", "pge",  "mca", "cmov", "pat", "pse36", NULL,  "clflush", NULL,   "ds",
+           "acpi", "mmx",  "fxsr", "sse", "sse2", "ss",  "htt",   "tm",  NULL,      "pbe"},
+    [1] = {"sse3",   "pclmulqdq", "dtes64", "monitor",      "ds-cpl", "vmx",    "smx",
+           "est",    "tm2",       "ssse3",  NULL,           "sdbg",   "fma",    "cx16",
+           "xtpr",   "pdcm",      NULL,     "pcid",         "dca",    "sse4-1", "sse4-2",
+           "x2apic", "movebe",    "popcnt", "tsc-deadline", "aesni",  "xsave",  "osxsave",
+           "avx",    "f16c",      "rdrand", "hypervisor"},
+    [2] = {NULL, NULL,    NULL,      NULL,      NULL, NULL, NULL,       NULL,
+           NULL, NULL,    NULL,      "syscall", NULL, NULL, NULL,       NULL,
+           NULL, NULL,    NULL,      "mp",      "nx", NULL, "mmxext",   NULL,
+           NULL, "ffxsr", "page1gb", "rdtscp",  NULL, "lm", "3dnowext", "3dnow"},
+    [3] = {"lahf-lm",     "cmp-legacy",    "svm",  "extapic", "cr8-legacy", "abm",        "sse4a",
+           "misalignsse", "3dnowprefetch", "osvw", "ibs",     "xop",        "skinit",     "wdt",
+           NULL,          "lwp",           "fma4", NULL,      NULL,         "nodeid-msr", NULL,
+           "tbm",         "topoext",       NULL,   NULL,      NULL,         "dbext",      NULL,
+           NULL,          "monitorx",      NULL,   NULL},
+    [5] = {"fsgsbase",    "tsc-adj", "sgx",        "bmi1",     "hle",    "avx2",     "fdp-exn-only",
+           "smep",        "bmi2",    "erms",       "invpcid",  "rtm",    "pqm",      "no-fpu-sel",
+           "mpx",         "pqe",     "avx512f",    "avx512dq", "rdseed", "adx",      "smap",
+           "avx512-ifma", NULL,      "clflushopt", "clwb",     NULL,     "avx512pf", "avx512er",
+           "avx512cd",    "sha",     "avx512bw",   "avx512vl"},
+    [6] = {"prefetchwt1",
+           "avx512-vbmi",
+           "umip",
+           "pku",
+           "ospke",
+           "waitpkg",
+           "avx512-vbmi2",
+           "cet-ss",
+           "gfni",
+           "vaes",
+           "vpclmulqdq",
+           "avx512-vnni",
+           "avx512-bitalg",
+           NULL,
+           "avx512-vpopcntdq",
+           NULL,
+           NULL,
+           NULL,
+           NULL,
+           NULL,
+           NULL,
+           NULL,
+           "rdpid",
+           NULL,
+           NULL,
+           "cldemote",
+           NULL,
+           "movdiri",
+           "movdir64b",
+           "enqcmd",
+           NULL,
+           "pks"},
+    [9] = {NULL,
+           NULL,
+           "avx512-4vnniw",
+           "avx512-4fmaps",
+           "fsrm",
+           NULL,
+           NULL,
+           NULL,
+           "avx512-vp2intersect",
+           "srbds-ctrl",
+           "md-clear",
+           "rtm-always-abort",
+           NULL,
+           "tsx-force-abort",
+           "serialize",
+           NULL,
+           "tsxldtrk",
+           NULL,
+           NULL,
+           NULL,
+           "cet-ibt",
+           NULL,
+           "amx-bf16",
+           "avx512-fp16",
+           "amx-tile",
+           "amx-int8",
+           "ibrsb",
+           "stibp",
+           "l1d-flush",
+           "arch-caps",
+           "core-caps",
+           "ssbd"},
 };
 
 static void sb_features(struct sbuf *b, const uint32_t *fs, uint32_t nr)
@@ -754,11 +823,11 @@ static int xen_facts(struct mig__hv *hv, char **json_out)
                   ",\"vcpus\":%u,\"cpu_features\":",
                   bi->target_memkb * 1024, bi->max_memkb * 1024, x->vcpus);
         sb_features(&b, gfs, nl ? 10 : 0);
-        bool nested = !libxl_defbool_is_default(bi->nested_hvm) && libxl_defbool_val(bi->nested_hvm);
+        bool nested =
+            !libxl_defbool_is_default(bi->nested_hvm) && libxl_defbool_val(bi->nested_hvm);
         sb_printf(&b, ",\"passthrough\":%s,\"nested_hvm\":%s,\"pod\":%s,\"bridges\":[",
                   x->cfg.num_pcidevs || bi->num_iomem || bi->num_irqs ? "true" : "false",
-                  nested ? "true" : "false",
-                  bi->target_memkb < bi->max_memkb ? "true" : "false");
+                  nested ? "true" : "false", bi->target_memkb < bi->max_memkb ? "true" : "false");
         for (int i = 0; i < x->cfg.num_nics; i++) {
             sb_printf(&b, "%s", i ? "," : "");
             sb_str(&b, x->cfg.nics[i].bridge ? x->cfg.nics[i].bridge : "");
@@ -949,17 +1018,15 @@ static int set_cap(struct xen_hv *x, int cap)
     int rc = from_libxl(libxl_domain_sched_params_set(x->lx, x->domid, &p));
     libxl_domain_sched_params_dispose(&p);
     if (rc < 0)
-        MIG_LOG(x->base.ctx, ERROR, "domain %u: cannot set the scheduler cap to %d", x->domid,
-                cap);
+        MIG_LOG(x->base.ctx, ERROR, "domain %u: cannot set the scheduler cap to %d", x->domid, cap);
     return rc;
 }
 
 static int throttle(struct mig__hv *hv, unsigned percent)
 {
     struct xen_hv *x = (struct xen_hv *)hv;
-    if (!x->sched_saved ||
-        (x->orig_sched.sched != LIBXL_SCHEDULER_CREDIT2 &&
-         x->orig_sched.sched != LIBXL_SCHEDULER_CREDIT)) {
+    if (!x->sched_saved || (x->orig_sched.sched != LIBXL_SCHEDULER_CREDIT2 &&
+                            x->orig_sched.sched != LIBXL_SCHEDULER_CREDIT)) {
         if (percent == 0)
             return 0;
         MIG_LOG(x->base.ctx, ERROR, "throttling needs the credit2 (or credit) scheduler");
@@ -968,8 +1035,8 @@ static int throttle(struct mig__hv *hv, unsigned percent)
     if (percent == 0) {
         if (!x->throttled)
             return 0;
-        int orig = x->orig_sched.cap == LIBXL_DOMAIN_SCHED_PARAM_CAP_DEFAULT ? 0
-                                                                              : x->orig_sched.cap;
+        int orig =
+            x->orig_sched.cap == LIBXL_DOMAIN_SCHED_PARAM_CAP_DEFAULT ? 0 : x->orig_sched.cap;
         int rc = set_cap(x, orig);
         if (rc == 0)
             x->throttled = false;
@@ -1007,15 +1074,16 @@ static int suspend(struct mig__hv *hv)
                 x->suspend_timeout_s);
     }
     if (rc < 0) {
-        MIG_LOG(x->base.ctx, ERROR, "domain %u: suspend failed (%s)", x->domid,
-                mig_strerror(rc));
+        MIG_LOG(x->base.ctx, ERROR, "domain %u: suspend failed (%s)", x->domid, mig_strerror(rc));
         /* Half a suspend must not leave the guest stopped: the engine resumes
          * only what it was told is suspended. */
         if (is_suspended(x)) {
             x->suspended = true;
             if (resume(hv) < 0)
-                MIG_LOG(x->base.ctx, ERROR, "domain %u: could not resume after the failed "
-                                            "suspend", x->domid);
+                MIG_LOG(x->base.ctx, ERROR,
+                        "domain %u: could not resume after the failed "
+                        "suspend",
+                        x->domid);
         }
         return rc;
     }
@@ -1030,8 +1098,8 @@ static int rename_to(struct xen_hv *x, const char *new_name)
         return 0;
     int rc = from_libxl(libxl_domain_rename(x->lx, x->domid, x->cur_name, new_name));
     if (rc < 0) {
-        MIG_LOG(x->base.ctx, ERROR, "cannot rename domain %u from %s to %s", x->domid,
-                x->cur_name, new_name);
+        MIG_LOG(x->base.ctx, ERROR, "cannot rename domain %u from %s to %s", x->domid, x->cur_name,
+                new_name);
         return rc;
     }
     snprintf(x->cur_name, sizeof(x->cur_name), "%s", new_name);
@@ -1088,9 +1156,9 @@ static int destroy(struct mig__hv *hv)
 /* ---- state blobs (source) --------------------------------------------- */
 
 struct runs {
-    uint8_t *buf;           /* owned: {u64 pfn, u64 count}[] */
+    uint8_t *buf; /* owned: {u64 pfn, u64 count}[] */
     size_t n, cap;
-    uint64_t start, len;    /* the open run */
+    uint64_t start, len; /* the open run */
 };
 
 static int runs_flush(struct runs *r)
@@ -1121,8 +1189,8 @@ static int probe_holes(struct xen_hv *x, uint8_t **buf, size_t *len)
     struct runs r = {0};
     int rc = 0;
     for (uint64_t base = 0; base < x->nr_pfns && rc == 0; base += MIG_XS_MAX_BATCH) {
-        unsigned n = (unsigned)(x->nr_pfns - base < MIG_XS_MAX_BATCH ? x->nr_pfns - base
-                                                                      : MIG_XS_MAX_BATCH);
+        unsigned n =
+            (unsigned)(x->nr_pfns - base < MIG_XS_MAX_BATCH ? x->nr_pfns - base : MIG_XS_MAX_BATCH);
         for (unsigned i = 0; i < n; i++)
             arr[i] = base + i;
         void *a = xenforeignmemory_map(x->fmem, x->domid, PROT_READ, n, arr, err);
@@ -1291,8 +1359,8 @@ struct setup_parts {
     uint32_t holes_len;
 };
 
-static int collect_setup(void *opaque, enum mig__xs_layer layer, uint32_t type,
-                         const uint8_t *body, uint32_t len)
+static int collect_setup(void *opaque, enum mig__xs_layer layer, uint32_t type, const uint8_t *body,
+                         uint32_t len)
 {
     struct setup_parts *p = opaque;
     switch (type) {
@@ -1324,8 +1392,8 @@ static void *restore_main(void *arg)
     libxl_domain_restore_params_init(&params);
     params.checkpointed_stream = LIBXL_CHECKPOINTED_STREAM_NONE;
     params.stream_version = 2;
-    int r = libxl_domain_create_restore(x->lx, &x->dcfg, &domid, x->sock[1], -1, &params, NULL,
-                                        NULL);
+    int r =
+        libxl_domain_create_restore(x->lx, &x->dcfg, &domid, x->sock[1], -1, &params, NULL, NULL);
     libxl_domain_restore_params_dispose(&params);
     pthread_mutex_lock(&x->lock);
     x->restore_rc = from_libxl(r);
@@ -1528,8 +1596,8 @@ struct tail_parts {
     bool bad_param;
 };
 
-static int collect_tail(void *opaque, enum mig__xs_layer layer, uint32_t type,
-                        const uint8_t *body, uint32_t len)
+static int collect_tail(void *opaque, enum mig__xs_layer layer, uint32_t type, const uint8_t *body,
+                        uint32_t len)
 {
     struct tail_parts *t = opaque;
     if (type == MIG_XS_X86_TSC_INFO) {
@@ -1557,11 +1625,10 @@ static int collect_tail(void *opaque, enum mig__xs_layer layer, uint32_t type,
 
 static int load_checkpoint(struct xen_hv *x, const struct mig__blob *blob)
 {
-    static const uint32_t allowed[] = {MIG_XS_X86_TSC_INFO, MIG_XS_HVM_CONTEXT,
-                                       MIG_XS_HVM_PARAMS};
+    static const uint32_t allowed[] = {MIG_XS_X86_TSC_INFO, MIG_XS_HVM_CONTEXT, MIG_XS_HVM_PARAMS};
     struct tail_parts t = {0};
-    int rc = mig__xs_parse_records(x->base.ctx, blob->data, blob->len, allowed, 3, collect_tail,
-                                   &t);
+    int rc =
+        mig__xs_parse_records(x->base.ctx, blob->data, blob->len, allowed, 3, collect_tail, &t);
     if (rc < 0)
         return rc;
     if (!t.tsc || !t.ctx || t.bad_param) {
@@ -1704,15 +1771,12 @@ static int discard(struct mig__hv *hv)
     pthread_cond_broadcast(&x->cond);
     pthread_mutex_unlock(&x->lock);
     if (join_restore(x, READY_TIMEOUT_S) < 0)
-        MIG_LOG(x->base.ctx, ERROR, "libxl's restore does not stop; %s may be left",
-                x->incoming);
+        MIG_LOG(x->base.ctx, ERROR, "libxl's restore does not stop; %s may be left", x->incoming);
     close_writer(x);
-    if (x->thread_done && x->restore_rc == 0 && x->new_domid != NO_DOMID &&
-        !x->thread_live) {
+    if (x->thread_done && x->restore_rc == 0 && x->new_domid != NO_DOMID && !x->thread_live) {
         rc = from_libxl(libxl_domain_destroy(x->lx, x->new_domid, NULL));
         if (rc < 0)
-            MIG_LOG(x->base.ctx, ERROR, "cannot destroy %s (domid %u)", x->incoming,
-                    x->new_domid);
+            MIG_LOG(x->base.ctx, ERROR, "cannot destroy %s (domid %u)", x->incoming, x->new_domid);
         else
             x->restore_rc = -MIG_ECANCELLED; /* nothing left */
     }
