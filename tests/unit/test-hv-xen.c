@@ -176,6 +176,19 @@ int __wrap_libxl_name_to_domid(libxl_ctx *ctx, const char *name, uint32_t *domid
     return ERROR_INVAL;
 }
 
+#define WEB_UUID "5f0d3a4e-1b2c-4d5e-8f90-0a1b2c3d4e5f"
+
+libxl_dominfo *__wrap_libxl_list_domain(libxl_ctx *ctx, int *n)
+{
+    libxl_dominfo *l = calloc(2, sizeof(*l));
+    libxl_dominfo_init(&l[0]);
+    libxl_dominfo_init(&l[1]);
+    l[1].domid = SRC_DOMID;
+    libxl_uuid_from_string(&l[1].uuid, WEB_UUID);
+    *n = 2;
+    return l;
+}
+
 int __wrap_xc_domain_getinfolist(xc_interface *xch, uint32_t first, unsigned int max,
                                  xc_domaininfo_t *info)
 {
@@ -615,6 +628,10 @@ static void test_info_by_id(void **state)
 {
     struct mig__hv *hv = NULL;
     struct mig__dom_info info;
+    assert_int_equal(ops->open(mctx, WEB_UUID, MIG_ROLE_SOURCE, &hv), 0);
+    assert_int_equal(ops->info(hv, &info), 0);
+    assert_string_equal(info.name, "web");
+    ops->close(hv);
     assert_int_equal(ops->open(mctx, "7", MIG_ROLE_SOURCE, &hv), 0);
     assert_int_equal(ops->info(hv, &info), 0);
     assert_string_equal(info.name, "web");

@@ -281,6 +281,25 @@ static int dominfo(struct xen_hv *x, uint32_t domid, xc_domaininfo_t *info)
 
 /* ---- open / close ----------------------------------------------------- */
 
+/* A UUID names the domain whose libxl uuid it is. */
+static int uuid_to_domid(struct xen_hv *x, const char *spec, uint32_t *domid)
+{
+    libxl_uuid u;
+    int n = 0, rc = -MIG_ENOENT;
+    if (strlen(spec) != 36 || libxl_uuid_from_string(&u, spec))
+        return -MIG_EINVAL;
+    libxl_dominfo *list = libxl_list_domain(x->lx, &n);
+    for (int i = 0; list && i < n; i++)
+        if (libxl_uuid_compare(&list[i].uuid, &u) == 0) {
+            *domid = list[i].domid;
+            rc = 0;
+            break;
+        }
+    if (list)
+        libxl_dominfo_list_free(list, n);
+    return rc;
+}
+
 static int open_source(struct xen_hv *x, char *spec)
 {
     struct mig_ctx *ctx = x->base.ctx;
@@ -295,6 +314,8 @@ static int open_source(struct xen_hv *x, char *spec)
             return -MIG_EINVAL;
         }
         x->domid = (uint32_t)id;
+    } else if (uuid_to_domid(x, spec, &x->domid) == 0) {
+        /* found by UUID */
     } else if (libxl_name_to_domid(x->lx, spec, &x->domid)) {
         MIG_LOG(ctx, ERROR, "no domain named '%s'", spec);
         return -MIG_ENOENT;
