@@ -85,15 +85,18 @@ distcheck() {
     grep -E 'archives ready|\.tar\.gz' build/distcheck.out | head -3
 }
 
-# The libFuzzer target over the record decoder and the handshake, 60 s.
+# The libFuzzer targets, 60 s each: the record decoder and the handshake;
+# the profile/facts parsers and the pre-flight check.
 fuzz() {
     tests/fuzz/run-fuzz.sh build "${FUZZ_SECONDS:-60}"
+    tests/fuzz/run-fuzz-profile.sh build "${FUZZ_SECONDS:-60}"
 }
 
 # The stream benchmark, small and once: checks it runs and prints its JSON.
 bench_quick() {
-    make -C build -s bench/stream
+    make -C build -s bench/stream bench/plaincopy
     ./build/bench/stream --quick
+    bench/precopy --quick
 }
 
 # Integration tests: the real binary between test-guest hosts on loopback.
@@ -105,6 +108,13 @@ integration() {
 # (synchronous userfaultfd write-protect, for kernels before 6.7).
 integration_sync() {
     MIG_SIM_TRACKING=sync make -C build -s check-integration
+}
+
+# The fault campaign under the sanitizer build: 100 migrations with a random
+# fault each (5 min cap), then the self-test with deliberately planted bugs.
+campaign() {
+    make -C build-san -s check-campaign
+    make -C build-san -s check-campaign-selftest
 }
 
 # Count individual tests: cmocka's summaries plus the scripts' "N passed, N failed".
@@ -119,9 +129,10 @@ summary() {
         while read -r a b; do p=$((p + a)); f=$((f + b)); done < <(find "$dir/tests" -name '*.sh.log' \
             -exec cat {} + 2>/dev/null | sed -nE 's/^([A-Za-z-]+: )?([0-9]+) passed, ([0-9]+) failed.*/\2 \3/p')
     done
-    # integration runs print their own totals
-    while read -r a b; do p=$((p + a)); f=$((f + b)); done < <(cat build/integration*.out 2>/dev/null |
-        sed -nE 's/^integration: ([0-9]+) passed, ([0-9]+) failed.*/\1 \2/p')
+    # integration and campaign runs print their own totals
+    while read -r a b; do p=$((p + a)); f=$((f + b)); done < <(cat build/integration*.out \
+        build/campaign.out 2>/dev/null |
+        sed -nE 's/^(integration|campaign|campaign self-test): ([0-9]+) passed, ([0-9]+) failed.*/\2 \3/p')
     echo
     echo "Stage durations:"
     printf '  %s\n' "${stage_report[@]}"
@@ -132,7 +143,7 @@ summary() {
 
 export jobs PACKAGES
 export -f install_packages build check_tree sanitizer_build_and_check distcheck fuzz bench_quick \
-    integration integration_sync
+    integration integration_sync campaign
 
 case "$mode" in
 demo)
@@ -146,6 +157,8 @@ test | check)
     stage build 600 build || { summary; exit 1; }
     stage make-check 600 check_tree build || true
     stage sanitizers 900 sanitizer_build_and_check || true
+    stage campaign 600 campaign >build/campaign.out 2>&1 || true
+    grep -E '^campaign|VIOLATION|^(PASS|FAIL):|"runs"' build/campaign.out || true
     stage distcheck 600 distcheck || true
     stage fuzz 300 fuzz || true
     stage bench-quick 300 bench_quick || true

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +27,7 @@ enum {
     OPT_TIMEOUT, OPT_ON_TIMEOUT, OPT_THROTTLE, OPT_NO_THROTTLE, OPT_JSON, OPT_DRY_RUN,
     OPT_PSK, OPT_INSECURE, OPT_PKI, OPT_STATE_DIR, OPT_HOST, OPT_BACKEND, OPT_MEM, OPT_DIRTY,
     OPT_PATTERN, OPT_VCPUS, OPT_SIM, OPT_DIR, OPT_LISTEN, OPT_LINK_TIMEOUT, OPT_MAX_ROUNDS,
-    OPT_CONFIG,
+    OPT_CONFIG, OPT_RECEIVE_ARGS,
 };
 
 static const struct option options[] = {
@@ -62,6 +63,7 @@ static const struct option options[] = {
     {"dir", required_argument, NULL, OPT_DIR},
     {"listen", required_argument, NULL, OPT_LISTEN},
     {"config", required_argument, NULL, OPT_CONFIG},
+    {"receive-args", required_argument, NULL, OPT_RECEIVE_ARGS},
     {NULL, 0, NULL, 0},
 };
 
@@ -84,6 +86,7 @@ static void usage(FILE *f)
 "  --compress none|zstd   compress page batches (default none)\n"
 "  --transport ssh|tls|tcp  transport for a bare host name (default ssh)\n"
 "  -s SSHCOMMAND          use SSHCOMMAND instead of ssh (as xl)\n"
+"  --receive-args ARGS    ssh: arguments for the remote 'xl-migrate-live receive'\n"
 "  --policy downtime|xl   when to stop pre-copy (default downtime)\n"
 "  --timeout S            total time limit in seconds (default none)\n"
 "  --on-timeout abort|switchover  what the limit does (default abort)\n"
@@ -291,6 +294,9 @@ static int apply(struct cli *c, int opt, const char *arg, const char *where)
     case OPT_LISTEN:
         c->listen_uri = arg;
         break;
+    case OPT_RECEIVE_ARGS:
+        c->mp.link.remote_args = arg;
+        break;
     default:
         return EXIT_USAGE;
     }
@@ -378,6 +384,7 @@ int xlml_sim_main(struct cli *c, struct mig_ctx *ctx);
 int xlml_simhost_main(struct cli *c, struct mig_ctx *ctx);
 int xlml_demo_main(struct cli *c, struct mig_ctx *ctx);
 int xlml_sim_guest_main(int argc, char **argv);
+void xlml_catch_signals(void);
 
 int main(int argc, char **argv)
 {
@@ -390,6 +397,7 @@ int main(int argc, char **argv)
 
     if (argc > 1 && strcmp(argv[1], "__sim-guest") == 0)
         return xlml_sim_guest_main(argc - 1, argv + 1);
+    xlml_catch_signals();
 
     mig_params_init(&c.mp);
     /* --config must be known before the file is read: look for it first. */
@@ -448,6 +456,14 @@ int main(int argc, char **argv)
                                : c.verbosity == 1 ? MIG_LOG_INFO
                                                   : MIG_LOG_DEBUG);
     const char *cmd = c.pos[0];
+    bool migrating = strcmp(cmd, "receive") && strcmp(cmd, "listen") && strcmp(cmd, "resolve") &&
+                     strcmp(cmd, "facts") && strcmp(cmd, "simhost") && strcmp(cmd, "sim");
+    if (!migrating) {
+        /* only a migration turns Ctrl-C into a cancel; the rest stop as usual
+         * (listen and simhost install their own handling) */
+        signal(SIGINT, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
+    }
     if (strcmp(cmd, "receive") == 0)
         rc = cmd_receive(&c, ctx);
     else if (strcmp(cmd, "listen") == 0)

@@ -17,9 +17,10 @@
 
 #define DEFAULT_PORT "8002"
 
-/* The session a signal cancels: the program's only global, set while a
- * migration runs. */
+/* The session a signal cancels, set while a migration runs, and a cancel
+ * that came before it started: the program's only globals. */
 static struct mig_session *volatile running_session;
+static volatile sig_atomic_t cancelled_early;
 
 static void on_signal(int sig)
 {
@@ -27,6 +28,18 @@ static void on_signal(int sig)
     struct mig_session *s = running_session;
     if (s)
         mig_session_cancel(s);
+    else
+        cancelled_early = 1;
+}
+
+/* Called first thing in main(): Ctrl-C at any time means "cancel". */
+void xlml_catch_signals(void);
+void xlml_catch_signals(void)
+{
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
 }
 
 static bool has_prefix(const char *s, const char *p)
@@ -200,7 +213,6 @@ int cmd_migrate(struct cli *c, struct mig_ctx *ctx)
 {
     struct mig_session *s = NULL;
     struct progress_ctx pc = {.c = c, .tty = isatty(STDERR_FILENO) && !c->json};
-    struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term;
     int lock_fd = -1, rc, code;
 
     if (c->npos < 2)
@@ -236,16 +248,13 @@ int cmd_migrate(struct cli *c, struct mig_ctx *ctx)
         return EXIT_FAILED;
     }
     mig_session_set_progress(s, on_progress, &pc);
-    running_session = s;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
     signal(SIGPIPE, SIG_IGN);
+    running_session = s;
+    if (cancelled_early)
+        mig_session_cancel(s);
 
     rc = mig_session_run(s);
 
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
     running_session = NULL;
     code = exit_code_for(rc);
     const struct mig_stats *st = mig_session_stats(s);

@@ -128,11 +128,11 @@ static void print_status_json(const struct mig_sim_guest_status *g)
     json_str(stdout, g->tracking);
     printf(",\"writes\":%llu,\"throttle_percent\":%u,\"verify\":\"%s\",\"verify_pages\":%llu,"
            "\"verify_errors\":%llu,\"verify_first_bad\":%lld,\"downtime_us\":%lld,"
-           "\"max_gap_us\":%llu}",
+           "\"max_gap_us\":%llu,\"tracked\":%s}",
            (unsigned long long)g->writes, g->throttle, verify_name(g->verify),
            (unsigned long long)g->verify_pages, (unsigned long long)g->verify_errors,
            (long long)g->verify_first_bad, (long long)g->downtime_us,
-           (unsigned long long)g->max_gap_us);
+           (unsigned long long)g->max_gap_us, g->tracked ? "true" : "false");
 }
 
 int xlml_sim_main(struct cli *c, struct mig_ctx *ctx)
@@ -140,7 +140,7 @@ int xlml_sim_main(struct cli *c, struct mig_ctx *ctx)
     if (!c->host_dir)
         return usage_error("sim needs --host DIR (the test-guest host to act on)");
     if (c->npos < 2)
-        return usage_error("usage: xl-migrate-live --host DIR sim create NAME|list|destroy NAME|status NAME");
+        return usage_error("usage: xl-migrate-live --host DIR sim create NAME|list|destroy NAME|status NAME|verify NAME");
     const char *sub = c->pos[1];
     int rc;
     if (strcmp(sub, "create") == 0) {
@@ -164,11 +164,12 @@ int xlml_sim_main(struct cli *c, struct mig_ctx *ctx)
         if (c->npos != 3)
             return usage_error("usage: sim destroy NAME");
         rc = mig_simhost_destroy(ctx, c->host_dir, c->pos[2]);
-    } else if (strcmp(sub, "status") == 0) {
+    } else if (strcmp(sub, "status") == 0 || strcmp(sub, "verify") == 0) {
         struct mig_sim_guest_status g;
         if (c->npos != 3)
-            return usage_error("usage: sim status NAME");
-        rc = mig_simhost_status(ctx, c->host_dir, c->pos[2], &g);
+            return usage_error("usage: sim %s NAME", sub);
+        rc = sub[0] == 's' ? mig_simhost_status(ctx, c->host_dir, c->pos[2], &g)
+                           : mig_simhost_verify(ctx, c->host_dir, c->pos[2], &g);
         if (rc == 0) {
             print_status_json(&g);
             printf("\n");
@@ -202,7 +203,7 @@ int xlml_sim_main(struct cli *c, struct mig_ctx *ctx)
             free(list);
         }
     } else {
-        return usage_error("unknown sim command '%s' (create, list, destroy, status)", sub);
+        return usage_error("unknown sim command '%s' (create, list, destroy, status, verify)", sub);
     }
     if (rc < 0) {
         fprintf(stderr, "xl-migrate-live sim %s: %s\n", sub, mig_strerror(rc));

@@ -9,6 +9,7 @@
 
 #include <dirent.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -30,8 +31,8 @@
 #include "sim.h"
 
 #define ASYNC "uffd-wp-async+pagemap-scan"
-#define SYNC "uffd-wp-sync"
-#define BPL (8 * sizeof(unsigned long))
+#define SYNC  "uffd-wp-sync"
+#define BPL   (8 * sizeof(unsigned long))
 
 struct host {
     char dir[64];
@@ -53,14 +54,16 @@ static void host_start(struct host *h, const char *env_tracking)
     assert_true(h->pid >= 0);
     if (h->pid == 0) {
         struct mig_ctx *ctx;
-        struct mig_simhost_config cfg = {.dir = h->dir, .guest_exe = "/proc/self/exe",
-                                         .guest_subcmd = "__sim-guest", .extra_fd = -1};
+        struct mig_simhost_config cfg = {.dir = h->dir,
+                                         .guest_exe = "/proc/self/exe",
+                                         .guest_subcmd = "__sim-guest",
+                                         .extra_fd = -1};
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         if (env_tracking)
             setenv("MIG_SIM_TRACKING", env_tracking, 1);
         if (mig_ctx_new(&ctx))
             _exit(1);
-        mig_ctx_set_log_level(ctx, MIG_LOG_WARN);
+        mig_ctx_set_log_level(ctx, MIG_LOG_ERROR); /* tests kill guests on purpose */
         int rc = mig_simhost_run(ctx, &cfg);
         mig_ctx_free(ctx);
         _exit(rc ? 1 : 0);
@@ -231,8 +234,8 @@ static void guest_is_a_process(void **state)
     snprintf(path, sizeof(path), "%s/guests/g1", h.dir);
     assert_int_equal(access(path, R_OK), 0);
     /* a second host on the same dir is refused */
-    struct mig_simhost_config cfg2 = {.dir = h.dir, .guest_exe = "/proc/self/exe",
-                                      .guest_subcmd = "__sim-guest", .extra_fd = -1};
+    struct mig_simhost_config cfg2 = {
+        .dir = h.dir, .guest_exe = "/proc/self/exe", .guest_subcmd = "__sim-guest", .extra_fd = -1};
     struct mig_ctx *ctx = quiet_ctx();
     assert_int_equal(mig_simhost_run(ctx, &cfg2), -MIG_EBUSY);
     mig_ctx_free(ctx);
@@ -244,6 +247,16 @@ static void guest_is_a_process(void **state)
     free(list);
     /* the guest process is gone */
     assert_int_equal(access(path, F_OK), -1);
+    /* a guest that dies is reaped and forgotten */
+    assert_int_equal(mig_simhost_create(NULL, h.dir, "g5", "mem=64M"), 0);
+    assert_int_equal(mig_simhost_status(NULL, h.dir, "g5", &st), 0);
+    kill(st.pid, SIGKILL);
+    int gone = 0;
+    for (int i = 0; i < 300 && !gone; i++) {
+        gone = mig_simhost_status(NULL, h.dir, "g5", &st) == -MIG_ENOENT;
+        sleep_ms(10);
+    }
+    assert_true(gone);
     /* SIGTERM: the host takes its guests with it */
     assert_int_equal(mig_simhost_create(NULL, h.dir, "g4", "mem=64M,dirty=1M"), 0);
     assert_int_equal(mig_simhost_status(NULL, h.dir, "g4", &st), 0);
@@ -263,7 +276,8 @@ static void guest_is_a_process(void **state)
     rmdir(h.dir);
 }
 
-/* ---- dirty tracking --------------------------------------------------------------------------- */
+/* ---- dirty tracking ---------------------------------------------------------------------------
+ */
 
 /* Pages touched on command come back exactly (plus their table pages and the
  * clock page), and a second clean reports nothing new. */
@@ -302,8 +316,9 @@ static void tracking_exact(const char *mode, const char *env, const char *config
             continue; /* the clock page, written by the ticker every 100 us */
         if (p >= 2 && p < data) {
             /* table pages: exactly those holding the touched entries */
-            want = (p - 2) == data * 4 / MIG_SIM_PAGE || (p - 2) == (data + 100) * 4 / MIG_SIM_PAGE ||
-                   (p - 2) == (data + 5) * 4 / MIG_SIM_PAGE || (p - 2) == (np - 1) * 4 / MIG_SIM_PAGE;
+            want =
+                (p - 2) == data * 4 / MIG_SIM_PAGE || (p - 2) == (data + 100) * 4 / MIG_SIM_PAGE ||
+                (p - 2) == (data + 5) * 4 / MIG_SIM_PAGE || (p - 2) == (np - 1) * 4 / MIG_SIM_PAGE;
         }
         if (test_bit(b, p) != want)
             fail_msg("%s: pfn %" PRIu64 " reported %d, want %d", mode, p, test_bit(b, p), want);
@@ -401,8 +416,8 @@ static void no_lost_write(const char *mode, const char *config)
             changed++;
             /* the page is written before its table entry; in sync mode the
              * vCPU may wait on the table page's fault across one clean */
-            bool seen = test_bit(c[i - 1], p) || test_bit(c[i], p) ||
-                        (i < ROUNDS && test_bit(c[i + 1], p));
+            bool seen =
+                test_bit(c[i - 1], p) || test_bit(c[i], p) || (i < ROUNDS && test_bit(c[i + 1], p));
             if (!seen)
                 fail_msg("%s: pfn %" PRIu64 " written in round %d (gen %u -> %u) but not reported",
                          mode, p, i, s[i - 1][p], s[i][p]);
@@ -496,7 +511,8 @@ static void sync_backend_crash(void **state)
     mig_ctx_free(ctx);
 }
 
-/* ---- suspend, throttle, resume ----------------------------------------------------------------- */
+/* ---- suspend, throttle, resume -----------------------------------------------------------------
+ */
 
 static uint64_t writes_of(const struct host *h, const char *name)
 {
@@ -513,7 +529,8 @@ static void suspend_throttle_resume(void **state)
     struct mig__hv *hv;
     struct mig__dom_info info;
     host_start(&h, NULL);
-    assert_int_equal(mig_simhost_create(NULL, h.dir, "s", "mem=64M,vcpus=1,dirty=40M,pattern=sequential"), 0);
+    assert_int_equal(
+        mig_simhost_create(NULL, h.dir, "s", "mem=64M,vcpus=1,dirty=40M,pattern=sequential"), 0);
     hv = open_source(ctx, &h, "s");
     assert_int_equal(hv->ops->info(hv, &info), 0);
     uint64_t np = info.nr_pages;
@@ -531,7 +548,8 @@ static void suspend_throttle_resume(void **state)
     uint64_t w3 = writes_of(&h, "s");
     sleep_ms(300);
     uint64_t w4 = writes_of(&h, "s");
-    print_message("writes/300ms: free %" PRIu64 ", throttled 80%% %" PRIu64 ", free again %" PRIu64 "\n",
+    print_message("writes/300ms: free %" PRIu64 ", throttled 80%% %" PRIu64 ", free again %" PRIu64
+                  "\n",
                   w1 - w0, w2 - w1, w4 - w3);
     assert_true(w1 - w0 > 1000);
     assert_true((w2 - w1) * 2 < (w1 - w0));
@@ -571,7 +589,143 @@ static void suspend_throttle_resume(void **state)
     mig_ctx_free(ctx);
 }
 
-/* ---- a manual migration without the engine ---------------------------------------------------------- */
+struct scan_job {
+    struct mig__hv *hv;
+    uint64_t np, data, seen;
+    int rc;
+};
+
+/* Count the workload pages a data-channel thread would read. */
+static void *scan_thread(void *arg)
+{
+    struct scan_job *j = arg;
+    uint64_t pfns[1024];
+    const void *ptrs[1024];
+    for (int rep = 0; rep < 4; rep++) {
+        j->seen = 0;
+        for (uint64_t p = 0; p < j->np; p += 1024) {
+            unsigned n = (unsigned)(j->np - p < 1024 ? j->np - p : 1024);
+            struct mig__hv_map *map;
+            for (unsigned k = 0; k < n; k++)
+                pfns[k] = p + k;
+            j->rc = j->hv->ops->map_pages(j->hv, pfns, n, ptrs, &map);
+            if (j->rc)
+                return NULL;
+            for (unsigned k = 0; k < n; k++) {
+                const struct mig__sim_page_hdr *hd = ptrs[k];
+                if (p + k >= j->data && hd->magic == MIG_SIM_PAGE_MAGIC && hd->pfn == p + k)
+                    j->seen++;
+            }
+            j->hv->ops->unmap_pages(j->hv, map);
+        }
+    }
+    return NULL;
+}
+
+/* Reading never-written pages gives zeros without allocating them on the
+ * source (the memfd of a touch=10% guest stays small). */
+static void holes_read_as_zero(void **state)
+{
+    (void)state;
+    struct host h;
+    struct mig_ctx *ctx = quiet_ctx();
+    struct mig__hv *hv;
+    struct mig__dom_info info;
+    struct mig_sim_guest_status st;
+    struct stat sb;
+    char path[64];
+    host_start(&h, NULL);
+    assert_int_equal(mig_simhost_create(NULL, h.dir, "z", "mem=64M,dirty=0"), 0);
+    assert_int_equal(mig_simhost_status(NULL, h.dir, "z", &st), 0);
+    hv = open_source(ctx, &h, "z");
+    assert_int_equal(hv->ops->info(hv, &info), 0);
+    uint64_t np = info.nr_pages, data = 2 + mig__sim_table_pages(np);
+    uint64_t t[] = {data + 1000, data + 1001, np - 1};
+    assert_int_equal(mig__sim_guest_touch(h.dir, "z", t, 3), 0);
+    snprintf(path, sizeof(path), "/proc/%d/fd/4", st.pid); /* the guest's memfd */
+    uint64_t pfns[1024];
+    const void *ptrs[1024];
+    uint64_t seen = 0;
+    for (uint64_t p = 0; p < np; p += 1024) {
+        unsigned n = (unsigned)(np - p < 1024 ? np - p : 1024);
+        struct mig__hv_map *map;
+        for (unsigned k = 0; k < n; k++)
+            pfns[k] = p + k;
+        assert_int_equal(hv->ops->map_pages(hv, pfns, n, ptrs, &map), 0);
+        for (unsigned k = 0; k < n; k++) {
+            const struct mig__sim_page_hdr *hd = ptrs[k];
+            if (p + k >= data && hd->magic == MIG_SIM_PAGE_MAGIC) {
+                assert_int_equal(hd->pfn, p + k);
+                seen++;
+            }
+        }
+        hv->ops->unmap_pages(hv, map);
+    }
+    assert_int_equal(seen, 3);
+    /* map_pages from several data-channel threads at once */
+    struct scan_job jobs[3];
+    pthread_t thr[3];
+    for (int i = 0; i < 3; i++) {
+        jobs[i] = (struct scan_job){.hv = hv, .np = np, .data = data};
+        assert_int_equal(pthread_create(&thr[i], NULL, scan_thread, &jobs[i]), 0);
+    }
+    for (int i = 0; i < 3; i++) {
+        pthread_join(thr[i], NULL);
+        assert_int_equal(jobs[i].rc, 0);
+        assert_int_equal(jobs[i].seen, 3);
+    }
+    assert_int_equal(stat(path, &sb), 0);
+    assert_true((uint64_t)sb.st_blocks * 512 < (1u << 20)); /* not 64 MiB */
+    hv->ops->close(hv);
+    host_stop(&h);
+    mig_ctx_free(ctx);
+}
+
+/* At COMMIT the source is renamed while suspended: close must then leave it
+ * paused (in doubt until resolved); close never changes the run state, the
+ * engine resumes explicitly after renaming it back. */
+static void renamed_source_stays_paused(void **state)
+{
+    (void)state;
+    struct host h;
+    struct mig_ctx *ctx = quiet_ctx();
+    struct mig__hv *hv;
+    struct mig_sim_guest_status st;
+    host_start(&h, NULL);
+    assert_int_equal(mig_simhost_create(NULL, h.dir, "r", "mem=64M,dirty=5M"), 0);
+    hv = open_source(ctx, &h, "r");
+    assert_int_equal(hv->ops->suspend(hv), 0);
+    assert_int_equal(hv->ops->rename(hv, "r--migratedaway"), 0);
+    hv->ops->close(hv);
+    assert_int_equal(mig_simhost_status(NULL, h.dir, "r--migratedaway", &st), 0);
+    assert_string_equal(st.state, "suspended");
+    hv = open_source(ctx, &h, "r--migratedaway");
+    assert_int_equal(hv->ops->suspend(hv), 0);
+    assert_int_equal(hv->ops->rename(hv, "r2"), 0);
+    assert_int_equal(hv->ops->rename(hv, "r--migratedaway"), 0); /* back to its name at open */
+    hv->ops->close(hv);
+    assert_int_equal(mig_simhost_status(NULL, h.dir, "r--migratedaway", &st), 0);
+    assert_string_equal(st.state, "suspended");
+    hv = open_source(ctx, &h, "r--migratedaway");
+    assert_int_equal(hv->ops->resume(hv), 0);
+    hv->ops->close(hv);
+    assert_int_equal(mig_simhost_status(NULL, h.dir, "r--migratedaway", &st), 0);
+    assert_string_equal(st.state, "running");
+    host_stop(&h);
+    mig_ctx_free(ctx);
+}
+
+/* ---- a manual migration without the engine
+ * ---------------------------------------------------------- */
+
+static bool is_zero(const void *page)
+{
+    const uint64_t *w = page;
+    for (size_t i = 0; i < MIG_SIM_PAGE / 8; i++)
+        if (w[i])
+            return false;
+    return true;
+}
 
 static void copy_pages(struct mig__hv *src, struct mig__hv *dst, const unsigned long *bitmap,
                        uint64_t np, void *buf)
@@ -588,7 +742,23 @@ static void copy_pages(struct mig__hv *src, struct mig__hv *dst, const unsigned 
             for (unsigned i = 0; i < n; i++)
                 memcpy((uint8_t *)buf + (size_t)i * MIG_SIM_PAGE, ptrs[i], MIG_SIM_PAGE);
             src->ops->unmap_pages(src, map);
-            assert_int_equal(dst->ops->write_pages(dst, pfns, n, buf), 0);
+            /* zero pages go as zero runs, as the engine sends them */
+            unsigned k = 0;
+            while (k < n) {
+                unsigned e = k;
+                bool zero = is_zero((uint8_t *)buf + (size_t)k * MIG_SIM_PAGE);
+                while (e < n && pfns[e] == pfns[k] + (e - k) &&
+                       is_zero((uint8_t *)buf + (size_t)e * MIG_SIM_PAGE) == zero)
+                    e++;
+                if (zero)
+                    assert_int_equal(dst->ops->write_zero(dst, pfns[k], e - k), 0);
+                else
+                    assert_int_equal(
+                        dst->ops->write_pages(dst, pfns + k, e - k,
+                                              (uint8_t *)buf + (size_t)k * MIG_SIM_PAGE),
+                        0);
+                k = e;
+            }
             n = 0;
         }
     }
@@ -667,8 +837,17 @@ static void manual_migration(const char *config, bool corrupt)
     }
     print_message("verify %d: %" PRIu64 " pages, %" PRIu64 " errors, first bad %" PRId64
                   ", downtime %" PRId64 " us\n",
-                  st.verify, st.verify_pages, st.verify_errors, st.verify_first_bad, st.downtime_us);
+                  st.verify, st.verify_pages, st.verify_errors, st.verify_first_bad,
+                  st.downtime_us);
     assert_int_equal(st.verify_pages, np - data);
+    if (strstr(config, "touch=50%")) {
+        /* zero pages stayed holes through write_zero and verification */
+        struct stat sb;
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/%d/fd/4", st.pid);
+        assert_int_equal(stat(path, &sb), 0);
+        assert_true((uint64_t)sb.st_blocks * 512 < np * MIG_SIM_PAGE * 3 / 4);
+    }
     assert_true(st.downtime_us >= 0 && st.downtime_us < 5000000);
     if (corrupt) {
         assert_int_equal(st.verify, MIG_SIM_VERIFY_FAILED);
@@ -723,7 +902,8 @@ static void migration_catches_corruption(void **state)
     manual_migration("mem=64M,vcpus=1,dirty=10M,pattern=uniform,fill=zero", true);
 }
 
-/* ---- destination failures and facts ------------------------------------------------------------------- */
+/* ---- destination failures and facts
+ * ------------------------------------------------------------------- */
 
 static void discard_and_facts(void **state)
 {
@@ -731,8 +911,11 @@ static void discard_and_facts(void **state)
     struct host h;
     struct mig_ctx *ctx = quiet_ctx();
     struct mig__hv *dst = NULL;
-    struct mig__dom_info info = {.name = "x", .nr_pages = (64u << 20) / MIG_SIM_PAGE,
-                                 .page_size = MIG_SIM_PAGE, .vcpus = 1, .config = "mem=64M"};
+    struct mig__dom_info info = {.name = "x",
+                                 .nr_pages = (64u << 20) / MIG_SIM_PAGE,
+                                 .page_size = MIG_SIM_PAGE,
+                                 .vcpus = 1,
+                                 .config = "mem=64M"};
     struct mig_sim_guest_status *list = NULL;
     size_t n = 9;
     char arg[96], *json = NULL;
@@ -786,6 +969,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(no_lost_write_sync),
         cmocka_unit_test(sync_backend_crash),
         cmocka_unit_test(suspend_throttle_resume),
+        cmocka_unit_test(holes_read_as_zero),
+        cmocka_unit_test(renamed_source_stays_paused),
         cmocka_unit_test(migration_verifies),
         cmocka_unit_test(migration_verifies_sync),
         cmocka_unit_test(migration_flat_out_async),

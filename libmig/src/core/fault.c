@@ -11,6 +11,10 @@
  *   error     the caller fails with -MIG_EIO
  *   stall:S   sleep S seconds, then go on
  * Each entry fires once.
+ *
+ * MIG_PLANTED_BUG=NAME switches on one deliberate bug, so that the fault
+ * campaign's self-test can show each of its invariant checks catches one
+ * (docs/fault-injection.md). Test builds only, like the points.
  */
 #include <config.h>
 
@@ -67,6 +71,13 @@ int mig__fault_init(struct mig_ctx *ctx)
     }
     free(copy);
     return 0;
+}
+
+bool mig__planted(struct mig_ctx *ctx, const char *bug)
+{
+    (void)ctx;
+    const char *env = getenv("MIG_PLANTED_BUG");
+    return env && strcmp(env, bug) == 0;
 }
 
 int mig__fault(struct mig_ctx *ctx, const char *point, long arg)

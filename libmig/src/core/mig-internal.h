@@ -41,7 +41,15 @@ MIG_HIDDEN int mig__fault_init(struct mig_ctx *ctx);
 /* 0: go on; -MIG_EIO: fail here; MIG__FAULT_DROP: drop the link here. May
  * not return (exit) or return late (stall). */
 MIG_HIDDEN int mig__fault(struct mig_ctx *ctx, const char *point, long arg);
+/* True when the test build was asked to plant this deliberate bug. */
+MIG_HIDDEN bool mig__planted(struct mig_ctx *ctx, const char *bug);
 #else
+static inline bool mig__planted(struct mig_ctx *ctx, const char *bug)
+{
+    (void)ctx;
+    (void)bug;
+    return false;
+}
 static inline int mig__fault(struct mig_ctx *ctx, const char *point, long arg)
 {
     (void)ctx;

@@ -38,6 +38,12 @@ struct mig__blob {
 /* Where the guest's memory of a batch lives while mapped (source side). */
 struct mig__hv_map;
 
+enum mig__probe {
+    MIG_PROBE_ABSENT = 0,     /* no such domain here */
+    MIG_PROBE_RUNNING,        /* running under its final name: the commit happened */
+    MIG_PROBE_DISCARDED,      /* it was still incoming: discarded now */
+};
+
 struct mig__hv_ops {
     const char *name;       /* URI prefix without ':' ("xen", "sim") */
     /* True if the destination needs state before the first page (xen: the
@@ -107,6 +113,11 @@ struct mig__hv_ops {
     int (*commit)(struct mig__hv *hv);
     /* Destroy the incoming domain (any failure before commit). */
     int (*discard)(struct mig__hv *hv);
+    /* What became of a domain this host was receiving as 'name' (the name
+     * it was to have after COMMIT): running under that name, still an
+     * incoming domain (then this call discards it), or absent. Used by
+     * resolve when a commit was recorded as started but not as finished. */
+    int (*probe)(struct mig__hv *hv, const char *name, enum mig__probe *state_out);
 };
 
 /* Every backend instance starts with this. */

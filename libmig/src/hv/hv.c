@@ -21,7 +21,7 @@ static const struct {
     OP(logdirty_enable), OP(logdirty_clean), OP(logdirty_disable), OP(map_pages),
     OP(unmap_pages), OP(throttle), OP(suspend), OP(resume), OP(save_state), OP(rename),
     OP(destroy), OP(create_incoming), OP(write_pages), OP(write_zero), OP(load_state),
-    OP(ready), OP(commit), OP(discard),
+    OP(ready), OP(commit), OP(discard), OP(probe),
 };
 #undef OP
 

@@ -36,7 +36,7 @@
 #include "sim.h"
 #include "uffd-compat.h"
 
-#define MAX_CONNS 16
+#define MAX_CONNS          16
 #define THROTTLE_PERIOD_NS 10000000ull /* 10 ms */
 
 enum gstate { G_INCOMING, G_VERIFYING, G_RUNNING };
@@ -106,7 +106,8 @@ static uint64_t now_ns(clockid_t id)
 
 static void sleep_ns(uint64_t ns)
 {
-    struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000ull), .tv_nsec = (long)(ns % 1000000000ull)};
+    struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000ull),
+                          .tv_nsec = (long)(ns % 1000000000ull)};
     while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
         ;
 }
@@ -268,8 +269,10 @@ static void tick(struct guest *g, uint64_t *last)
     if (*last && now - *last > atomic_load(&g->max_gap_ns))
         atomic_store(&g->max_gap_ns, now - *last);
     *last = now;
-    struct mig__sim_clock c = {.mono_ns = now, .real_ns = now_ns(CLOCK_REALTIME),
-                               .boot_hash = g->boot_hash, .seq = g->clock->seq + 1};
+    struct mig__sim_clock c = {.mono_ns = now,
+                               .real_ns = now_ns(CLOCK_REALTIME),
+                               .boot_hash = g->boot_hash,
+                               .seq = g->clock->seq + 1};
     memcpy(g->clock, &c, sizeof(c));
 }
 
@@ -340,25 +343,17 @@ static void stop_threads(struct guest *g)
 
 /* ---- incoming: first tick, verification ------------------------------------ */
 
+/* Check every page against the generation table; the guest must not be
+ * writing (incoming before its vCPUs start, or suspended). */
+static void check_memory(struct guest *g, uint64_t *checked_out, uint64_t *errors_out,
+                         int64_t *first_bad_out);
+
 static void *verifier_main(void *arg)
 {
     struct guest *g = arg;
     uint64_t errors = 0, checked = 0;
     int64_t first_bad = -1;
-    if (g->meta->magic != MIG_SIM_MAGIC || g->meta->nr_pages != g->nr_pages ||
-        g->meta->data_pfn != g->data_pfn) {
-        errors = 1;
-        first_bad = 0;
-    } else {
-        for (uint64_t pfn = g->data_pfn; pfn < g->nr_pages; pfn++) {
-            checked++;
-            if (mig__sim_page_check(g->mem + pfn * MIG_SIM_PAGE, pfn, g->gen[pfn])) {
-                if (first_bad < 0)
-                    first_bad = (int64_t)pfn;
-                errors++;
-            }
-        }
-    }
+    check_memory(g, &checked, &errors, &first_bad);
     pthread_mutex_lock(&g->lock);
     g->verify_pages = checked;
     g->verify_errors = errors;
@@ -369,6 +364,76 @@ static void *verifier_main(void *arg)
     /* the vCPUs start only now: nothing writes while memory is checked */
     start_vcpus(g);
     return NULL;
+}
+
+static void check_memory(struct guest *g, uint64_t *checked_out, uint64_t *errors_out,
+                         int64_t *first_bad_out)
+{
+    uint64_t errors = 0, checked = 0;
+    int64_t first_bad = -1;
+    if (g->meta->magic != MIG_SIM_MAGIC || g->meta->nr_pages != g->nr_pages ||
+        g->meta->data_pfn != g->data_pfn) {
+        errors = 1;
+        first_bad = 0;
+    } else {
+        uint64_t hole_end = 0; /* [pfn, hole_end) is a hole in the memfd */
+        uint64_t data_end = 0; /* [pfn, data_end) holds data */
+        for (uint64_t pfn = g->data_pfn; pfn < g->nr_pages; pfn++) {
+            checked++;
+            if (pfn >= hole_end && pfn >= data_end) {
+                /* holes read as zero: check them without a read fault that
+                 * would allocate them (write_zero punched them on purpose) */
+                off_t d = lseek(g->memfd, (off_t)(pfn * MIG_SIM_PAGE), SEEK_DATA);
+                if (d < 0 && errno == ENXIO) {
+                    hole_end = g->nr_pages;
+                } else if (d >= 0 && (uint64_t)d / MIG_SIM_PAGE > pfn) {
+                    hole_end = (uint64_t)d / MIG_SIM_PAGE;
+                } else {
+                    off_t e = lseek(g->memfd, (off_t)(pfn * MIG_SIM_PAGE), SEEK_HOLE);
+                    data_end = e > 0 ? ((uint64_t)e + MIG_SIM_PAGE - 1) / MIG_SIM_PAGE : pfn + 1;
+                }
+            }
+            bool bad;
+            if (pfn < hole_end)
+                bad = g->gen[pfn] != 0;
+            else
+                bad = mig__sim_page_check(g->mem + pfn * MIG_SIM_PAGE, pfn, g->gen[pfn]) != 0;
+            if (bad) {
+                if (first_bad < 0)
+                    first_bad = (int64_t)pfn;
+                errors++;
+            }
+        }
+    }
+    *checked_out = checked;
+    *errors_out = errors;
+    *first_bad_out = first_bad;
+}
+
+/* On demand (tests, the fault campaign): stop at a safe point, check all of
+ * memory, go on. A guest suspended by a migration stays suspended. */
+static int do_verify(struct guest *g)
+{
+    uint64_t checked = 0, errors = 0;
+    int64_t first_bad = -1;
+    bool stop = g->state == G_RUNNING && !atomic_load(&g->pause_req);
+    if (g->state != G_RUNNING)
+        return -MIG_ESTATE;
+    if (stop) {
+        int rc = do_suspend(g);
+        if (rc)
+            return rc;
+    }
+    check_memory(g, &checked, &errors, &first_bad);
+    if (stop)
+        do_resume(g);
+    pthread_mutex_lock(&g->lock);
+    g->verify_pages = checked;
+    g->verify_errors = errors;
+    g->verify_first_bad = first_bad;
+    pthread_mutex_unlock(&g->lock);
+    atomic_store(&g->verify, errors ? MIG_SIM_VERIFY_FAILED : MIG_SIM_VERIFY_OK);
+    return 0;
 }
 
 static int do_commit(struct guest *g)
@@ -478,13 +543,13 @@ static void status_line(struct guest *g, char *out, size_t cap)
     snprintf(out, cap,
              "ok name=%s pid=%d state=%s tracking=%s mem=%" PRIu64 " writes=%" PRIu64
              " throttle=%u verify=%s checked=%" PRIu64 " errors=%" PRIu64 " first_bad=%" PRId64
-             " downtime_us=%" PRId64 " max_gap_us=%" PRIu64 " addr=0x%" PRIxPTR
-             " nr_pages=%" PRIu64 " vcpus=%u config=%s",
+             " downtime_us=%" PRId64 " max_gap_us=%" PRIu64 " addr=0x%" PRIxPTR " nr_pages=%" PRIu64
+             " vcpus=%u tracked=%d config=%s",
              g->name, (int)getpid(), state_name(g), g->tracking, g->cfg.mem_bytes,
              (uint64_t)atomic_load(&g->writes), atomic_load(&g->throttle),
              vnames[atomic_load(&g->verify)], g->verify_pages, g->verify_errors,
              g->verify_first_bad, g->downtime_us, (uint64_t)atomic_load(&g->max_gap_ns) / 1000,
-             (uintptr_t)g->mem, g->nr_pages, g->cfg.vcpus, g->cfg_text);
+             (uintptr_t)g->mem, g->nr_pages, g->cfg.vcpus, g->tracker_conn >= 0, g->cfg_text);
     pthread_mutex_unlock(&g->lock);
 }
 
@@ -572,6 +637,14 @@ static bool handle(struct guest *g, int sock, int idx, char *buf, int *fds, unsi
         }
     } else if (!strcmp(verb, "commit")) {
         rc = do_commit(g);
+        /* the host renames an incoming guest at commit: "commit NAME" */
+        if (!rc && args && *args) {
+            pthread_mutex_lock(&g->lock);
+            snprintf(g->name, sizeof(g->name), "%.*s", (int)sizeof(g->name) - 1, args);
+            pthread_mutex_unlock(&g->lock);
+        }
+    } else if (!strcmp(verb, "verify")) {
+        rc = do_verify(g);
     } else if (!strcmp(verb, "suspend")) {
         rc = g->state == G_RUNNING ? do_suspend(g) : -MIG_ESTATE;
     } else if (!strcmp(verb, "resume")) {
@@ -642,11 +715,18 @@ static void control_loop(struct guest *g)
                 if (map[k] < 0)
                     goto out; /* the host is gone: so is the guest */
                 if (g->tracker_conn == map[k]) {
+                    /* the migrating tool went away: no write protection and
+                     * no migration throttle may outlive it */
                     unprotect_all(g);
+                    atomic_store(&g->throttle, g->cfg.throttle);
                     g->tracker_conn = -1;
                 }
                 close(g->conns[map[k]]);
                 g->conns[map[k]] = -1;
+                /* an incoming guest whose receiver is gone will never be
+                 * committed: it discards itself (the host reaps it) */
+                if (g->state == G_INCOMING)
+                    goto out;
                 continue;
             }
             if (handle(g, p[k].fd, map[k], buf, fds, nfds))
@@ -707,10 +787,17 @@ int mig_sim_guest_main(int argc, char **argv)
     atomic_store(&g->throttle, g->cfg.throttle);
     setup_tracking(g);
     if (!incoming) {
-        struct mig__sim_meta m = {.magic = MIG_SIM_MAGIC, .nr_pages = g->nr_pages,
-                                  .table_pfn = 2, .table_pages = mig__sim_table_pages(g->nr_pages),
+        struct mig__sim_meta m = {.magic = MIG_SIM_MAGIC,
+                                  .nr_pages = g->nr_pages,
+                                  .table_pfn = 2,
+                                  .table_pages = mig__sim_table_pages(g->nr_pages),
                                   .data_pfn = g->data_pfn};
         memcpy(g->meta, &m, sizeof(m));
+        /* A guest that has used all its memory once (benchmarks: "full of
+         * random data"), before the workload and the clock start. */
+        if (g->cfg.prefill)
+            for (uint64_t pfn = g->data_pfn; pfn < g->data_pfn + g->ntouch; pfn++)
+                write_page(g, pfn, &g->ctl_rng);
         g->state = G_RUNNING;
         start_ticker(g);
         start_vcpus(g);

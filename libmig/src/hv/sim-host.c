@@ -57,9 +57,9 @@ struct hguest {
     char config[512];
     char tracking[40];
     pid_t pid;
-    int chan;  /* SOCK_SEQPACKET to the guest */
+    int chan; /* SOCK_SEQPACKET to the guest */
     int memfd;
-    int uffd;  /* -1 if the guest has no tracking */
+    int uffd; /* -1 if the guest has no tracking */
     uint64_t mem_bytes;
     uint64_t addr; /* where the guest maps its memory */
     bool incoming;
@@ -168,7 +168,7 @@ static int spawn(struct host *h, const char *name, const char *config, bool inco
         return -MIG_ENOMEM;
     g->chan = g->memfd = g->uffd = -1;
     snprintf(g->name, sizeof(g->name), "%.79s", name);
-    snprintf(g->config, sizeof(g->config), "%s", config);
+    snprintf(g->config, sizeof(g->config), "%.*s", (int)sizeof(g->config) - 1, config);
     g->mem_bytes = cfg.mem_bytes;
     g->incoming = incoming;
     g->memfd = memfd_create(name, MFD_CLOEXEC);
@@ -287,8 +287,7 @@ static int guest_conn(struct host *h, struct hguest *g, int *conn_out)
     return 0;
 }
 
-static void reply(struct host *h, int sock, int rc, const char *what, const int *fds,
-                  unsigned nfds)
+static void reply(struct host *h, int sock, int rc, const char *what, const int *fds, unsigned nfds)
 {
     if (rc) {
         mig__sim_err(h->out, MIG_SIM_MSG_MAX, rc, what);
@@ -313,11 +312,14 @@ static void handle(struct host *h, int sock)
 
     if (!strcmp(verb, "create") || !strcmp(verb, "create-incoming")) {
         bool incoming = verb[6] == '-';
-        char full[128];
+        char full[160];
         snprintf(full, sizeof(full), "%s%s", a1, incoming ? MIG_SIM_INCOMING_SUFFIX : "");
         if (!name_ok(a1) || is_incoming_name(a1) || strlen(a1) > 63) {
             rc = -MIG_EINVAL;
             what = "bad guest name";
+        } else if (strlen(a2) >= sizeof(((struct hguest *)0)->config)) {
+            rc = -MIG_ETOOBIG;
+            what = "config too long";
         } else if (find(h, full)) {
             rc = -MIG_EEXIST;
             what = "guest exists";
@@ -342,11 +344,10 @@ static void handle(struct host *h, int sock)
         } else {
             for (g = h->guests; g; g = g->next) {
                 if (guest_call(h, g, "status", NULL, 0, line, MIG_SIM_MSG_MAX))
-                    snprintf(line, MIG_SIM_MSG_MAX, "ok name=%s pid=%d state=unresponsive",
-                             g->name, (int)g->pid);
+                    snprintf(line, MIG_SIM_MSG_MAX, "ok name=%s pid=%d state=unresponsive", g->name,
+                             (int)g->pid);
                 if (off + strlen(line) + 2 < MIG_SIM_MSG_MAX)
-                    off += (size_t)snprintf(h->out + off, MIG_SIM_MSG_MAX - off, "\n%s",
-                                            line + 3);
+                    off += (size_t)snprintf(h->out + off, MIG_SIM_MSG_MAX - off, "\n%s", line + 3);
             }
             free(line);
         }
@@ -376,7 +377,9 @@ static void handle(struct host *h, int sock)
                 rc = -MIG_EEXIST;
                 what = "a guest with the final name exists";
             } else {
-                rc = guest_call(h, g, "commit", NULL, 0, h->out, MIG_SIM_MSG_MAX);
+                char cmd[96];
+                snprintf(cmd, sizeof(cmd), "commit %s", final);
+                rc = guest_call(h, g, cmd, NULL, 0, h->out, MIG_SIM_MSG_MAX);
             }
             if (!rc) {
                 state_file(h, g, true);
@@ -403,7 +406,7 @@ static void handle(struct host *h, int sock)
             rc = -MIG_EEXIST;
         } else {
             state_file(h, g, true);
-            snprintf(g->name, sizeof(g->name), "%s", a2);
+            snprintf(g->name, sizeof(g->name), "%.*s", (int)sizeof(g->name) - 1, a2);
             g->incoming = is_incoming_name(a2);
             state_file(h, g, false);
         }
@@ -445,19 +448,15 @@ static void reap(struct host *h)
         if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
             h->stop = true;
     }
-    for (;;) {
+    /* only our guests: the process may have other children (transports) */
+    for (struct hguest *g = h->guests, *next; g; g = next) {
         int status;
-        pid_t pid = waitpid(-1, &status, WNOHANG);
-        if (pid <= 0)
-            break;
-        for (struct hguest *g = h->guests; g; g = g->next) {
-            if (g->pid == pid) {
-                MIG_LOG(h->ctx, WARN, "guest %s (pid %d) exited (status 0x%x)", g->name,
-                        (int)pid, status);
-                g->pid = -1;
-                guest_kill(h, g);
-                break;
-            }
+        next = g->next;
+        if (g->pid > 0 && waitpid(g->pid, &status, WNOHANG) == g->pid) {
+            MIG_LOG(h->ctx, WARN, "guest %s (pid %d) exited (status 0x%x)", g->name, (int)g->pid,
+                    status);
+            g->pid = -1;
+            guest_kill(h, g);
         }
     }
 }
@@ -547,11 +546,17 @@ int mig_simhost_run(struct mig_ctx *ctx, const struct mig_simhost_config *cfg)
                 map[n++] = i;
             }
         }
-        if (poll(p, (nfds_t)n, -1) < 0) {
+        /* SIGCHLD may go to another thread of the process: look every second */
+        int pr = poll(p, (nfds_t)n, 1000);
+        if (pr < 0) {
             if (errno == EINTR)
                 continue;
             rc = mig__from_errno(errno);
             break;
+        }
+        if (pr == 0) {
+            reap(&h);
+            continue;
         }
         for (int k = 0; k < n && !h.stop; k++) {
             if (!p[k].revents)
@@ -631,12 +636,22 @@ int mig_simhost_destroy(struct mig_ctx *ctx, const char *dir, const char *name)
     return simple(ctx, dir, req);
 }
 
-int mig_simhost_rename(struct mig_ctx *ctx, const char *dir, const char *name,
-                       const char *new_name)
+int mig_simhost_rename(struct mig_ctx *ctx, const char *dir, const char *name, const char *new_name)
 {
     char req[256];
     snprintf(req, sizeof(req), "rename %s %s", name, new_name);
     return simple(ctx, dir, req);
+}
+
+int mig_simhost_verify(struct mig_ctx *ctx, const char *dir, const char *name,
+                       struct mig_sim_guest_status *st_out)
+{
+    char req[256];
+    snprintf(req, sizeof(req), "guest %s verify", name);
+    int rc = simple(ctx, dir, req);
+    if (rc)
+        return rc;
+    return mig_simhost_status(ctx, dir, name, st_out);
 }
 
 int mig_simhost_shutdown(struct mig_ctx *ctx, const char *dir)

@@ -23,7 +23,7 @@
 
 /* ---- pages ---------------------------------------------------------------- */
 
-#define WORDS (MIG_SIM_PAGE / 8)
+#define WORDS     (MIG_SIM_PAGE / 8)
 #define HDR_WORDS (sizeof(struct mig__sim_page_hdr) / 8)
 _Static_assert((WORDS - HDR_WORDS) % 2 == 0, "the checksum reads the body in pairs");
 
@@ -120,11 +120,28 @@ int mig__sim_parse_size(const char *text, uint64_t *out)
         return -MIG_EPARSE;
     unsigned shift = 0;
     switch (*end) {
-    case 'k': case 'K': shift = 10; end++; break;
-    case 'm': case 'M': shift = 20; end++; break;
-    case 'g': case 'G': shift = 30; end++; break;
-    case 't': case 'T': shift = 40; end++; break;
-    default: break;
+    case 'k':
+    case 'K':
+        shift = 10;
+        end++;
+        break;
+    case 'm':
+    case 'M':
+        shift = 20;
+        end++;
+        break;
+    case 'g':
+    case 'G':
+        shift = 30;
+        end++;
+        break;
+    case 't':
+    case 'T':
+        shift = 40;
+        end++;
+        break;
+    default:
+        break;
     }
     if (*end == 'i' && shift)
         end++;
@@ -151,9 +168,18 @@ static int parse_pct(const char *v, unsigned *out)
 int mig__sim_config_parse(const char *text, struct mig__sim_config *cfg_out)
 {
     struct mig__sim_config c = {
-        .mem_bytes = 256ull << 20, .vcpus = 1, .dirty_bps = 0, .pattern = MIG_SIM_UNIFORM,
-        .hot_pct = 10, .hot_share = 90, .fill_zero = false, .touch_pct = 100, .throttle = 0,
-        .tracking = MIG_SIM_TRACK_AUTO, .seed = 1, .tick_us = 100,
+        .mem_bytes = 256ull << 20,
+        .vcpus = 1,
+        .dirty_bps = 0,
+        .pattern = MIG_SIM_UNIFORM,
+        .hot_pct = 10,
+        .hot_share = 90,
+        .fill_zero = false,
+        .touch_pct = 100,
+        .throttle = 0,
+        .tracking = MIG_SIM_TRACK_AUTO,
+        .seed = 1,
+        .tick_us = 100,
     };
     char *copy = strdup(text ? text : "");
     char *save = NULL;
@@ -217,6 +243,13 @@ int mig__sim_config_parse(const char *text, struct mig__sim_config *cfg_out)
                 rc = -MIG_EPARSE;
         } else if (!strcmp(tok, "seed")) {
             rc = mig__sim_parse_size(v, &c.seed);
+        } else if (!strcmp(tok, "prefill")) {
+            if (!strcmp(v, "1") || !strcmp(v, "yes"))
+                c.prefill = true;
+            else if (!strcmp(v, "0") || !strcmp(v, "no"))
+                c.prefill = false;
+            else
+                rc = -MIG_EPARSE;
         } else if (!strcmp(tok, "tick")) {
             rc = mig__sim_parse_size(v, &n);
             if (!rc && (n < 10 || n > 1000000))
@@ -280,8 +313,8 @@ int mig__sim_recv(int sock, char *buf, size_t cap, int *fds_out, unsigned *nfds_
         struct cmsghdr align;
     } cm;
     struct iovec iov = {.iov_base = buf, .iov_len = cap - 1};
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf,
-                         .msg_controllen = sizeof(cm.buf)};
+    struct msghdr msg = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf, .msg_controllen = sizeof(cm.buf)};
     unsigned room = nfds_inout ? *nfds_inout : 0;
     unsigned got = 0;
     ssize_t r;
@@ -496,4 +529,6 @@ void mig__sim_status_parse(const char *line, struct mig_sim_guest_status *st)
     if (mig__sim_kv_i64(line, "downtime_us", &i))
         st->downtime_us = i;
     mig__sim_kv_u64(line, "max_gap_us", &st->max_gap_us);
+    if (mig__sim_kv_u64(line, "tracked", &u))
+        st->tracked = u != 0;
 }

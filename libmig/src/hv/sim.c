@@ -40,52 +40,73 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE_COMPAT 23 /* linux/mman.h, 5.14 */
+#else
+#define MADV_POPULATE_WRITE_COMPAT MADV_POPULATE_WRITE
+#endif
+
 #define MIG_LOG_MODULE "hv-sim"
 #include "hv-provider.h"
 #include "sim.h"
 #include "uffd-compat.h"
 
-#define BITS_PER_UL (8 * sizeof(unsigned long))
-#define SCAN_VEC 512
+#define BITS_PER_UL     (8 * sizeof(unsigned long))
+#define SCAN_VEC        512
 #define STATE_BLOB_KIND 0x53494d31u /* "SIM1" */
 
 struct sim_hv {
     struct mig__hv base;
     char dir[PATH_MAX];
-    char name[80];          /* source: guest name; destination: incoming guest's name */
-    char orig_name[80];     /* source: the name at open */
+    char name[80];      /* source: guest name; destination: incoming guest's name */
+    char orig_name[80]; /* source: the name at open */
     char config[512];
     char tracking[40];
     pid_t pid;
-    int guest;              /* control connection to the guest */
+    int guest; /* control connection to the guest */
     int memfd;
     int uffd;
     int pagemap;
-    uint8_t *mem;           /* memfd mapping: read-only (source) or read-write (destination) */
+    uint8_t *mem; /* memfd mapping: read-only (source) or read-write (destination) */
     uint64_t nr_pages;
-    uint64_t guest_addr;    /* where the guest maps its memory */
+    uint64_t guest_addr; /* where the guest maps its memory */
     unsigned vcpus;
 
     bool tracking_on;
     bool suspended;
     bool destroyed;
-    bool handed_over;       /* renamed while suspended: stays paused at close */
-    bool incoming;          /* destination: an incoming guest exists */
+    bool handed_over; /* renamed while suspended: stays paused at close */
+    bool incoming;    /* destination: an incoming guest exists */
     bool committed;
     unsigned orig_throttle; /* the admin's setting, restored by throttle(0) and close */
     unsigned cur_throttle;
 
     /* sync tracking */
     pthread_mutex_t lock;
-    unsigned long *dirty;   /* nr_pages bits, under lock */
+    unsigned long *dirty; /* nr_pages bits, under lock */
     pthread_t fault_thr;
     bool fault_thr_on;
     int stop_pipe[2];
-    int fault_err;          /* first error of the fault thread (under lock) */
+    int fault_err; /* first error of the fault thread (under lock) */
 
     struct page_region *vec;
     struct mig_ratelimit rl;
+
+    /* map_pages' knowledge of the memfd's holes, so that a batch costs no
+     * SEEK_HOLE walk over the rest of the file: one data run and one hole run,
+     * learned since the last clean (a page written after a clean is dirty
+     * and sent again; one written before it may no longer be a hole, hence
+     * the reset at every clean). Under hole_lock: senders call concurrently. */
+    pthread_mutex_t hole_lock;
+    uint64_t data_lo, data_hi, hole_lo, hole_hi;
 };
+
+static void holes_forget(struct sim_hv *s)
+{
+    pthread_mutex_lock(&s->hole_lock);
+    s->data_lo = s->data_hi = s->hole_lo = s->hole_hi = 0;
+    pthread_mutex_unlock(&s->hole_lock);
+}
 
 static struct sim_hv *to_sim(struct mig__hv *hv)
 {
@@ -225,9 +246,9 @@ static int sim_open(struct mig_ctx *ctx, const char *arg, enum mig_role role,
     s->guest = s->memfd = s->uffd = s->pagemap = -1;
     s->stop_pipe[0] = s->stop_pipe[1] = -1;
     pthread_mutex_init(&s->lock, NULL);
+    pthread_mutex_init(&s->hole_lock, NULL);
     mig__ratelimit_init(&s->rl, 1000, 5);
-    rc = parse_arg(arg, role == MIG_ROLE_SOURCE, s->name, sizeof(s->name), s->dir,
-                   sizeof(s->dir));
+    rc = parse_arg(arg, role == MIG_ROLE_SOURCE, s->name, sizeof(s->name), s->dir, sizeof(s->dir));
     if (rc) {
         MIG_LOG(ctx, ERROR, "sim: bad argument '%s' (want %s)", arg ? arg : "",
                 role == MIG_ROLE_SOURCE ? "NAME,host=DIR" : "host=DIR");
@@ -240,8 +261,8 @@ static int sim_open(struct mig_ctx *ctx, const char *arg, enum mig_role role,
                     mig_strerror(rc));
             goto out;
         }
-        MIG_LOG(ctx, INFO, "sim: attached to %s (pid %d, %" PRIu64 " pages, tracking %s)",
-                s->name, (int)s->pid, s->nr_pages, s->tracking);
+        MIG_LOG(ctx, INFO, "sim: attached to %s (pid %d, %" PRIu64 " pages, tracking %s)", s->name,
+                (int)s->pid, s->nr_pages, s->tracking);
     } else {
         int sock = -1;
         rc = mig__sim_connect(s->dir, &sock); /* is a host there? */
@@ -293,6 +314,7 @@ static void sim_close(struct mig__hv *hv)
     free(s->dirty);
     free(s->vec);
     pthread_mutex_destroy(&s->lock);
+    pthread_mutex_destroy(&s->hole_lock);
     free(s);
 }
 
@@ -411,7 +433,8 @@ static void *fault_main(void *arg)
     struct sim_hv *s = arg;
     struct uffd_msg msgs[64];
     for (;;) {
-        struct pollfd p[2] = {{.fd = s->uffd, .events = POLLIN}, {.fd = s->stop_pipe[0], .events = POLLIN}};
+        struct pollfd p[2] = {{.fd = s->uffd, .events = POLLIN},
+                              {.fd = s->stop_pipe[0], .events = POLLIN}};
         if (poll(p, 2, -1) < 0) {
             if (errno == EINTR)
                 continue;
@@ -608,23 +631,70 @@ static int sim_logdirty_clean(struct mig__hv *hv, unsigned long *bitmap, uint64_
     struct sim_hv *s = to_sim(hv);
     if (!s->tracking_on)
         return -MIG_ESTATE;
+    holes_forget(s);
     if (s->fault_thr_on)
         return clean_sync(s, bitmap, ndirty_out);
     return clean_async(s, bitmap, ndirty_out);
 }
 
+/* Never-written pages are holes in the memfd: they read as this page instead
+ * of through the mapping, where a read fault would allocate shmem (a 2 GiB
+ * guest with touch=10% would cost 2 GiB on the source). A write after the
+ * check is tracked and sent again, as with any page read while it changes. */
+static const uint8_t zero_page[MIG_SIM_PAGE];
+
 static int sim_map_pages(struct mig__hv *hv, const uint64_t *pfns, unsigned n, const void **ptrs,
                          struct mig__hv_map **map_out)
 {
-    /* the whole memfd stays mapped: nothing per batch, safe from any thread */
+    /* the whole memfd stays mapped: nothing per batch, safe from any thread
+     * (lseek's file position is not used) */
     struct sim_hv *s = to_sim(hv);
+    uint64_t data_lo, data_hi, hole_lo, hole_hi;
     if (!s->mem || n > 1024)
         return -MIG_EINVAL;
+    pthread_mutex_lock(&s->hole_lock);
+    data_lo = s->data_lo;
+    data_hi = s->data_hi;
+    hole_lo = s->hole_lo;
+    hole_hi = s->hole_hi;
+    pthread_mutex_unlock(&s->hole_lock);
     for (unsigned i = 0; i < n; i++) {
-        if (pfns[i] >= s->nr_pages)
+        uint64_t pfn = pfns[i];
+        if (pfn >= s->nr_pages)
             return -MIG_EINVAL;
-        ptrs[i] = s->mem + pfns[i] * MIG_SIM_PAGE;
+        if (!(pfn >= data_lo && pfn < data_hi) && !(pfn >= hole_lo && pfn < hole_hi)) {
+            off_t off = (off_t)(pfn * MIG_SIM_PAGE);
+            off_t d = lseek(s->memfd, off, SEEK_DATA);
+            if (d < 0 && errno == ENXIO) {
+                hole_lo = pfn;
+                hole_hi = s->nr_pages;
+            } else if (d < 0) {
+                data_lo = pfn; /* cannot tell: read it */
+                data_hi = pfn + 1;
+            } else if ((uint64_t)d / MIG_SIM_PAGE > pfn) {
+                hole_lo = pfn;
+                hole_hi = (uint64_t)d / MIG_SIM_PAGE;
+            } else {
+                off_t e = lseek(s->memfd, off, SEEK_HOLE);
+                data_lo = pfn;
+                data_hi = e < 0 ? pfn + 1 : ((uint64_t)e + MIG_SIM_PAGE - 1) / MIG_SIM_PAGE;
+            }
+        }
+        if (pfn >= hole_lo && pfn < hole_hi)
+            ptrs[i] = zero_page;
+        else
+            ptrs[i] = s->mem + pfn * MIG_SIM_PAGE;
     }
+    pthread_mutex_lock(&s->hole_lock);
+    if (data_hi > s->data_hi) {
+        s->data_lo = data_lo;
+        s->data_hi = data_hi;
+    }
+    if (hole_hi > s->hole_hi) {
+        s->hole_lo = hole_lo;
+        s->hole_hi = hole_hi;
+    }
+    pthread_mutex_unlock(&s->hole_lock);
     *map_out = NULL; /* nothing to release; unmap_pages(NULL) is a no-op */
     return 0;
 }
@@ -635,7 +705,8 @@ static void sim_unmap_pages(struct mig__hv *hv, struct mig__hv_map *map)
     (void)map;
 }
 
-/* ---- source: guest control ---------------------------------------------------------------------- */
+/* ---- source: guest control ----------------------------------------------------------------------
+ */
 
 static int sim_throttle(struct mig__hv *hv, unsigned percent)
 {
@@ -721,7 +792,23 @@ static int sim_destroy(struct mig__hv *hv)
     return rc;
 }
 
-/* ---- destination ------------------------------------------------------------------------------------- */
+/* ---- destination
+ * ------------------------------------------------------------------------------------- */
+
+/* MemAvailable from /proc/meminfo in bytes, 0 if unknown. */
+static uint64_t mem_available_bytes(void)
+{
+    char line[128];
+    uint64_t kb = 0;
+    FILE *f = fopen("/proc/meminfo", "re");
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "MemAvailable: %" SCNu64 " kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb * 1024;
+}
 
 static int sim_create_incoming(struct mig__hv *hv, const struct mig__dom_info *info)
 {
@@ -740,6 +827,14 @@ static int sim_create_incoming(struct mig__hv *hv, const struct mig__dom_info *i
         return rc;
     if (cfg.mem_bytes / MIG_SIM_PAGE != info->nr_pages)
         return -MIG_EINVAL;
+    /* The size comes from the peer: refuse what this host cannot hold
+     * before a byte of it is allocated (Xen: libxl_domain_need_memory). */
+    uint64_t avail = mem_available_bytes();
+    if (avail && cfg.mem_bytes > avail) {
+        MIG_LOG(s->base.ctx, ERROR, "sim: %s needs %" PRIu64 " MiB, this host has %" PRIu64
+                " MiB available", info->name, cfg.mem_bytes >> 20, avail >> 20);
+        return -MIG_ENOSPC;
+    }
     snprintf(req, sizeof(req), "create-incoming %s %s", info->name, info->config);
     rc = mig__sim_host_call(s->dir, req, resp, sizeof(resp), fds, &nfds);
     if (rc)
@@ -755,13 +850,20 @@ static int sim_create_incoming(struct mig__hv *hv, const struct mig__dom_info *i
     s->nr_pages = info->nr_pages;
     mig__sim_kv(resp, "name", s->name, sizeof(s->name));
     snprintf(s->config, sizeof(s->config), "%s", info->config);
-    s->mem = mmap(NULL, s->nr_pages * MIG_SIM_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, s->memfd,
-                  0);
+    s->mem =
+        mmap(NULL, s->nr_pages * MIG_SIM_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, s->memfd, 0);
     if (s->mem == MAP_FAILED) {
         s->mem = NULL;
         rc = mig__from_errno(errno);
         sim_discard(hv);
+        return rc;
     }
+    /* Like Xen, which populates an incoming domain's memory when it builds
+     * it, allocate it up front: in bulk this costs a fraction of a page
+     * fault per page in the middle of the copy. Best effort (old kernels
+     * lack MADV_POPULATE_WRITE; the pages then fault in as written). */
+    if (fallocate(s->memfd, 0, 0, (off_t)(s->nr_pages * MIG_SIM_PAGE)) == 0)
+        madvise(s->mem, s->nr_pages * MIG_SIM_PAGE, MADV_POPULATE_WRITE_COMPAT);
     return rc;
 }
 
@@ -788,8 +890,8 @@ static int sim_write_zero(struct mig__hv *hv, uint64_t pfn, uint64_t count)
         return -MIG_EINVAL;
     if (!count)
         return 0;
-    if (fallocate(s->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                  (off_t)(pfn * MIG_SIM_PAGE), (off_t)(count * MIG_SIM_PAGE)) < 0) {
+    if (fallocate(s->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(pfn * MIG_SIM_PAGE),
+                  (off_t)(count * MIG_SIM_PAGE)) < 0) {
         /* no hole punching here: zero by hand */
         memset(s->mem + pfn * MIG_SIM_PAGE, 0, count * MIG_SIM_PAGE);
     }
@@ -839,6 +941,29 @@ static int sim_discard(struct mig__hv *hv)
     return rc;
 }
 
+static int sim_probe(struct mig__hv *hv, const char *name, enum mig__probe *state_out)
+{
+    struct sim_hv *s = to_sim(hv);
+    struct mig_sim_guest_status st;
+    char incoming[160];
+    *state_out = MIG_PROBE_ABSENT;
+    if (mig_simhost_status(s->base.ctx, s->dir, name, &st) == 0 &&
+        strcmp(st.name, name) == 0) {
+        *state_out = MIG_PROBE_RUNNING;
+        return 0;
+    }
+    snprintf(incoming, sizeof(incoming), "%s%s", name, MIG_SIM_INCOMING_SUFFIX);
+    if (mig_simhost_status(s->base.ctx, s->dir, incoming, &st) == 0) {
+        char req[200];
+        snprintf(req, sizeof(req), "discard %s", incoming);
+        int rc = mig__sim_host_call(s->dir, req, NULL, 0, NULL, NULL);
+        if (rc && rc != -MIG_ENOENT)
+            return rc;
+        *state_out = MIG_PROBE_DISCARDED;
+    }
+    return 0;
+}
+
 const struct mig__hv_ops mig__hv_sim_ops = {
     .name = "sim",
     .open = sim_open,
@@ -864,4 +989,5 @@ const struct mig__hv_ops mig__hv_sim_ops = {
     .ready = sim_ready,
     .commit = sim_commit,
     .discard = sim_discard,
+    .probe = sim_probe,
 };

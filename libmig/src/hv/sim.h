@@ -19,17 +19,17 @@
 
 #include "mig-internal.h"
 
-#define MIG_SIM_PAGE 4096u
-#define MIG_SIM_MSG_MAX 65536u   /* bytes: largest message on any sim socket */
-#define MIG_SIM_MAX_FDS 4u
-#define MIG_SIM_TIMEOUT_MS 10000 /* default bound on a request round trip */
+#define MIG_SIM_PAGE            4096u
+#define MIG_SIM_MSG_MAX         65536u /* bytes: largest message on any sim socket */
+#define MIG_SIM_MAX_FDS         4u
+#define MIG_SIM_TIMEOUT_MS      10000 /* default bound on a request round trip */
 #define MIG_SIM_INCOMING_SUFFIX "--incoming"
 
 /* ---- guest memory layout --------------------------------------------------
  * pfn 0: struct mig__sim_meta; pfn 1: struct mig__sim_clock (the ticker's
  * page); pfn 2 .. 2+table_pages-1: uint32_t gen[nr_pages], the generation of
  * every page; from data_pfn on: workload pages. All of it migrates. */
-#define MIG_SIM_MAGIC 0x3130434d4953474dull /* "MGSIMC01" */
+#define MIG_SIM_MAGIC      0x3130434d4953474dull /* "MGSIMC01" */
 #define MIG_SIM_PAGE_MAGIC 0x5347u
 
 struct mig__sim_meta {
@@ -51,10 +51,10 @@ struct mig__sim_clock {
 struct mig__sim_page_hdr {
     uint64_t pfn;
     uint32_t gen;
-    uint16_t magic;  /* MIG_SIM_PAGE_MAGIC */
+    uint16_t magic; /* MIG_SIM_PAGE_MAGIC */
     uint16_t pad;
-    uint64_t csum;   /* mig__sim_page_csum() of pfn, gen and the rest */
-    uint64_t spare;  /* zero; keeps the body an even number of words */
+    uint64_t csum;  /* mig__sim_page_csum() of pfn, gen and the rest */
+    uint64_t spare; /* zero; keeps the body an even number of words */
 };
 
 static inline uint64_t mig__sim_table_pages(uint64_t nr_pages)
@@ -78,18 +78,19 @@ enum mig__sim_tracking { MIG_SIM_TRACK_AUTO, MIG_SIM_TRACK_ASYNC, MIG_SIM_TRACK_
 #define MIG_SIM_DIRTY_MAX UINT64_MAX
 
 struct mig__sim_config {
-    uint64_t mem_bytes;        /* bytes, multiple of the page size */
-    unsigned vcpus;            /* workload threads */
-    uint64_t dirty_bps;        /* bytes/s written by all vCPUs; MIG_SIM_DIRTY_MAX: flat out */
+    uint64_t mem_bytes; /* bytes, multiple of the page size */
+    unsigned vcpus;     /* workload threads */
+    uint64_t dirty_bps; /* bytes/s written by all vCPUs; MIG_SIM_DIRTY_MAX: flat out */
     enum mig__sim_pattern pattern;
-    unsigned hot_pct;          /* hotset: percent of the touched pages that are hot */
-    unsigned hot_share;        /* hotset: percent of writes that go to them */
-    bool fill_zero;            /* page bodies zero instead of random */
-    unsigned touch_pct;        /* percent of workload pages ever written */
-    unsigned throttle;         /* percent: initial (the admin's) throttle */
+    unsigned hot_pct;   /* hotset: percent of the touched pages that are hot */
+    unsigned hot_share; /* hotset: percent of writes that go to them */
+    bool fill_zero;     /* page bodies zero instead of random */
+    unsigned touch_pct; /* percent of workload pages ever written */
+    unsigned throttle;  /* percent: initial (the admin's) throttle */
     enum mig__sim_tracking tracking;
     uint64_t seed;
-    unsigned tick_us;          /* us between clock ticks */
+    unsigned tick_us; /* us between clock ticks */
+    bool prefill;     /* write every touched page once before the workload starts */
 };
 
 /* Parse "mem=2G,vcpus=2,dirty=200M,pattern=hotset,...". Unknown keys fail. */

@@ -29,11 +29,11 @@
 #ifndef PAGEMAP_SCAN
 /* Categories reported in page_region.categories and used in the masks. */
 #define PAGE_IS_WPALLOWED (1 << 0)
-#define PAGE_IS_WRITTEN (1 << 1)
-#define PAGE_IS_FILE (1 << 2)
-#define PAGE_IS_PRESENT (1 << 3)
-#define PAGE_IS_SWAPPED (1 << 4)
-#define PAGE_IS_PFNZERO (1 << 5)
+#define PAGE_IS_WRITTEN   (1 << 1)
+#define PAGE_IS_FILE      (1 << 2)
+#define PAGE_IS_PRESENT   (1 << 3)
+#define PAGE_IS_SWAPPED   (1 << 4)
+#define PAGE_IS_PFNZERO   (1 << 5)
 
 /* [start, end) with the categories of every page in it. */
 struct page_region {
@@ -42,7 +42,7 @@ struct page_region {
     uint64_t categories;
 };
 
-#define PM_SCAN_WP_MATCHING (1 << 0)   /* write-protect the pages reported */
+#define PM_SCAN_WP_MATCHING   (1 << 0) /* write-protect the pages reported */
 #define PM_SCAN_CHECK_WPASYNC (1 << 1) /* fail on a range without async uffd-wp */
 
 struct pm_scan_arg {

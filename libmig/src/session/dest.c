@@ -253,11 +253,22 @@ static int answer_resolve(struct dest *d, const struct mig__rec *rec)
     int rc = mig__rec_get_resolve_query(rec, sid, &domain);
     if (rc < 0)
         return send_error(d, -MIG_EPROTO, "malformed resolve query");
-    rc = mig__outcome_read(d->p->state_dir, sid, &o);
+    char name[sizeof(d->info.name)];
+    rc = mig__outcome_read(d->p->state_dir, sid, &o, name, sizeof(name));
     mig__hex(sid, 16, hex);
     if (rc < 0) {
         free(domain);
         return send_error(d, rc, "cannot read the outcomes journal: %s", mig_strerror(rc));
+    }
+    /* A commit recorded as started but not finished (the receiver died in
+     * between): the host itself knows whether the domain runs. */
+    if (o == MIG_OUTCOME_UNKNOWN && name[0]) {
+        enum mig__probe pr;
+        rc = d->hv->ops->probe(d->hv, name, &pr);
+        if (rc == 0) {
+            o = pr == MIG_PROBE_RUNNING ? MIG_OUTCOME_COMMITTED : MIG_OUTCOME_DISCARDED;
+            mig__outcome_write(d->p->state_dir, sid, mig_outcome_name(o), name);
+        }
     }
     MIG_LOG(d->ctx, INFO, "resolve query for %s (session %s): %s", domain, hex,
             mig_outcome_name(o));
@@ -434,12 +445,16 @@ static int serve(struct dest *d)
                 return rc;
             if (!switchover)
                 break;
+            uint64_t t0 = mig__now_ns();
             rc = wait_final(d, round);
             if (rc < 0)
                 return send_error(d, rc, "final round: %s", mig_strerror(rc));
+            uint64_t t1 = mig__now_ns();
             rc = d->hv->ops->ready(d->hv);
             if (rc < 0)
                 return send_error(d, rc, "domain not ready: %s", mig_strerror(rc));
+            MIG_LOG(d->ctx, INFO, "final round %u applied after %" PRIu64 " ms, ready in %" PRIu64
+                    " ms", round, (t1 - t0) / 1000000u, (mig__now_ns() - t1) / 1000000u);
             rc = mig_fsm_transition(&d->fsm, MIG_STATE_RECEIVING, MIG_STATE_READY);
             if (rc < 0)
                 return send_error(d, -MIG_EPROTO, "second final round from the source");
@@ -479,17 +494,25 @@ static int serve(struct dest *d)
             rc = fault(d, "dest-commit-recv", 0);
             if (rc < 0)
                 return rc;
-            mig__outcome_write(d->p->state_dir, d->link->session_id, "committing");
-            rc = d->hv->ops->commit(d->hv);
+            /* Durable before the domain starts: resolve relies on it. */
+            rc = mig__outcome_write(d->p->state_dir, d->link->session_id, "committing",
+                                    d->info.name);
+            if (rc < 0)
+                return send_error(d, rc, "cannot record the commit in %s: %s; not starting",
+                                  d->p->state_dir, mig_strerror(rc));
+            rc = fault(d, "dest-commit-op", 0); /* as if starting the domain failed */
+            if (rc == 0)
+                rc = d->hv->ops->commit(d->hv);
             if (rc < 0) {
                 d->hv->ops->discard(d->hv);
                 d->created = false;
-                mig__outcome_write(d->p->state_dir, d->link->session_id, "discarded");
+                mig__outcome_write(d->p->state_dir, d->link->session_id, "discarded",
+                                   d->info.name);
                 mig_fsm_transition(&d->fsm, MIG_STATE_READY, MIG_STATE_DISCARDED);
                 return send_error(d, rc, "cannot start the domain: %s", mig_strerror(rc));
             }
             d->created = false;
-            mig__outcome_write(d->p->state_dir, d->link->session_id, "committed");
+            mig__outcome_write(d->p->state_dir, d->link->session_id, "committed", d->info.name);
             mig_fsm_transition(&d->fsm, MIG_STATE_READY, MIG_STATE_COMMITTED);
             MIG_LOG(d->ctx, INFO, "%s committed: running here", d->info.name);
             if (fault(d, "dest-commit-done", 0) < 0)
@@ -532,7 +555,7 @@ static int serve_link(struct mig_ctx *ctx, const struct mig_recv_params *p, stru
             MIG_LOG(ctx, ERROR, "discarding the incoming domain: %s", mig_strerror(drc));
         else
             MIG_LOG(ctx, INFO, "incoming domain %s discarded", d.info.name);
-        mig__outcome_write(p->state_dir, link->session_id, "discarded");
+        mig__outcome_write(p->state_dir, link->session_id, "discarded", d.info.name);
         if (mig_fsm_transition(&d.fsm, d.fsm.state, MIG_STATE_DISCARDED) < 0 && rc == 0)
             rc = -MIG_ESTATE;
     }

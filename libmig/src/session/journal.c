@@ -182,30 +182,40 @@ int mig__journal_remove(const char *state_dir, const char *domain)
     return 0;
 }
 
-int mig__outcome_write(const char *state_dir, const uint8_t sid[16], const char *outcome)
+int mig__outcome_write(const char *state_dir, const uint8_t sid[16], const char *outcome,
+                       const char *name)
 {
-    char dir[4096], hex[33], text[64];
+    char dir[4096], hex[33], text[256];
     snprintf(dir, sizeof(dir), "%s/outcomes", state_dir);
     mig__hex(sid, 16, hex);
-    snprintf(text, sizeof(text), "%s\n", outcome);
+    if (snprintf(text, sizeof(text), "%s\nname=%s\n", outcome, name ? name : "") >=
+        (int)sizeof(text))
+        return -MIG_EINVAL;
     return write_file_atomic(dir, hex, text);
 }
 
-int mig__outcome_read(const char *state_dir, const uint8_t sid[16], enum mig_outcome *outcome_out)
+int mig__outcome_read(const char *state_dir, const uint8_t sid[16], enum mig_outcome *outcome_out,
+                      char *name_out, size_t name_len)
 {
-    char path[4096], hex[33], text[64];
+    char path[4096], hex[33], text[256];
     mig__hex(sid, 16, hex);
     snprintf(path, sizeof(path), "%s/outcomes/%s", state_dir, hex);
+    if (name_len)
+        name_out[0] = 0;
     int rc = read_small_file(path, text, sizeof(text));
     if (rc == -MIG_ENOENT) {
-        *outcome_out = MIG_OUTCOME_UNKNOWN;
+        /* "committing" is made durable before a domain is started, so no
+         * record at all means this host never started it. */
+        *outcome_out = MIG_OUTCOME_DISCARDED;
         return 0;
     }
     if (rc < 0)
         return rc;
-    if (strcmp(text, "committed\n") == 0)
+    if (name_len)
+        kv_get(text, "name", name_out, name_len);
+    if (strncmp(text, "committed\n", 10) == 0)
         *outcome_out = MIG_OUTCOME_COMMITTED;
-    else if (strcmp(text, "discarded\n") == 0)
+    else if (strncmp(text, "discarded\n", 10) == 0)
         *outcome_out = MIG_OUTCOME_DISCARDED;
     else
         *outcome_out = MIG_OUTCOME_UNKNOWN;

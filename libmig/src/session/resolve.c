@@ -92,6 +92,11 @@ int mig_resolve(struct mig_ctx *ctx, const char *state_dir, const char *domain,
         return -MIG_EINDOUBT;
     }
     rc = mig__hv_open(ctx, domain, MIG_ROLE_SOURCE, &hv);
+    if (rc == -MIG_ENOENT && o == MIG_OUTCOME_COMMITTED) {
+        /* the source copy was destroyed before the journal could go */
+        MIG_LOG(ctx, INFO, "%s runs on %s and its source copy is already gone", domain, dest);
+        return mig__journal_remove(state_dir, domain);
+    }
     if (rc < 0) {
         MIG_LOG(ctx, ERROR, "cannot open the source copy of %s: %s", domain, mig_strerror(rc));
         return rc;

@@ -86,10 +86,16 @@ int mig__journal_read(const char *state_dir, const char *domain, uint8_t sid_out
                       char *dest_out, size_t dest_len);
 int mig__journal_remove(const char *state_dir, const char *domain);
 
-/* Destination: the outcome of a session ("committing", "committed", "discarded"). */
-int mig__outcome_write(const char *state_dir, const uint8_t sid[16], const char *outcome);
-/* *outcome_out: MIG_OUTCOME_*; UNKNOWN when no record or "committing". */
-int mig__outcome_read(const char *state_dir, const uint8_t sid[16], enum mig_outcome *outcome_out);
+/* Destination: the outcome of a session ("committing", "committed",
+ * "discarded") and the name the domain has after COMMIT. */
+int mig__outcome_write(const char *state_dir, const uint8_t sid[16], const char *outcome,
+                       const char *name);
+/* *outcome_out: MIG_OUTCOME_*; UNKNOWN for "committing" (started, not
+ * known to have finished: ask the backend, mig__hv_ops.probe); DISCARDED when
+ * there is no record at all, since "committing" is written, durably, before
+ * any domain is started. name_out gets the recorded name ("" if none). */
+int mig__outcome_read(const char *state_dir, const uint8_t sid[16], enum mig_outcome *outcome_out,
+                      char *name_out, size_t name_len);
 
 void mig__hex(const uint8_t *in, size_t n, char *out /* 2n+1 */);
 int mig__unhex(const char *in, uint8_t *out, size_t n);

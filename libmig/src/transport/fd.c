@@ -129,11 +129,14 @@ static void sock_tmo(int fd, int opt, int *cur, int ms)
 
 static int sock_read(struct fd_conn *c, void *buf, size_t len, int timeout_ms, size_t *n_out)
 {
-    sock_tmo(c->rfd, SO_RCVTIMEO, &c->rcv_tmo, timeout_ms);
+    /* SO_RCVTIMEO 0 means "never time out": a zero timeout is a poll */
+    int flags = timeout_ms == 0 ? MSG_DONTWAIT : 0;
+    if (timeout_ms > 0)
+        sock_tmo(c->rfd, SO_RCVTIMEO, &c->rcv_tmo, timeout_ms);
     for (;;) {
         if (c->down)
             return -MIG_ECANCELLED;
-        ssize_t r = recv(c->rfd, buf, len, 0);
+        ssize_t r = recv(c->rfd, buf, len, flags);
         if (r > 0) {
             *n_out = (size_t)r;
             return 0;

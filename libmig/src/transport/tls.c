@@ -109,7 +109,8 @@ static int tls_read(struct mig__conn *base, void *buf, size_t len, int timeout_m
 {
     struct tls_conn *c = (struct tls_conn *)base;
     *n_out = 0;
-    sock_tmo(c->fd.rfd, SO_RCVTIMEO, &c->fd.rcv_tmo, timeout_ms);
+    /* SO_RCVTIMEO 0 would never time out: a zero timeout polls for 1 ms */
+    sock_tmo(c->fd.rfd, SO_RCVTIMEO, &c->fd.rcv_tmo, timeout_ms > 0 ? timeout_ms : 1);
     for (;;) {
         if (c->fd.down)
             return -MIG_ECANCELLED;
