@@ -1089,6 +1089,25 @@ static void test_dest_bad_args(void **state)
     assert_null(hv);
 }
 
+/* resolve's question after a crash around COMMIT */
+static void test_dest_probe(void **state)
+{
+    struct mig__hv *hv = NULL;
+    enum mig__probe pr;
+    assert_int_equal(ops->open(mctx, DEST_ARG, MIG_ROLE_DESTINATION, &hv), 0);
+    assert_int_equal(ops->probe(hv, "web", &pr), 0); /* the fake's source domain: here */
+    assert_int_equal(pr, MIG_PROBE_RUNNING);
+    F.run = GONE;
+    assert_int_equal(ops->probe(hv, "web", &pr), 0);
+    assert_int_equal(pr, MIG_PROBE_ABSENT);
+    F.incoming_exists = true;
+    snprintf(F.incoming_name, sizeof(F.incoming_name), "web--incoming");
+    assert_int_equal(ops->probe(hv, "web", &pr), 0);
+    assert_int_equal(pr, MIG_PROBE_DISCARDED);
+    assert_false(F.incoming_exists);
+    ops->close(hv);
+}
+
 /* ---- the allow-list on its own ---------------------------------------- */
 
 static void test_sanitize_rules(void **state)
@@ -1247,6 +1266,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dest_rejects_bad_checkpoint, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dest_bad_args, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sanitize_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dest_probe, setup, teardown),
         cmocka_unit_test_setup_teardown(test_engine_migrates_through_the_stream, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

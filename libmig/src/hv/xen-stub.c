@@ -83,6 +83,12 @@ static int stub_load(struct mig__hv *hv, const struct mig__blob *b)
     return -MIG_ENOTSUP;
 }
 
+static int stub_probe(struct mig__hv *hv, const char *name, enum mig__probe *state_out)
+{
+    *state_out = MIG_PROBE_ABSENT;
+    return -MIG_ENOTSUP;
+}
+
 const struct mig__hv_ops mig__hv_xen_ops = {
     .name = "xen",
     .open = stub_open,
@@ -108,4 +114,5 @@ const struct mig__hv_ops mig__hv_xen_ops = {
     .ready = stub_hv,
     .commit = stub_hv,
     .discard = stub_hv,
+    .probe = stub_probe,
 };

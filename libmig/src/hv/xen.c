@@ -1811,6 +1811,34 @@ static int discard(struct mig__hv *hv)
     return rc;
 }
 
+/* Resolve after a crash between COMMIT and its record: the final name
+ * means the commit happened (xl renames before it unpauses); an incoming
+ * domain left over is destroyed. */
+static int probe(struct mig__hv *hv, const char *name, enum mig__probe *state_out)
+{
+    struct xen_hv *x = (struct xen_hv *)hv;
+    char incoming[NAME_MAX_LEN + 16];
+    uint32_t domid;
+    *state_out = MIG_PROBE_ABSENT;
+    if (!name || !*name || strlen(name) > NAME_MAX_LEN)
+        return -MIG_EINVAL;
+    if (libxl_name_to_domid(x->lx, name, &domid) == 0) {
+        *state_out = MIG_PROBE_RUNNING;
+        return 0;
+    }
+    snprintf(incoming, sizeof(incoming), "%s--incoming", name);
+    if (libxl_name_to_domid(x->lx, incoming, &domid) == 0) {
+        int rc = from_libxl(libxl_domain_destroy(x->lx, domid, NULL));
+        if (rc < 0) {
+            MIG_LOG(x->base.ctx, ERROR, "cannot destroy the leftover %s (domid %u)", incoming,
+                    domid);
+            return rc;
+        }
+        *state_out = MIG_PROBE_DISCARDED;
+    }
+    return 0;
+}
+
 const struct mig__hv_ops mig__hv_xen_ops = {
     .name = "xen",
     .setup_state = true, /* the configuration and CPU policy go first */
@@ -1837,4 +1865,5 @@ const struct mig__hv_ops mig__hv_xen_ops = {
     .ready = ready,
     .commit = commit,
     .discard = discard,
+    .probe = probe,
 };
