@@ -35,6 +35,7 @@
 #include "hv-provider.h"
 #include "xen-internal.h"
 #include "xen-stream.h"
+#include "../profile/profile-internal.h"
 
 #pragma GCC diagnostic ignored "-Wmissing-prototypes"
 
@@ -407,9 +408,16 @@ xc_cpu_policy_t *__wrap_xc_cpu_policy_init(void)
 void __wrap_xc_cpu_policy_destroy(xc_cpu_policy_t *p)
 {
 }
+static bool system_policy; /* which policy the next serialise gives */
 int __wrap_xc_cpu_policy_get_domain(xc_interface *xch, uint32_t domid, xc_cpu_policy_t *p)
 {
+    system_policy = false;
     return 0;
+}
+int __wrap_xc_cpu_policy_get_system(xc_interface *xch, unsigned idx, xc_cpu_policy_t *p)
+{
+    system_policy = true;
+    return idx == XEN_SYSCTL_cpu_policy_hvm_max ? 0 : -1;
 }
 int __wrap_xc_cpu_policy_serialise(xc_interface *xch, const xc_cpu_policy_t *p,
                                    xen_cpuid_leaf_t *leaves, uint32_t *nl, xen_msr_entry_t *msrs,
@@ -420,6 +428,11 @@ int __wrap_xc_cpu_policy_serialise(xc_interface *xch, const xc_cpu_policy_t *p,
     leaves[1].leaf = 1;
     leaves[1].d = 1u << 0 | 1u << 4; /* fpu, tsc */
     leaves[1].c = 1u << 31;          /* hypervisor */
+    if (system_policy) {
+        leaves[0].leaf = 7;
+        leaves[0].subleaf = 0;
+        leaves[0].b = 1u << 5; /* avx2 */
+    }
     memset(msrs, 0, sizeof(*msrs));
     msrs[0].idx = 0xce;
     *nl = 2;
@@ -508,13 +521,6 @@ int __wrap_xc_version(xc_interface *xch, int cmd, void *arg)
     if (cmd == XENVER_extraversion)
         snprintf(arg, sizeof(xen_extraversion_t), ".0");
     return 4 << 16 | 17;
-}
-int __wrap_xc_get_cpu_featureset(xc_interface *xch, uint32_t idx, uint32_t *nr, uint32_t *fs)
-{
-    memset(fs, 0, *nr * sizeof(*fs));
-    fs[0] = 1u << 0 | 1u << 4;
-    fs[5] = 1u << 5; /* avx2 */
-    return 0;
 }
 int __wrap_libxl_get_physinfo(libxl_ctx *ctx, libxl_physinfo *pi)
 {
@@ -867,7 +873,20 @@ static void test_facts(void **state)
     assert_non_null(strstr(json, "\"virt_caps\":[\"hvm\",\"hap\"]"));
     assert_non_null(strstr(json, "\"guest\":{\"name\":\"web\""));
     assert_non_null(strstr(json, "\"cpu_features\":[\"fpu\",\"tsc\",\"hypervisor\"]"));
+    assert_null(strstr(strstr(json, "cpu_features"), "avx2")); /* host only */
     assert_non_null(strstr(json, "\"disks\":[\"/dev/vg/web\"]"));
+    /* what the profile module's parser makes of it */
+    struct mig__facts *f = NULL;
+    struct mig__perr perr;
+    memset(&perr, 0, sizeof(perr));
+    assert_int_equal(mig__facts_parse(json, strlen(json), "xen facts", &f, &perr), 0);
+    assert_string_equal(f->backend, "xen");
+    assert_true(f->has_cpu_features && mig__strv_has(&f->cpu_features, "avx2"));
+    assert_true(f->has_guest && mig__strv_has(&f->guest.cpu_features, "hypervisor"));
+    assert_false(mig__strv_has(&f->guest.cpu_features, "avx2"));
+    assert_int_equal(f->guest.vcpus, 2);
+    assert_true(f->has_tsc_scaling);
+    mig__facts_free(f);
     free(json);
     ops->close(hv);
 }

@@ -52,6 +52,7 @@
 #include "xen-internal.h"
 #include "xen-stream.h"
 #include "../session/convergence.h"
+#include "../profile/profile-internal.h"
 
 #define PAGE                    4096u
 #define BITS_UL                 (8 * sizeof(unsigned long))
@@ -562,138 +563,41 @@ static void sb_str(struct sbuf *b, const char *s)
     sb_printf(b, "\"");
 }
 
-/* xen-cpuid names of the featureset words 0 (1d), 1 (1c), 2 (e1d), 3 (e1c),
- * 5 (7b0), 6 (7c0), 9 (7d0); other bits are named "fsW.B". */
-static const char *const fs_names[][32] = {
-    [0] = {"fpu",  "vme",  "de",   "pse", "tsc",  "msr", "pae",   "mce", "cx8",     "apic", NULL,
-           "sep",  "mtrr", "pge",  "mca", "cmov", "pat", "pse36", NULL,  "clflush", NULL,   "ds",
-           "acpi", "mmx",  "fxsr", "sse", "sse2", "ss",  "htt",   "tm",  NULL,      "pbe"},
-    [1] = {"sse3",   "pclmulqdq", "dtes64", "monitor",      "ds-cpl", "vmx",    "smx",
-           "est",    "tm2",       "ssse3",  NULL,           "sdbg",   "fma",    "cx16",
-           "xtpr",   "pdcm",      NULL,     "pcid",         "dca",    "sse4-1", "sse4-2",
-           "x2apic", "movebe",    "popcnt", "tsc-deadline", "aesni",  "xsave",  "osxsave",
-           "avx",    "f16c",      "rdrand", "hypervisor"},
-    [2] = {NULL, NULL,    NULL,      NULL,      NULL, NULL, NULL,       NULL,
-           NULL, NULL,    NULL,      "syscall", NULL, NULL, NULL,       NULL,
-           NULL, NULL,    NULL,      "mp",      "nx", NULL, "mmxext",   NULL,
-           NULL, "ffxsr", "page1gb", "rdtscp",  NULL, "lm", "3dnowext", "3dnow"},
-    [3] = {"lahf-lm",     "cmp-legacy",    "svm",  "extapic", "cr8-legacy", "abm",        "sse4a",
-           "misalignsse", "3dnowprefetch", "osvw", "ibs",     "xop",        "skinit",     "wdt",
-           NULL,          "lwp",           "fma4", NULL,      NULL,         "nodeid-msr", NULL,
-           "tbm",         "topoext",       NULL,   NULL,      NULL,         "dbext",      NULL,
-           NULL,          "monitorx",      NULL,   NULL},
-    [5] = {"fsgsbase",    "tsc-adj", "sgx",        "bmi1",     "hle",    "avx2",     "fdp-exn-only",
-           "smep",        "bmi2",    "erms",       "invpcid",  "rtm",    "pqm",      "no-fpu-sel",
-           "mpx",         "pqe",     "avx512f",    "avx512dq", "rdseed", "adx",      "smap",
-           "avx512-ifma", NULL,      "clflushopt", "clwb",     NULL,     "avx512pf", "avx512er",
-           "avx512cd",    "sha",     "avx512bw",   "avx512vl"},
-    [6] = {"prefetchwt1",
-           "avx512-vbmi",
-           "umip",
-           "pku",
-           "ospke",
-           "waitpkg",
-           "avx512-vbmi2",
-           "cet-ss",
-           "gfni",
-           "vaes",
-           "vpclmulqdq",
-           "avx512-vnni",
-           "avx512-bitalg",
-           NULL,
-           "avx512-vpopcntdq",
-           NULL,
-           NULL,
-           NULL,
-           NULL,
-           NULL,
-           NULL,
-           NULL,
-           "rdpid",
-           NULL,
-           NULL,
-           "cldemote",
-           NULL,
-           "movdiri",
-           "movdir64b",
-           "enqcmd",
-           NULL,
-           "pks"},
-    [9] = {NULL,
-           NULL,
-           "avx512-4vnniw",
-           "avx512-4fmaps",
-           "fsrm",
-           NULL,
-           NULL,
-           NULL,
-           "avx512-vp2intersect",
-           "srbds-ctrl",
-           "md-clear",
-           "rtm-always-abort",
-           NULL,
-           "tsx-force-abort",
-           "serialize",
-           NULL,
-           "tsxldtrk",
-           NULL,
-           NULL,
-           NULL,
-           "cet-ibt",
-           NULL,
-           "amx-bf16",
-           "avx512-fp16",
-           "amx-tile",
-           "amx-int8",
-           "ibrsb",
-           "stibp",
-           "l1d-flush",
-           "arch-caps",
-           "core-caps",
-           "ssbd"},
-};
-
-static void sb_features(struct sbuf *b, const uint32_t *fs, uint32_t nr)
+/* The names of the features a serialised CPUID policy sets, from the
+ * profile module's table (cpuid.c): the names profiles and the pre-flight
+ * check compare. */
+static void sb_policy_features(struct sbuf *b, const xen_cpuid_leaf_t *l, uint32_t n)
 {
     bool first = true;
     sb_printf(b, "[");
-    for (uint32_t w = 0; w < nr; w++)
-        for (unsigned bit = 0; bit < 32; bit++) {
-            if (!(fs[w] & (1u << bit)))
+    for (size_t i = 0; i < mig__cpuid_count(); i++) {
+        const struct mig__cpuid_feat *f = mig__cpuid_at(i);
+        for (uint32_t j = 0; j < n; j++) {
+            if (l[j].leaf != f->leaf ||
+                (f->subleaf != MIG__CPUID_NO_SUBLEAF && l[j].subleaf != f->subleaf))
                 continue;
-            const char *n = w < sizeof(fs_names) / sizeof(fs_names[0]) ? fs_names[w][bit] : NULL;
-            sb_printf(b, "%s", first ? "" : ",");
-            first = false;
-            if (n)
-                sb_str(b, n);
-            else
-                sb_printf(b, "\"fs%u.%u\"", w, bit);
+            uint32_t v = f->reg == MIG__REG_EAX   ? l[j].a
+                         : f->reg == MIG__REG_EBX ? l[j].b
+                         : f->reg == MIG__REG_ECX ? l[j].c
+                                                  : l[j].d;
+            if (v & (1u << f->bit)) {
+                sb_printf(b, "%s", first ? "" : ",");
+                sb_str(b, f->name);
+                first = false;
+            }
+            break;
         }
+    }
     sb_printf(b, "]");
 }
 
-/* Featureset words from a serialised CPUID policy (same numbering as
- * xc_get_cpu_featureset: 0 1d, 1 1c, 2 e1d, 3 e1c, 5 7b0, 6 7c0, 9 7d0). */
-static void policy_featureset(const xen_cpuid_leaf_t *l, uint32_t n, uint32_t fs[10])
-{
-    memset(fs, 0, 10 * sizeof(uint32_t));
-    for (uint32_t i = 0; i < n; i++) {
-        if (l[i].leaf == 1) {
-            fs[0] = l[i].d;
-            fs[1] = l[i].c;
-        } else if (l[i].leaf == 0x80000001u) {
-            fs[2] = l[i].d;
-            fs[3] = l[i].c;
-        } else if (l[i].leaf == 7 && l[i].subleaf == 0) {
-            fs[5] = l[i].b;
-            fs[6] = l[i].c;
-            fs[9] = l[i].d;
-        }
-    }
-}
+/* A serialised policy: the domain's (domid) or, with system >= 0, Xen's
+ * system policy of that index. Caller frees both arrays. */
+static int policy_of(struct xen_hv *x, int system, xen_cpuid_leaf_t **leaves, uint32_t *nl,
+                     xen_msr_entry_t **msrs, uint32_t *nm);
 
-static int get_policy(struct xen_hv *x, xen_cpuid_leaf_t **leaves, uint32_t *nl,
-                      xen_msr_entry_t **msrs, uint32_t *nm)
+static int policy_of(struct xen_hv *x, int system, xen_cpuid_leaf_t **leaves, uint32_t *nl,
+                     xen_msr_entry_t **msrs, uint32_t *nm)
 {
     xc_cpu_policy_t *pol = NULL;
     int rc = -MIG_EBACKEND;
@@ -708,9 +612,13 @@ static int get_policy(struct xen_hv *x, xen_cpuid_leaf_t **leaves, uint32_t *nl,
         rc = -MIG_ENOMEM;
         goto out;
     }
-    if (xc_cpu_policy_get_domain(x->xch, x->domid, pol) < 0 ||
+    if ((system >= 0 ? xc_cpu_policy_get_system(x->xch, (unsigned)system, pol)
+                     : xc_cpu_policy_get_domain(x->xch, x->domid, pol)) < 0 ||
         xc_cpu_policy_serialise(x->xch, pol, *leaves, nl, *msrs, nm) < 0) {
-        MIG_LOG(x->base.ctx, ERROR, "domain %u: cannot read its CPUID/MSR policy", x->domid);
+        if (system >= 0)
+            MIG_LOG(x->base.ctx, ERROR, "cannot read Xen's CPUID policy %d", system);
+        else
+            MIG_LOG(x->base.ctx, ERROR, "domain %u: cannot read its CPUID/MSR policy", x->domid);
         goto out;
     }
     rc = 0;
@@ -753,7 +661,9 @@ static int xen_facts(struct mig__hv *hv, char **json_out)
     struct sbuf b = {0};
     char host[256] = "";
     xen_extraversion_t extra = "";
-    uint32_t nr = xc_get_cpu_featureset_size(), *fs = NULL;
+    xen_cpuid_leaf_t *hleaves = NULL;
+    xen_msr_entry_t *hmsrs = NULL;
+    uint32_t hnl = 0, hnm = 0;
     libxl_physinfo pi;
     unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
     char vendor[13] = "";
@@ -776,24 +686,19 @@ static int xen_facts(struct mig__hv *hv, char **json_out)
     memcpy(vendor, &ebx, 4);
     memcpy(vendor + 4, &edx, 4);
     memcpy(vendor + 8, &ecx, 4);
-    fs = calloc(nr ? nr : 1, sizeof(*fs));
-    if (!fs) {
-        rc = -MIG_ENOMEM;
+    /* What a guest could be given here: Xen's HVM max policy (PVH guests
+     * are HVM guests to Xen), as docs/profiles.md asks. */
+    rc = policy_of(x, XEN_SYSCTL_cpu_policy_hvm_max, &hleaves, &hnl, &hmsrs, &hnm);
+    if (rc < 0)
         goto out;
-    }
-    if (xc_get_cpu_featureset(x->xch, XEN_SYSCTL_cpu_featureset_host, &nr, fs) < 0)
-        nr = 0;
     sb_printf(&b, "{\"hostname\":");
     sb_str(&b, host);
     sb_printf(&b, ",\"backend\":\"xen\",\"xen_version\":\"%d.%d%s\"", ver >> 16, ver & 0xffff,
               extra);
     sb_printf(&b, ",\"cpu\":{\"vendor\":");
-    sb_str(&b, strcmp(vendor, "GenuineIntel") == 0   ? "intel"
-               : strcmp(vendor, "AuthenticAMD") == 0 ? "amd"
-               : strcmp(vendor, "HygonGenuine") == 0 ? "hygon"
-                                                     : vendor);
+    sb_str(&b, vendor);
     sb_printf(&b, ",\"features\":");
-    sb_features(&b, fs, nr);
+    sb_policy_features(&b, hleaves, hnl);
     sb_printf(&b, "},\"virt_caps\":[");
     const char *caps[] = {pi.cap_hvm ? "hvm" : NULL,
                           pi.cap_pv ? "pv" : NULL,
@@ -831,19 +736,20 @@ static int xen_facts(struct mig__hv *hv, char **json_out)
     if (x->base.role == MIG_ROLE_SOURCE && x->cfg_init) {
         xen_cpuid_leaf_t *leaves = NULL;
         xen_msr_entry_t *msrs = NULL;
-        uint32_t nl = 0, nm = 0, gfs[10] = {0};
+        uint32_t nl = 0, nm = 0;
         libxl_domain_build_info *bi = &x->cfg.b_info;
-        if (get_policy(x, &leaves, &nl, &msrs, &nm) == 0)
-            policy_featureset(leaves, nl, gfs);
-        free(leaves);
-        free(msrs);
+        rc = policy_of(x, -1, &leaves, &nl, &msrs, &nm);
+        if (rc < 0)
+            goto out;
         sb_printf(&b, ",\"guest\":{\"name\":");
         sb_str(&b, x->name);
         sb_printf(&b,
                   ",\"mem_bytes\":%" PRIu64 ",\"max_mem_bytes\":%" PRIu64
                   ",\"vcpus\":%u,\"cpu_features\":",
                   bi->target_memkb * 1024, bi->max_memkb * 1024, x->vcpus);
-        sb_features(&b, gfs, nl ? 10 : 0);
+        sb_policy_features(&b, leaves, nl);
+        free(leaves);
+        free(msrs);
         bool nested =
             !libxl_defbool_is_default(bi->nested_hvm) && libxl_defbool_val(bi->nested_hvm);
         sb_printf(&b, ",\"passthrough\":%s,\"nested_hvm\":%s,\"pod\":%s,\"bridges\":[",
@@ -869,7 +775,8 @@ static int xen_facts(struct mig__hv *hv, char **json_out)
     b.p = NULL;
 out:
     free(b.p);
-    free(fs);
+    free(hleaves);
+    free(hmsrs);
     libxl_physinfo_dispose(&pi);
     return rc;
 }
@@ -1254,7 +1161,7 @@ static int save_setup(struct xen_hv *x, struct mig__blob *blob)
     if (rc == 0)
         rc = probe_holes(x, &buf, &len);
     if (rc == 0)
-        rc = get_policy(x, &leaves, &nl, &msrs, &nm);
+        rc = policy_of(x, -1, &leaves, &nl, &msrs, &nm);
     if (rc == 0 && nl)
         rc = mig__xs_append_record(&buf, &len, MIG_XS_X86_CPUID_POLICY, leaves,
                                    nl * (uint32_t)sizeof(*leaves));
