@@ -194,6 +194,11 @@ int __wrap_xc_domain_getinfolist(xc_interface *xch, uint32_t first, unsigned int
                                  xc_domaininfo_t *info)
 {
     memset(info, 0, sizeof(*info));
+    if (first == NEW_DOMID && F.incoming_exists) {
+        info->domain = NEW_DOMID;
+        info->flags = XEN_DOMINF_hvm_guest | (F.incoming_paused ? XEN_DOMINF_paused : 0);
+        return 1;
+    }
     if (first != SRC_DOMID || F.run == GONE)
         return 0;
     info->domain = SRC_DOMID;
@@ -1124,6 +1129,13 @@ static void test_dest_probe(void **state)
     assert_int_equal(ops->probe(hv, "web", &pr), 0);
     assert_int_equal(pr, MIG_PROBE_DISCARDED);
     assert_false(F.incoming_exists);
+    /* renamed to its final name, crash before the unpause */
+    F.incoming_exists = true;
+    F.incoming_paused = true;
+    snprintf(F.incoming_name, sizeof(F.incoming_name), "web");
+    assert_int_equal(ops->probe(hv, "web", &pr), 0);
+    assert_int_equal(pr, MIG_PROBE_RUNNING);
+    assert_false(F.incoming_paused);
     ops->close(hv);
 }
 

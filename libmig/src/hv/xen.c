@@ -1730,6 +1730,17 @@ static int probe(struct mig__hv *hv, const char *name, enum mig__probe *state_ou
     if (!name || !*name || strlen(name) > NAME_MAX_LEN)
         return -MIG_EINVAL;
     if (libxl_name_to_domid(x->lx, name, &domid) == 0) {
+        xc_domaininfo_t di;
+        /* Renamed but not unpaused yet: the commit was decided, finish it. */
+        if (dominfo(x, domid, &di) == 0 && (di.flags & XEN_DOMINF_paused)) {
+            int rc = from_libxl(libxl_domain_unpause(x->lx, domid, NULL));
+            if (rc < 0) {
+                MIG_LOG(x->base.ctx, ERROR, "%s (domid %u) is paused and cannot be unpaused", name,
+                        domid);
+                return rc;
+            }
+            MIG_LOG(x->base.ctx, INFO, "%s was committed but still paused: unpaused", name);
+        }
         *state_out = MIG_PROBE_RUNNING;
         return 0;
     }
