@@ -258,7 +258,13 @@ int __wrap_libxl_retrieve_domain_configuration(libxl_ctx *ctx, uint32_t domid,
 }
 char *__wrap_libxl_domain_config_to_json(libxl_ctx *ctx, libxl_domain_config *p)
 {
-    return strdup("{\"c_info\":{\"type\":\"pvh\",\"name\":\"web\"}}");
+    /* the cap in force when the configuration is serialised */
+    char buf[128];
+    snprintf(buf, sizeof(buf),
+             "{\"c_info\":{\"type\":\"pvh\",\"name\":\"web\"},\"b_info\":{\"sched_params\":"
+             "{\"cap\":%d}}}",
+             F.cap);
+    return strdup(buf);
 }
 
 /* The destination's "JSON parser": what the hostile tests choose. */
@@ -818,10 +824,14 @@ struct blob_seen {
     uint32_t nparams;
 };
 
+static char seen_config[256];
+
 static int blob_visit(void *opaque, enum mig__xs_layer layer, uint32_t type, const uint8_t *body,
                       uint32_t len)
 {
     struct blob_seen *s = opaque;
+    if (type == MIG_XS_PRIV_CONFIG)
+        snprintf(seen_config, sizeof(seen_config), "%.*s", (int)len, (const char *)body);
     s->types[s->n++] = type;
     if (type == MIG_XS_PRIV_HOLES)
         for (uint32_t off = 0; off < len && s->nholes < 8; off += 16, s->nholes++)
@@ -839,9 +849,11 @@ static void test_state_blobs(void **state)
     const uint32_t all[] = {MIG_XS_PRIV_CONFIG,    MIG_XS_PRIV_HOLES,   MIG_XS_X86_CPUID_POLICY,
                             MIG_XS_X86_MSR_POLICY, MIG_XS_X86_TSC_INFO, MIG_XS_HVM_CONTEXT,
                             MIG_XS_HVM_PARAMS};
+    assert_int_equal(ops->throttle(hv, 50), 0); /* the cap must not travel */
     assert_int_equal(ops->save_state(hv, &b), 0);
     assert_int_equal(b.kind, MIG_XEN_BLOB_SETUP);
     assert_int_equal(mig__xs_parse_records(NULL, b.data, b.len, all, 7, blob_visit, &s), 0);
+    assert_non_null(strstr(seen_config, "\"cap\":150"));
     assert_int_equal(s.n, 4);
     assert_int_equal(s.types[0], MIG_XS_PRIV_CONFIG);
     assert_int_equal(s.types[1], MIG_XS_PRIV_HOLES);
