@@ -531,7 +531,7 @@ static int skip_xl_header(struct rd *r, const uint8_t first[8])
     int rc = read_exact(r, rest, sizeof(rest));
     if (rc < 0)
         return rc;
-    if (memcmp(first, XL_MAGIC, 8) || memcmp(rest, XL_MAGIC + 8, 24)) {
+    if (memcmp(first, XL_MAGIC, 8) || memcmp(rest, &XL_MAGIC[8], 24)) {
         MIG_LOG(r->ctx, ERROR, "neither a libxl stream nor an xl save image");
         return -MIG_EPROTO;
     }
