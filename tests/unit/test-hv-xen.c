@@ -83,7 +83,8 @@ static struct fake {
     uint8_t dmem[NR_PFNS]; /* first byte of each page received */
     bool dpopulated[NR_PFNS];
     char cfg_disk[128], cfg_bridge[64], cfg_name[80];
-    uint64_t need_kb, free_kb;
+    uint64_t need_kb, free_kb, dom0_spare_kb;
+    unsigned balloons;
     int need_calls;
     int hostile; /* which configuration from_json produces */
 } F;
@@ -481,6 +482,26 @@ int __wrap_libxl_domain_need_memory(libxl_ctx *ctx, libxl_domain_config *c, uint
 int __wrap_libxl_get_free_memory(libxl_ctx *ctx, uint64_t *memkb)
 {
     *memkb = F.free_kb;
+    return 0;
+}
+/* dom0 can give back up to F.dom0_spare_kb */
+int __wrap_libxl_set_memory_target(libxl_ctx *ctx, uint32_t domid, int64_t target, int relative,
+                                   int enforce)
+{
+    if (domid != 0 || !relative || target >= 0)
+        return ERROR_INVAL;
+    uint64_t give = (uint64_t)-target < F.dom0_spare_kb ? (uint64_t)-target : F.dom0_spare_kb;
+    F.dom0_spare_kb -= give;
+    F.free_kb += give;
+    F.balloons++;
+    return 0;
+}
+int __wrap_libxl_wait_for_free_memory(libxl_ctx *ctx, uint32_t domid, uint64_t kb, int secs)
+{
+    return F.free_kb >= kb ? 0 : ERROR_NOMEM;
+}
+int __wrap_libxl_wait_for_memory_target(libxl_ctx *ctx, uint32_t domid, int secs)
+{
     return 0;
 }
 
@@ -1068,9 +1089,30 @@ static void test_dest_memory_preflight(void **state)
     struct mig__blob setup = src_blob(false);
     struct mig__hv *hv = open_dest(DEST_ARG);
     F.need_kb = 16 << 20;
+    F.dom0_spare_kb = 4 << 20; /* not enough even after ballooning */
     assert_int_equal(ops->load_state(hv, &setup), -MIG_ENOSPC);
     ops->close(hv);
     assert_int_equal(F.restore_calls, 0);
+
+    /* dom0 owns the memory (Debian's default): autoballoon frees it */
+    fake_reset();
+    F.need_kb = 16 << 20;
+    F.dom0_spare_kb = 32 << 20;
+    hv = open_dest(DEST_ARG);
+    assert_int_equal(ops->load_state(hv, &setup), 0);
+    assert_true(F.balloons >= 1);
+    assert_true(F.free_kb >= F.need_kb);
+    ops->discard(hv);
+    ops->close(hv);
+
+    /* ... unless the admin said no */
+    fake_reset();
+    F.need_kb = 16 << 20;
+    F.dom0_spare_kb = 32 << 20;
+    hv = open_dest(DEST_ARG ",autoballoon=off");
+    assert_int_equal(ops->load_state(hv, &setup), -MIG_ENOSPC);
+    assert_int_equal(F.balloons, 0);
+    ops->close(hv);
     free(setup.data);
 }
 

@@ -121,6 +121,7 @@ struct xen_hv {
     /* ---- destination ---- */
     struct mig__xen_rules rules;
     unsigned start_timeout_s;
+    bool autoballoon; /* shrink dom0 for the incoming domain, as xl */
     struct mig__dom_info info;
     char incoming[NAME_MAX_LEN + 16];
     bool have_info;
@@ -381,6 +382,7 @@ static int open_source(struct xen_hv *x, char *spec)
 static int open_dest(struct xen_hv *x, char *opts)
 {
     x->start_timeout_s = DEFAULT_START_TIMEOUT_S;
+    x->autoballoon = true;
     int rc = mig__xen_parse_dirs("/var/lib/xen/boot;/boot", &x->rules);
     char *save = NULL;
     for (char *kv = strtok_r(opts, ",", &save); rc == 0 && kv; kv = strtok_r(NULL, ",", &save)) {
@@ -399,6 +401,8 @@ static int open_dest(struct xen_hv *x, char *opts)
             rc = mig__xen_parse_dirs(v, &x->rules);
         else if (strcmp(kv, "start-timeout") == 0)
             rc = parse_uint(v, 3600, &x->start_timeout_s);
+        else if (strcmp(kv, "autoballoon") == 0 && (!strcmp(v, "on") || !strcmp(v, "off")))
+            x->autoballoon = strcmp(v, "on") == 0;
         else
             rc = -MIG_EINVAL;
         if (rc < 0)
@@ -1335,6 +1339,30 @@ static void *restore_main(void *arg)
     return NULL;
 }
 
+/* Free memory for need_kb, ballooning dom0 down as xl's autoballoon does
+ * (target lowered by the shortfall, then wait for Xen to have it free). */
+static int make_room(struct xen_hv *x, uint64_t need_kb, uint64_t *free_kb)
+{
+    for (int attempt = 0; attempt < 3; attempt++) {
+        if (libxl_get_free_memory(x->lx, free_kb))
+            return -MIG_EBACKEND;
+        if (*free_kb >= need_kb)
+            return 0;
+        if (!x->autoballoon)
+            return -MIG_ENOSPC;
+        MIG_LOG(x->base.ctx, INFO, "ballooning dom0 down by %" PRIu64 " MiB",
+                (need_kb - *free_kb) >> 10);
+        if (libxl_set_memory_target(x->lx, 0, (int64_t)*free_kb - (int64_t)need_kb, 1, 0))
+            return -MIG_ENOSPC;
+        int r = libxl_wait_for_free_memory(x->lx, 0, need_kb, 10);
+        if (r == 0)
+            return libxl_get_free_memory(x->lx, free_kb) ? -MIG_EBACKEND : 0;
+        if (r != ERROR_NOMEM || libxl_wait_for_memory_target(x->lx, 0, 1) < 0)
+            return -MIG_ENOSPC;
+    }
+    return -MIG_ENOSPC;
+}
+
 static int start_restore(struct xen_hv *x, const struct setup_parts *p)
 {
     struct mig_ctx *ctx = x->base.ctx;
@@ -1361,18 +1389,18 @@ static int start_restore(struct xen_hv *x, const struct setup_parts *p)
     x->dcfg.c_info.name = strdup(x->incoming);
     if (!x->dcfg.c_info.name)
         return -MIG_ENOMEM;
-    if (libxl_domain_need_memory(x->lx, &x->dcfg, NO_DOMID, &need_kb) ||
-        libxl_get_free_memory(x->lx, &free_kb)) {
+    if (libxl_domain_need_memory(x->lx, &x->dcfg, NO_DOMID, &need_kb)) {
         MIG_LOG(ctx, ERROR, "cannot compute the memory the domain needs");
         return -MIG_EBACKEND;
     }
-    if (need_kb > free_kb) {
+    rc = make_room(x, need_kb, &free_kb);
+    if (rc == -MIG_ENOSPC)
         MIG_LOG(ctx, ERROR,
-                "not enough free memory: the domain needs %" PRIu64 " MiB, %" PRIu64
-                " MiB free (balloon dom0 down first)",
-                need_kb >> 10, free_kb >> 10);
-        return -MIG_ENOSPC;
-    }
+                "not enough free memory: the domain needs %" PRIu64 " MiB, %" PRIu64 " MiB free%s",
+                need_kb >> 10, free_kb >> 10,
+                x->autoballoon ? " after ballooning dom0" : " (autoballoon=off)");
+    if (rc < 0)
+        return rc;
     for (uint32_t off = 0; off + 16 <= p->holes_len; off += 16) {
         uint64_t start, count;
         memcpy(&start, p->holes + off, 8);
