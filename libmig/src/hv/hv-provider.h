@@ -10,6 +10,7 @@
 #ifndef MIG_HV_PROVIDER_H
 #define MIG_HV_PROVIDER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -45,6 +46,12 @@ enum mig__probe {
 
 struct mig__hv_ops {
     const char *name;       /* URI prefix without ':' ("xen", "sim") */
+    /* True if the destination needs state before the first page (xen: the
+     * domain's configuration and CPU policy, docs/xen-stream.md): the
+     * source engine then calls save_state once before round 0, with the
+     * guest running, and sends it as a STATE_BLOB ahead of every page; the
+     * destination passes it to load_state whenever it arrives. */
+    bool setup_state;
 
     /* ---- both sides ---- */
     /* Open a backend instance. Source: 'arg' names an existing domain.

@@ -489,7 +489,7 @@ static int serve(struct dest *d)
         case MIG_REC_STATE_BLOB: {
             struct mig__blob blob = {0};
             const void *data;
-            if (!switchover)
+            if (!switchover && !d->hv->ops->setup_state)
                 return send_error(d, -MIG_EPROTO, "state before switchover");
             rc = mig__rec_get_blob(&rec, &blob.kind, &data, &blob.len);
             if (rc < 0)

@@ -302,6 +302,15 @@ static int setup(struct mig_session *s)
     memcpy(di.name, s->info.name, sizeof(di.name));
     memcpy(di.config, s->info.config, sizeof(di.config));
     mig__rec_put_dom_info(s->link->ctrl, &di);
+    if (s->hv->ops->setup_state) {
+        struct mig__blob blob = {0};
+        rc = s->hv->ops->save_state(s->hv, &blob);
+        if (rc < 0)
+            return mig__session_fail(s, rc, "saving the domain's setup state: %s",
+                                     mig_strerror(rc));
+        mig__rec_put_blob(s->link->ctrl, blob.kind, blob.data, blob.len);
+        free(blob.data);
+    }
     rc = mig__stream_flush(s->link->ctrl);
     if (rc < 0)
         return mig__session_fail(s, rc, "sending the domain description: %s", mig_strerror(rc));

@@ -1,0 +1,49 @@
+/*
+ * xen-internal.h: what the xen: backend's files share (xen.c, xen-config.c)
+ * and its unit tests see. Includes libxl: only hv/xen*.c and the Xen unit
+ * tests include this header.
+ */
+#ifndef MIG_XEN_INTERNAL_H
+#define MIG_XEN_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <libxl.h>
+
+#include "mig-internal.h"
+
+#define MIG_XEN_MAX_MAP  64
+#define MIG_XEN_MAX_DIRS 8
+
+/* One SRC=DST pair of a disk-map or net-map. */
+struct mig__xen_map_entry {
+    char *src; /* owned */
+    char *dst; /* owned */
+};
+
+/* The destination's rewrite rules (backend arg). */
+struct mig__xen_rules {
+    struct mig__xen_map_entry disks[MIG_XEN_MAX_MAP];
+    unsigned n_disks;
+    struct mig__xen_map_entry nets[MIG_XEN_MAX_MAP];
+    unsigned n_nets;
+    char *kernel_dirs[MIG_XEN_MAX_DIRS]; /* owned, each ends without '/' */
+    unsigned n_kernel_dirs;
+};
+
+/* Parse "SRC=DST;SRC=DST" into map (appends). -MIG_EINVAL on a bad pair. */
+int mig__xen_parse_map(const char *text, struct mig__xen_map_entry *map, unsigned max,
+                       unsigned *n_inout);
+/* Parse "DIR;DIR" into rules->kernel_dirs (replaces). */
+int mig__xen_parse_dirs(const char *text, struct mig__xen_rules *rules);
+void mig__xen_rules_dispose(struct mig__xen_rules *rules);
+
+/* Apply the allow-list of docs/xen-stream.md to a configuration that came
+ * from the network: refuse (-MIG_EPERM, reason in why[]) anything not
+ * allowed, rewrite disk targets and bridges through the maps. Touches
+ * nothing outside cfg; runs before any domain is built. */
+int mig__xen_config_sanitize(struct mig_ctx *ctx, const struct mig__xen_rules *rules,
+                             libxl_domain_config *cfg, char *why, size_t why_len);
+
+#endif
