@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -1282,6 +1283,15 @@ static void test_engine_migrates_through_the_stream(void **state)
     pthread_t t;
     assert_non_null(mkdtemp(src_dir));
     assert_non_null(mkdtemp(r.state_dir));
+    /* the destination has the bridge its net-map names (the pre-flight checks) */
+    char net[128], br[160];
+    snprintf(net, sizeof(net), "%s/net", r.state_dir);
+    snprintf(br, sizeof(br), "%s/br1", net);
+    assert_int_equal(mkdir(net, 0700), 0);
+    assert_int_equal(mkdir(br, 0700), 0);
+    strcat(br, "/bridge");
+    assert_int_equal(mkdir(br, 0700), 0);
+    setenv("MIG_XEN_SYSFS_NET", net, 1);
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     r.fd = sv[1];
     set_dirty(17); /* written during round 0 */

@@ -109,6 +109,7 @@ int mig__hv_fault_wrap(struct mig__hv *inner, struct mig__hv **hv_out)
     struct mig__hv_ops *ops = (struct mig__hv_ops *)(f + 1);
     *ops = (struct mig__hv_ops){
         .name = inner->ops->name,
+        .setup_state = inner->ops->setup_state,
         .open = f_open, .close = f_close, .facts = f_facts, .info = f_info,
         .tracking = f_tracking, .logdirty_enable = f_logdirty_enable,
         .logdirty_clean = f_logdirty_clean, .logdirty_disable = f_logdirty_disable,

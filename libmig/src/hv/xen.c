@@ -637,9 +637,14 @@ out:
     return rc;
 }
 
+/* The host's Linux bridges. MIG_XEN_SYSFS_NET replaces /sys/class/net (the
+ * unit tests describe a host's bridges with it). */
 static void sb_bridges(struct sbuf *b)
 {
-    DIR *d = opendir("/sys/class/net");
+    const char *root = getenv("MIG_XEN_SYSFS_NET");
+    if (!root || !*root)
+        root = "/sys/class/net";
+    DIR *d = opendir(root);
     struct dirent *e;
     bool first = true;
     sb_printf(b, "[");
@@ -647,7 +652,7 @@ static void sb_bridges(struct sbuf *b)
         char path[PATH_MAX];
         if (e->d_name[0] == '.')
             continue;
-        snprintf(path, sizeof(path), "/sys/class/net/%s/bridge", e->d_name);
+        snprintf(path, sizeof(path), "%s/%s/bridge", root, e->d_name);
         if (access(path, F_OK) != 0)
             continue;
         sb_printf(b, "%s", first ? "" : ",");
@@ -735,6 +740,20 @@ static int xen_facts(struct mig__hv *hv, char **json_out)
     for (unsigned i = 0; i < x->rules.n_disks; i++) {
         sb_printf(&b, "%s", i ? "," : "");
         sb_str(&b, x->rules.disks[i].dst);
+    }
+    sb_printf(&b, "],\"disk_map\":[");
+    for (unsigned i = 0; i < x->rules.n_disks; i++) {
+        char pair[2 * PATH_MAX + 2];
+        snprintf(pair, sizeof(pair), "%s=%s", x->rules.disks[i].src, x->rules.disks[i].dst);
+        sb_printf(&b, "%s", i ? "," : "");
+        sb_str(&b, pair);
+    }
+    sb_printf(&b, "],\"net_map\":[");
+    for (unsigned i = 0; i < x->rules.n_nets; i++) {
+        char pair[256];
+        snprintf(pair, sizeof(pair), "%s=%s", x->rules.nets[i].src, x->rules.nets[i].dst);
+        sb_printf(&b, "%s", i ? "," : "");
+        sb_str(&b, pair);
     }
     sb_printf(&b, "]");
     if (x->base.role == MIG_ROLE_SOURCE && x->cfg_init) {

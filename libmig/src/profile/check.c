@@ -550,12 +550,45 @@ int mig__preflight(struct mig_ctx *ctx, const char *src_facts_json, const char *
         (rc = check_xen(v, src, dst, profile)) < 0 ||
         (rc = check_host_caps(v, dst, profile)) < 0)
         goto out;
+    /* Without maps from the caller, the destination's own (its facts say how
+     * it maps disks and bridges): "SRC=DST" split at the first '='. */
+    struct mig__map_pair dpairs[64], npairs[64];
+    char *dcopy[64] = {0}, *ncopy[64] = {0};
+    struct mig__preflight_maps own = {.disks = dpairs, .bridges = npairs};
+    if (!maps && (dst->disk_map.n || dst->net_map.n)) {
+        for (size_t i = 0; i < dst->disk_map.n && own.n_disks < 64; i++) {
+            char *c = dcopy[own.n_disks] = strdup(dst->disk_map.v[i]);
+            char *eq = c ? strchr(c, '=') : NULL;
+            if (!eq)
+                continue;
+            *eq = 0;
+            dpairs[own.n_disks++] = (struct mig__map_pair){c, eq + 1};
+        }
+        for (size_t i = 0; i < dst->net_map.n && own.n_bridges < 64; i++) {
+            char *c = ncopy[own.n_bridges] = strdup(dst->net_map.v[i]);
+            char *eq = c ? strchr(c, '=') : NULL;
+            if (!eq)
+                continue;
+            *eq = 0;
+            npairs[own.n_bridges++] = (struct mig__map_pair){c, eq + 1};
+        }
+        maps = &own;
+    }
     if (src->has_guest) {
         if ((rc = check_cpu(v, src, dst, profile)) < 0 ||
             (rc = check_guest_flags(v, &src->guest, profile)) < 0 ||
             (rc = check_memory(v, &src->guest, dst)) < 0 ||
-            (rc = check_devices(v, &src->guest, dst, maps)) < 0)
+            (rc = check_devices(v, &src->guest, dst, maps)) < 0) {
+            for (size_t i = 0; i < 64; i++) {
+                free(dcopy[i]);
+                free(ncopy[i]);
+            }
             goto out;
+        }
+    }
+    for (size_t i = 0; i < 64; i++) {
+        free(dcopy[i]);
+        free(ncopy[i]);
     }
     MIG_LOG(ctx, INFO, "pre-flight%s%s: %u error(s), %u warning(s)",
             profile ? " with profile " : "", profile ? profile->name : "", v->n_errors,

@@ -205,6 +205,9 @@ static int parse_root(struct fw *w, const struct mig__ynode *root, struct mig__f
     if ((rc = list_of(w, root, "storage_paths", "storage_paths", &f->storage_paths)) < 0)
         return rc;
     f->has_storage_paths = rc > 0;
+    if ((rc = list_of(w, root, "disk_map", "disk_map", &f->disk_map)) < 0 ||
+        (rc = list_of(w, root, "net_map", "net_map", &f->net_map)) < 0)
+        return rc;
     const struct mig__ynode *g = member(root, "guest");
     if (g) {
         if ((rc = parse_guest(w, g, &f->guest)) < 0)
@@ -226,6 +229,8 @@ void mig__facts_free(struct mig__facts *f)
     strv_free(&f->virt_caps);
     strv_free(&f->bridges);
     strv_free(&f->storage_paths);
+    strv_free(&f->disk_map);
+    strv_free(&f->net_map);
     free(f->guest.name);
     strv_free(&f->guest.cpu_features);
     strv_free(&f->guest.bridges);

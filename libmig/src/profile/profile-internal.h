@@ -232,6 +232,10 @@ struct mig__facts {
     struct mig__strv bridges;
     bool has_storage_paths;
     struct mig__strv storage_paths;
+    /* "SRC=DST" entries: how the destination maps a guest's disks and
+     * bridges (its --disk-map / --net-map), applied by the check */
+    struct mig__strv disk_map;
+    struct mig__strv net_map;
     bool has_guest;
     struct mig__guest_facts guest;
 };
