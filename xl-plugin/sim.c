@@ -149,16 +149,21 @@ int xlml_sim_main(struct cli *c, struct mig_ctx *ctx)
         if (c->npos != 3)
             return usage_error("usage: sim create NAME --mem SIZE [--vcpus N] [--dirty RATE] [--pattern P]");
         snprintf(mem, sizeof(mem), "%lluK", (unsigned long long)((c->sim_mem ? c->sim_mem : 256ull << 20) >> 10));
-        /* only what was given: the guest's own defaults apply otherwise */
-        int len = snprintf(config, sizeof(config), "mem=%s", mem);
+        /* only what was given: the guest's own defaults apply otherwise (a
+         * mem= inside --sim counts as given) */
+        bool mem_in_sim = c->sim_extra && (strncmp(c->sim_extra, "mem=", 4) == 0 ||
+                                           strstr(c->sim_extra, ",mem="));
+        int len = mem_in_sim && !c->sim_mem ? 0 : snprintf(config, sizeof(config), "mem=%s,", mem);
         if (c->sim_vcpus)
-            len += snprintf(config + len, sizeof(config) - len, ",vcpus=%u", c->sim_vcpus);
+            len += snprintf(config + len, sizeof(config) - len, "vcpus=%u,", c->sim_vcpus);
         if (c->sim_dirty)
-            len += snprintf(config + len, sizeof(config) - len, ",dirty=%s", c->sim_dirty);
+            len += snprintf(config + len, sizeof(config) - len, "dirty=%s,", c->sim_dirty);
         if (c->sim_pattern)
-            len += snprintf(config + len, sizeof(config) - len, ",pattern=%s", c->sim_pattern);
+            len += snprintf(config + len, sizeof(config) - len, "pattern=%s,", c->sim_pattern);
         if (c->sim_extra && (size_t)len < sizeof(config))
-            snprintf(config + len, sizeof(config) - len, ",%s", c->sim_extra);
+            len += snprintf(config + len, sizeof(config) - len, "%s,", c->sim_extra);
+        if (len > 0 && (size_t)len <= sizeof(config))
+            config[len - 1] = 0; /* the last comma */
         rc = mig_simhost_create(ctx, c->host_dir, c->pos[2], config);
     } else if (strcmp(sub, "destroy") == 0) {
         if (c->npos != 3)
