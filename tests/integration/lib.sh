@@ -35,6 +35,7 @@ fail() {
 # A pre-shared key for the tcp: listeners.
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$T/key"
 echo >>"$T/key"
+chmod 600 "$T/key"
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
