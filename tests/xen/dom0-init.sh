@@ -43,7 +43,8 @@ echo "E2E-MARK cpu-flags $(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2 | tr ' 
 case "$ROLE" in
 h2)
     # h1 runs commands here: one shell per connection (scenarios.sh 'on h2')
-    socat TCP-LISTEN:7000,reuseaddr,fork EXEC:/bin/sh,stderr </dev/null >/tmp/ctl.log 2>&1 &
+    # -t: after h1 closed its side, wait for the command to finish (default 0.5 s)
+    socat -t 900 TCP-LISTEN:7000,reuseaddr,fork EXEC:/bin/sh,stderr </dev/null >/tmp/ctl.log 2>&1 &
     echo "E2E-MARK h2-ready uptime=$(up)"
     if grep -q e2e.shell /proc/cmdline; then setsid cttyhack sh; fi
     # stay up until h1 is done (run.sh stops this QEMU)
@@ -51,7 +52,7 @@ h2)
     ;;
 h1)
     e2e-prog clockserve 7001 </dev/null >/tmp/clockserve.log 2>&1 &
-    E2E_ONLY=$(opt only | tr , ' ') /e2e/scenarios.sh "$(opt phase)"
+    E2E_ONLY=$(opt only | tr + ' ') /e2e/scenarios.sh "$(opt phase)"
     echo "E2E-MARK scenarios-exit rc=$? uptime=$(up)"
     ;;
 esac

@@ -29,9 +29,10 @@ verdict() { # PASS|FAIL ID DETAIL
     if [ "$1" = PASS ]; then pass=$((pass + 1)); else failn=$((failn + 1)); fi
 }
 timed() { # NAME CMD...: run, record the duration
-    local t0=$(date +%s) rc=0
+    local name=$1 t0=$(date +%s) rc=0
+    shift
     "$@" || rc=$?
-    TIMES+=("$(printf '%-22s %4ss  rc=%s' "$1" "$(($(date +%s) - t0))" "$rc")")
+    TIMES+=("$(printf '%-22s %4ss  rc=%s' "$name" "$(($(date +%s) - t0))" "$rc")")
     return $rc
 }
 
@@ -164,12 +165,12 @@ for ph in ${E2E_PHASES:-A B}; do
     case $ph in
     A)
         list=${E2E_ONLY_A:-s1 s2 s3 s4a s5}
-        XEN_E2E_DOM0EXTRA="${XEN_E2E_DOM0EXTRA:-} e2e.only=${list// /,}" \
+        XEN_E2E_DOM0EXTRA="${XEN_E2E_DOM0EXTRA:-} e2e.only=${list// /+}" \
             timed phase-A phase A "$CPU_PLAIN" "$CPU_PLAIN" $list
         ;;
     B)
         list=${E2E_ONLY_B:-s4b}
-        XEN_E2E_DOM0EXTRA="${XEN_E2E_DOM0EXTRA:-} e2e.only=${list// /,}" \
+        XEN_E2E_DOM0EXTRA="${XEN_E2E_DOM0EXTRA:-} e2e.only=${list// /+}" \
             timed phase-B phase B "$CPU_RICH" "$CPU_PLAIN" $list
         ;;
     esac
