@@ -107,6 +107,12 @@ integration_sync() {
     MIG_SIM_TRACKING=sync make -C build -s check-integration
 }
 
+# End-to-end on real Xen: two Xen 4.17 hosts under QEMU (TCG), this build
+# installed in their dom0s (tests/xen/README.md). Installs QEMU itself.
+xen_e2e() {
+    make -C build -s check-xen
+}
+
 # Count individual tests: cmocka's summaries plus the scripts' "N passed, N failed".
 summary() {
     local p=0 f=0 n
@@ -120,8 +126,8 @@ summary() {
             -exec cat {} + 2>/dev/null | sed -nE 's/^([A-Za-z-]+: )?([0-9]+) passed, ([0-9]+) failed.*/\2 \3/p')
     done
     # integration runs print their own totals
-    while read -r a b; do p=$((p + a)); f=$((f + b)); done < <(cat build/integration*.out 2>/dev/null |
-        sed -nE 's/^integration: ([0-9]+) passed, ([0-9]+) failed.*/\1 \2/p')
+    while read -r a b; do p=$((p + a)); f=$((f + b)); done < <(cat build/integration*.out build/xen-e2e.out 2>/dev/null |
+        sed -nE 's/^(integration|xen-e2e): ([0-9]+) passed, ([0-9]+) failed.*/\2 \3/p')
     echo
     echo "Stage durations:"
     printf '  %s\n' "${stage_report[@]}"
@@ -132,7 +138,7 @@ summary() {
 
 export jobs PACKAGES
 export -f install_packages build check_tree sanitizer_build_and_check distcheck fuzz bench_quick \
-    integration integration_sync
+    integration integration_sync xen_e2e
 
 case "$mode" in
 demo)
@@ -153,6 +159,8 @@ test | check)
     grep -E '^(PASS|FAIL)|integration:' build/integration.out || true
     stage integration-sync 600 integration_sync >build/integration-sync.out 2>&1 || true
     grep -E '^(PASS|FAIL)|integration:' build/integration-sync.out || true
+    stage xen-e2e 900 xen_e2e >build/xen-e2e.out 2>&1 || true
+    grep -E '^(PASS|FAIL)|^  [a-z]|xen-e2e' build/xen-e2e.out || true
     summary
     exit "$overall_rc"
     ;;
