@@ -92,7 +92,7 @@ ln -s ../usr/lib/x86_64-linux-gnu "$R/lib/x86_64-linux-gnu"
 printf '/usr/local/lib\n/usr/lib/x86_64-linux-gnu\n' >"$R/etc/ld.so.conf"
 ldconfig -r "$R" 2>/dev/null || ldconfig -r "$R"
 for m in xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs failover net_failover virtio_ring virtio \
-    virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_net; do
+    virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_net virtio-rng; do
     cp "$(find "$LAB/stage/lib/modules/$KV" -name "$m.ko" | head -1)" "$R/lib/modules/xen/"
 done
 rm -rf "$R/var/run"
@@ -135,7 +135,7 @@ cp "$P/client.pem" "$R/etc/pki/migrate-live/clientcert.pem"
 cp "$P/client.key" "$R/etc/pki/migrate-live/clientkey.pem"
 chmod 600 "$R"/etc/pki/migrate-live/*key.pem
 
-# Guests: vm1..vm5, 128 MiB PVH, the same kernel and initrd; the e2e.* words
+# Guests: vm1..vm4, 128 MiB PVH, the same kernel and initrd; the e2e.* words
 # on the command line pick the guest programs (guest-init.sh).
 mkcfg() { # NAME EXTRA
     cat >"$R/etc/xen/$1.cfg" <<GC
@@ -150,10 +150,9 @@ on_crash = "preserve"
 GC
 }
 mkcfg vm1 "e2e.mem=32"
-mkcfg vm2 "e2e.mem=16 e2e.load=32 e2e.rate=${XEN_E2E_LOAD_RATE:-8}"
-mkcfg vm3 "e2e.mem=32 e2e.load=16 e2e.rate=4"
+mkcfg vm2 "e2e.mem=16 e2e.load=${XEN_E2E_LOAD_MB:-16} e2e.rate=${XEN_E2E_LOAD_RATE:-4}"
+mkcfg vm3 "e2e.mem=32 e2e.load=8 e2e.rate=2"
 mkcfg vm4 "e2e.mem=16"
-mkcfg vm5 "e2e.mem=16"
 cp "$HERE/dom0-init.sh" "$R/init"
 cp "$HERE/dom0-e2e.sh" "$R/e2e/scenarios.sh"
 chmod +x "$R/init" "$R/e2e/scenarios.sh"

@@ -26,7 +26,9 @@ xenstored --pid-file=/run/xenstored.pid
 xen-init-dom0 >/dev/null
 xenconsoled --pid-file=/run/xenconsoled.pid --log=guest --log-dir=/var/log/xen/console
 hostname "$ROLE"
-for m in failover net_failover virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_net; do
+# virtio-rng: without it the kernel's random pool takes ~90 s under TCG and
+# OpenSSL (tls:) blocks in getrandom() until then
+for m in failover net_failover virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_net virtio-rng; do
     insmod /lib/modules/xen/$m.ko 2>/dev/null
 done
 ifconfig lo 127.0.0.1 up
