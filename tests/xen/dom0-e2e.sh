@@ -96,9 +96,18 @@ create() { # HOST NAME: create, wait until every guest program reports
     info "guest $2 up on $1: $(glog "$1" "$2" | grep -a -E 'GUEST-COUNTER' | tail -1)"
 }
 
-destroy_everywhere() { # NAME
+# destroy_everywhere NAME: the domain and its console logs (a new guest of
+# the same name must not be judged by its predecessor's lines)
+destroy_everywhere() {
     for _h in h1 h2; do
-        on $_h "xl destroy $1 2>/dev/null; xl destroy $1--incoming 2>/dev/null; true" >/dev/null 2>&1
+        on $_h "xl destroy $1 2>/dev/null; xl destroy $1--incoming 2>/dev/null; sleep 0.2; rm -f $CON/guest-$1.log $CON/guest-$1--incoming.log; true" >/dev/null 2>&1
+    done
+}
+
+# diag: what runs and what the last commands said, on both hosts
+diag() {
+    for _h in h1 h2; do
+        on $_h "ps | grep -v -E ' \[|ps\$|grep|sleep' | tail -25; xl list; tail -n 3 /tmp/*.log" 2>&1 | sed "s/^/E2E-DIAG $_h /"
     done
 }
 
@@ -118,6 +127,16 @@ downtime() {
 median3() { printf '%s\n' "$@" | sort -n | sed -n 2p; }
 
 # --- migrations ------------------------------------------------------------
+# Right before a move: Xen's wallclock on h1 := dom0 h1's clock, dom0 h2's
+# clock (and so Xen's wallclock there) := h1's. Each Xen keeps time from its
+# own TSC calibration, done under TCG on a busy machine, so the two drift apart
+# by a fraction of a percent: syncing per move keeps the drift over one move
+# to a few ms. After the move, the residual is measured (CLOCK measure).
+clocks_sync() {
+    e2e-prog clockpush
+    on h2 "e2e-prog clocksync 10.99.0.1 7001 set" >/dev/null
+}
+clocks_residual() { on h2 "e2e-prog clocksync 10.99.0.1 7001 measure" | sed -n 's/.*offset_us=\(-*[0-9]*\).*/\1/p'; }
 listening() { on "$1" "netstat -ltn | grep -q ':$2 '"; }
 
 # stock_migrate FROM TO NAME: xl migrate over socat (-s "": the host argument is
@@ -126,6 +145,7 @@ listening() { on "$1" "netstat -ltn | grep -q ':$2 '"; }
 stock_migrate() {
     on "$2" "socat -b 1048576 TCP-LISTEN:8012,reuseaddr EXEC:\"xl migrate-receive\" </dev/null >/tmp/stock-recv.log 2>&1 & echo \$! >/tmp/stock-recv.pid"
     wait_for 15 listening "$2" 8012 || { MIG_RC=99; MIG_MS=0; info "stock receiver did not listen"; return; }
+    clocks_sync
     _t0=$(now)
     on "$1" "timeout 300 xl migrate -s '' $3 'socat -b 1048576 - TCP:$(ip "$2"):8012' >/tmp/stock-mig.log 2>&1"
     MIG_RC=$?
@@ -133,6 +153,7 @@ stock_migrate() {
     MIG_T1=$(now)
     MIG_MS=$((MIG_T1 - _t0))
     [ $MIG_RC -eq 0 ] || info "stock xl migrate rc=$MIG_RC: $(on "$1" 'tail -4 /tmp/stock-mig.log' | tr '\n' ' ')"
+    MIG_SKEW_US=$(clocks_residual)
     on "$2" 'kill $(cat /tmp/stock-recv.pid) 2>/dev/null; true'
 }
 
@@ -169,12 +190,14 @@ ours_migrate() {
     tcp) _args="--transport tcp --psk $PSK" _port=8002 ;;
     tls) _args="--transport tls" _port=8003 ;;
     esac
+    clocks_sync
     _t0=$(now)
     on "$1" "timeout 300 xl migrate-live $_args $3 $(ip "$2"):$_port >/tmp/ours-mig.log 2>&1"
     MIG_RC=$?
     MIG_T0=$_t0
     MIG_T1=$(now)
     MIG_MS=$((MIG_T1 - _t0))
+    MIG_SKEW_US=$(clocks_residual)
     [ $MIG_RC -eq 0 ] || OURS_ERR="xl migrate-live rc=$MIG_RC: $(on "$1" 'grep -a -E "error|reason" /tmp/ours-mig.log | head -3' | tr '\n' ' ') receiver: $(on "$2" 'tail -2 /tmp/ours-recv.log' | tr '\n' ' ')"
     ours_stop "$2"
 }
@@ -230,7 +253,7 @@ s2() {
                 dt=$(downtime "$MIG_T0" "$MIG_T1" vm2)
                 dts="$dts $dt"
                 tts="$tts $MIG_MS"
-                info "s2 $kind run $run $from->$to: total ${MIG_MS} ms, guest-seen downtime ${dt} ms"
+                info "s2 $kind run $run $from->$to: total ${MIG_MS} ms, guest-seen downtime ${dt} ms (host clocks ${MIG_SKEW_US} us apart after the move)"
             else
                 ok=0
                 why="run $run $from->$to: $(tr '\n' ' ' </tmp/why)"
@@ -472,6 +495,7 @@ for s in $LIST; do
     rc=$?
     if [ $rc -ne 0 ]; then
         result FAIL "$s-timeout" "scenario $s stopped after ${b}s (rc=$rc)"
+        diag
         for n in vm1 vm2 vm3 vm4; do destroy_everywhere $n; done
     fi
     on h2 'kill $(cat /tmp/ours-recv.pid /tmp/stock-recv.pid /tmp/recv.pid 2>/dev/null) 2>/dev/null; true' >/dev/null
