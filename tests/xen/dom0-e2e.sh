@@ -14,9 +14,10 @@
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/lib/xen-4.17/bin:/usr/sbin:/usr/bin:/sbin:/bin
 PSK=/etc/migrate-live.psk
 CON=/var/log/xen/console
-# For daemons started by 'on h2 ... &': socat's sockets leak into the shell it
-# runs, and a daemon holding them keeps h1's 'on' waiting for EOF.
-NOFDS='3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-'
+# Anything that outlives an 'on h2' command (listeners, xl's own daemon after
+# create/restore) starts through 'e2e-prog daemon' or 'e2e-prog nofds': the
+# control socat's sockets leak into its shell, and a process holding them
+# keeps h1's 'on' waiting for an EOF that never comes.
 
 info() { echo "E2E-INFO $*"; }
 result() { echo "E2E-RESULT $*"; }
@@ -88,7 +89,7 @@ memory_ok() {
 }
 
 create() { # HOST NAME: create, wait until every guest program reports
-    on "$1" "xl create /etc/xen/$2.cfg $NOFDS" >/tmp/create.out 2>&1 || {
+    on "$1" "e2e-prog nofds xl create /etc/xen/$2.cfg" >/tmp/create.out 2>&1 || {
         info "xl create $2 on $1 failed: $(tail -3 /tmp/create.out | tr '\n' ' ')"
         return 1
     }
@@ -146,7 +147,7 @@ listening() { on "$1" "netstat -ltn | grep -q ':$2 '"; }
 # the whole transport command), xl migrate-receive behind socat on TO.
 # Sets MIG_RC, MIG_MS.
 stock_migrate() {
-    on "$2" "socat -b 1048576 TCP-LISTEN:8012,reuseaddr EXEC:\"xl migrate-receive\" </dev/null >/tmp/stock-recv.log 2>&1 $NOFDS & echo \$! >/tmp/stock-recv.pid"
+    on "$2" "e2e-prog daemon /tmp/stock-recv.log /tmp/stock-recv.pid socat -b 1048576 TCP-LISTEN:8012,reuseaddr EXEC:\"xl migrate-receive\""
     wait_for 15 listening "$2" 8012 || { MIG_RC=99; MIG_MS=0; info "stock receiver did not listen"; return; }
     clocks_sync
     _t0=$(now)
@@ -166,7 +167,7 @@ ours_listen() {
     tcp) _uri=tcp:0.0.0.0:8002 _port=8002 _auth="--psk $PSK" ;;
     tls) _uri=tls:0.0.0.0:8003 _port=8003 _auth="" ;;
     esac
-    on "$1" "xl-migrate-live -v listen $_uri $_auth </dev/null >/tmp/ours-recv.log 2>&1 $NOFDS & echo \$! >/tmp/ours-recv.pid"
+    on "$1" "e2e-prog daemon /tmp/ours-recv.log /tmp/ours-recv.pid xl-migrate-live -v listen $_uri $_auth"
     _n=30
     while [ $_n -gt 0 ]; do
         listening "$1" $_port && return 0
@@ -299,7 +300,7 @@ s3_one() { # KIND
     c0=$(counter_max h1 vm3)
     rm -f /tmp/s3.rc
     if [ "$kind" = stock ]; then
-        on h2 "socat -b 1048576 TCP-LISTEN:8012,reuseaddr EXEC:\"xl migrate-receive\" </dev/null >/tmp/stock-recv.log 2>&1 $NOFDS & echo \$! >/tmp/recv.pid"
+        on h2 "e2e-prog daemon /tmp/stock-recv.log /tmp/recv.pid socat -b 1048576 TCP-LISTEN:8012,reuseaddr EXEC:\"xl migrate-receive\""
         wait_for 15 listening h2 8012 || { result FAIL s3-$kind "receiver did not listen"; destroy_everywhere vm3; return; }
         (timeout 300 xl migrate -s '' vm3 'socat -b 1048576 - TCP:10.99.0.2:8012' >/tmp/s3-mig.log 2>&1; echo $? >/tmp/s3.rc) &
         victim="xl migrate-receive"
@@ -367,7 +368,7 @@ s4_check() {
 
 # copy_file FROM TO PATH: over the link, same path on both hosts
 copy_file() {
-    on "$2" "rm -f $3; socat -u TCP-LISTEN:8013,reuseaddr OPEN:$3,creat,trunc </dev/null >/dev/null 2>&1 $NOFDS & echo \$! >/tmp/copy.pid"
+    on "$2" "rm -f $3; e2e-prog daemon /tmp/copy.log /tmp/copy.pid socat -u TCP-LISTEN:8013,reuseaddr OPEN:$3,creat,trunc"
     wait_for 15 listening "$2" 8013 || return 1
     on "$1" "timeout 180 socat -u OPEN:$3 TCP:$(ip "$2"):8013" || return 1
     wait_for 30 on "$2" '! kill -0 $(cat /tmp/copy.pid) 2>/dev/null'
@@ -389,7 +390,7 @@ move_restore() {
         return
     fi
     on "$1" "rm -f /tmp/$3.save"
-    on "$2" "timeout 300 xl restore /tmp/$3.save >/tmp/restore.log 2>&1 $NOFDS"
+    on "$2" "timeout 300 e2e-prog nofds xl restore /tmp/$3.save >/tmp/restore.log 2>&1"
     SR_RC=$?
     SR_OUT=$(on "$2" "grep -a -i -E 'error|fail|cpuid|policy|incompat' /tmp/restore.log | head -4; rm -f /tmp/$3.save" | tr '\n' ' ')
 }
@@ -453,7 +454,7 @@ s5() {
         result FAIL s5-stock-reads-ours "xl-migrate-live save DOMAIN FILE rc=$rc: $(on "$to" 'head -2 /tmp/osave.log' | tr '\n' ' ')"
     else
         c0=$(counter_max "$to" vm1)
-        on "$to" "xl destroy vm1 2>/dev/null; timeout 300 xl restore /tmp/ours.save >/tmp/orestore.log 2>&1 $NOFDS"
+        on "$to" "xl destroy vm1 2>/dev/null; timeout 300 e2e-prog nofds xl restore /tmp/ours.save >/tmp/orestore.log 2>&1"
         rc=$?
         if [ $rc -eq 0 ] && why=$(running_on "$to" vm1) && counter_above "$to" vm1 "${c0:-0}" && why=$(memory_ok "$to" vm1); then
             result PASS s5-stock-reads-ours "xl restore accepted our image, guest continues, memory verified"

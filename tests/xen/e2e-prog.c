@@ -20,6 +20,12 @@
  *                         min-RTT offset to HOST over 64 probes; 'set' steps
  *                         this clock by it (dom0 Linux then pushes it to Xen's
  *                         wallclock, which a resuming guest reads)
+ * and for starting programs from the control shell host 1 drives on host 2
+ * (whose sockets would otherwise leak into them and keep the control
+ * connection open):
+ *   nofds CMD...          closes every descriptor above 2, execs CMD
+ *   daemon LOG PIDFILE CMD...  CMD in the background, its own session,
+ *                         stdin /dev/null, stdout and stderr to LOG
  * Every output line is one write(2), so lines from several programs never mix.
  */
 #define _GNU_SOURCE
@@ -32,7 +38,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -260,6 +268,46 @@ static int clocksync(const char *host, int port, int set)
     return 0;
 }
 
+static void close_from_3(void)
+{
+    struct rlimit rl;
+    int max = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536 ? (int)rl.rlim_cur : 65536;
+    for (int fd = 3; fd < max; fd++)
+        close(fd);
+}
+
+static int run_nofds(char **argv)
+{
+    close_from_3();
+    execvp(argv[0], argv);
+    fprintf(stderr, "e2e-prog: cannot run %s: %s\n", argv[0], strerror(errno));
+    return 127;
+}
+
+static int run_daemon(const char *log, const char *pidfile, char **argv)
+{
+    pid_t p = fork();
+    if (p < 0)
+        return 1;
+    if (p > 0) {
+        FILE *f = fopen(pidfile, "w");
+        if (!f)
+            return 1;
+        fprintf(f, "%d\n", (int)p);
+        fclose(f);
+        return 0;
+    }
+    setsid();
+    int in = open("/dev/null", O_RDONLY);
+    int out = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
+    if (in < 0 || out < 0)
+        _exit(127);
+    dup2(in, 0);
+    dup2(out, 1);
+    dup2(out, 2);
+    _exit(run_nofds(argv));
+}
+
 int main(int argc, char **argv)
 {
     const char *cmd = argc > 1 ? argv[1] : "";
@@ -278,11 +326,15 @@ int main(int argc, char **argv)
         clock_gettime(CLOCK_REALTIME, &ts);
         return clock_settime(CLOCK_REALTIME, &ts) == 0 ? 0 : 1;
     }
+    if (strcmp(cmd, "nofds") == 0 && argc > 2)
+        return run_nofds(argv + 2);
+    if (strcmp(cmd, "daemon") == 0 && argc > 4)
+        return run_daemon(argv[2], argv[3], argv + 4);
     if (strcmp(cmd, "clockserve") == 0 && argc > 2)
         return clockserve(atoi(argv[2]));
     if (strcmp(cmd, "clocksync") == 0 && argc > 4)
         return clocksync(argv[2], atoi(argv[3]), strcmp(argv[4], "set") == 0);
     fprintf(stderr, "usage: e2e-prog probe | memcheck MB | load MB RATE | now | clockpush | clockserve PORT | "
-                    "clocksync HOST PORT set|measure\n");
+                    "clocksync HOST PORT set|measure | nofds CMD... | daemon LOG PIDFILE CMD...\n");
     return 2;
 }
