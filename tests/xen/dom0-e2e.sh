@@ -25,7 +25,10 @@ now() { e2e-prog now; }
 ip() { case $1 in h1) echo 10.99.0.1 ;; h2) echo 10.99.0.2 ;; esac; }
 other() { case $1 in h1) echo h2 ;; h2) echo h1 ;; esac; }
 
-# on HOST CMD: run the shell command on HOST, print its output, return its status
+# on HOST CMD: run the shell command on HOST, print its output, return its
+# status. Over the link the answer ends with a "__RC=n" line; the client stops
+# at that line rather than at EOF (a program left running on h2 can keep the
+# connection open).
 on() {
     _h=$1
     shift
@@ -33,12 +36,21 @@ on() {
         sh -c "$*"
         return $?
     fi
-    _out=$({
+    _f=/tmp/on.$$.$RANDOM
+    : >"$_f"
+    {
         printf '%s\n' "$*"
         echo 'echo "__RC=$?"'
-    } | timeout 600 socat -t 600 - TCP:10.99.0.2:7000 2>&1)
-    _rc=$(printf '%s\n' "$_out" | sed -n 's/^__RC=//p' | tail -1)
-    printf '%s\n' "$_out" | grep -v '^__RC='
+    } | timeout 600 socat -t 600 - TCP:10.99.0.2:7000 >"$_f" 2>&1 &
+    _p=$!
+    while kill -0 $_p 2>/dev/null; do
+        grep -q '^__RC=' "$_f" && break
+        sleep 0.1
+    done
+    kill $_p 2>/dev/null
+    _rc=$(sed -n 's/^__RC=//p' "$_f" | tail -1)
+    grep -v '^__RC=' "$_f"
+    rm -f "$_f"
     return "${_rc:-255}"
 }
 
