@@ -304,11 +304,13 @@ s2() {
 }
 
 incoming_on_h2() { on h2 "xl list 2>/dev/null | grep -q -- '--incoming'"; }
+incoming_or_sender_done() { test -e /tmp/s3.rc || incoming_on_h2; }
 
 # 3. the receiver dies mid-copy: the guest keeps running on host 1
 s3_one() { # KIND
     kind=$1
-    create h1 vm3 || { result FAIL s3-$kind "guest did not start"; return; }
+    # the stock part leaves vm3 running on h1 when it passes: reuse it
+    exists_on h1 vm3 || create h1 vm3 || { result FAIL s3-$kind "guest did not start"; return; }
     c0=$(counter_max h1 vm3)
     rm -f /tmp/s3.rc
     if [ "$kind" = stock ]; then
@@ -328,7 +330,10 @@ s3_one() { # KIND
         victim="xl-migrate-live"
     fi
     # mid-copy: the incoming domain exists on host 2 and memory is flowing
-    if wait_for 60 incoming_on_h2; then
+    killed=0
+    wait_for 60 incoming_or_sender_done
+    if incoming_on_h2; then
+        killed=1
         sleep 1
         on h2 "for p in \$(pidof socat xl xl-migrate-live); do grep -q -- '$victim' /proc/\$p/cmdline 2>/dev/null && kill -9 \$p; done; kill -9 \$(cat /tmp/recv.pid) 2>/dev/null; true"
         info "s3 $kind: receiver killed on h2 while vm3--incoming existed"
@@ -338,7 +343,8 @@ s3_one() { # KIND
     wait_for 120 test -e /tmp/s3.rc
     rc=$(cat /tmp/s3.rc 2>/dev/null || echo none)
     why=""
-    [ "$rc" != 0 ] || why="migration reported success"
+    [ $killed = 1 ] || why="no copy to kill: the incoming domain never appeared on h2"
+    [ -n "$why" ] || [ "$rc" != 0 ] || why="migration reported success"
     [ -n "$why" ] || why=$(running_on h1 vm3) || true
     [ -n "$why" ] || counter_above h1 vm3 "${c0:-0}" || why="counter stuck"
     [ -n "$why" ] || why=$(memory_ok h1 vm3) || true
@@ -348,11 +354,12 @@ s3_one() { # KIND
     else
         result FAIL s3-$kind "$why (sender rc=$rc: $(grep -a -i -E 'fail|error' /tmp/s3-mig.log | head -2 | tr '\n' ' '))"
     fi
-    destroy_everywhere vm3
+    on h2 "xl destroy vm3--incoming 2>/dev/null; xl destroy vm3 2>/dev/null; true" >/dev/null
 }
 s3() {
     s3_one stock
     s3_one ours
+    destroy_everywhere vm3
 }
 
 # 4. compatibility pre-flight: --check against host 2
