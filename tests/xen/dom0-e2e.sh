@@ -338,7 +338,7 @@ s3_one() { # KIND
         on h2 "for p in \$(pidof socat xl xl-migrate-live); do grep -q -- '$victim' /proc/\$p/cmdline 2>/dev/null && kill -9 \$p; done; kill -9 \$(cat /tmp/recv.pid) 2>/dev/null; true"
         info "s3 $kind: receiver killed on h2 while vm3--incoming existed"
     else
-        info "s3 $kind: no incoming domain appeared on h2 within 60 s"
+        info "s3 $kind: no incoming domain appeared on h2 (the sender ended first, or 60 s passed)"
     fi
     wait_for 120 test -e /tmp/s3.rc
     rc=$(cat /tmp/s3.rc 2>/dev/null || echo none)

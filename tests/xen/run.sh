@@ -107,7 +107,7 @@ phase() {
         return 1
     fi
     TIMES+=("$(printf '%-22s %4ss' "boot-$ph" "$(($(date +%s) - t0))")")
-    echo "phase $ph: both hosts up in $(($(date +%s) - t0))s; $(tr -d '\r' <"$RUN/h1.log" | grep -a -m1 'E2E-MARK cpu-flags' | cut -d' ' -f2-) on h1, $(tr -d '\r' <"$RUN/h2.log" | grep -a -m1 'E2E-MARK cpu-flags' | cut -d' ' -f2-) on h2"
+    echo "phase $ph: both hosts up in $(($(date +%s) - t0))s; CPU flags of interest: h1 [$(tr -d '\r' <"$RUN/h1.log" | grep -a -m1 'E2E-MARK cpu-flags' | sed 's/.*cpu-flags *//')], h2 [$(tr -d '\r' <"$RUN/h2.log" | grep -a -m1 'E2E-MARK cpu-flags' | sed 's/.*cpu-flags *//')]"
     # follow: each E2E-BEGIN gets its budget + 60 s; the whole phase 20 min at most
     local seen_end=""
     while :; do
