@@ -16,6 +16,8 @@ RATE=$(arg rate)
 /bin/e2e-prog probe &
 [ -n "$MEM" ] && /bin/e2e-prog memcheck "$MEM" &
 [ -n "$LOAD" ] && /bin/e2e-prog load "$LOAD" "${RATE:-8}" &
+# the CPU features scenario 4 is about, as this guest's kernel saw them at boot
+echo "GUEST-CPU $(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E '^(ssse3|sse4_1|sse4_2|popcnt)$' | tr '\n' ' ')"
 i=0
 while true; do
     echo "GUEST-COUNTER $i uptime=$(cut -d' ' -f1 /proc/uptime)"
