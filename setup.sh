@@ -118,6 +118,12 @@ campaign() {
     make -C build-san -s check-campaign-selftest
 }
 
+# End-to-end on real Xen: two Xen 4.17 hosts under QEMU (TCG), this build
+# installed in their dom0s (tests/xen/README.md). Installs QEMU itself.
+xen_e2e() {
+    make -C build -s check-xen
+}
+
 # Count individual tests: cmocka's summaries plus the scripts' "N passed, N failed".
 summary() {
     local p=0 f=0 n
@@ -130,10 +136,10 @@ summary() {
         while read -r a b; do p=$((p + a)); f=$((f + b)); done < <(find "$dir/tests" -name '*.sh.log' \
             -exec cat {} + 2>/dev/null | sed -nE 's/^([A-Za-z-]+: )?([0-9]+) passed, ([0-9]+) failed.*/\2 \3/p')
     done
-    # integration and campaign runs print their own totals
+    # integration, campaign and Xen end-to-end runs print their own totals
     while read -r a b; do p=$((p + a)); f=$((f + b)); done < <(cat build/integration*.out \
-        build/campaign.out 2>/dev/null |
-        sed -nE 's/^(integration|campaign|campaign self-test): ([0-9]+) passed, ([0-9]+) failed.*/\2 \3/p')
+        build/campaign.out build/xen-e2e.out 2>/dev/null |
+        sed -nE 's/^(integration|campaign|campaign self-test|xen-e2e): ([0-9]+) passed, ([0-9]+) failed.*/\2 \3/p')
     echo
     echo "Stage durations:"
     printf '  %s\n' "${stage_report[@]}"
@@ -144,7 +150,7 @@ summary() {
 
 export jobs PACKAGES
 export -f install_packages build check_tree sanitizer_build_and_check distcheck fuzz bench_quick \
-    integration integration_sync campaign
+    integration integration_sync campaign xen_e2e
 
 case "$mode" in
 demo)
@@ -167,6 +173,8 @@ test | check)
     grep -E '^(PASS|FAIL)|integration:' build/integration.out || true
     stage integration-sync 600 integration_sync >build/integration-sync.out 2>&1 || true
     grep -E '^(PASS|FAIL)|integration:' build/integration-sync.out || true
+    stage xen-e2e 900 xen_e2e >build/xen-e2e.out 2>&1 || true
+    grep -E '^(PASS|FAIL)|^  [a-z]|xen-e2e' build/xen-e2e.out || true
     summary
     exit "$overall_rc"
     ;;
