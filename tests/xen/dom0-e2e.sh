@@ -179,7 +179,10 @@ ours_listen() {
     tcp) _uri=tcp:0.0.0.0:8002 _port=8002 _auth="--psk $PSK" ;;
     tls) _uri=tls:0.0.0.0:8003 _port=8003 _auth="" ;;
     esac
-    on "$1" "e2e-prog daemon /tmp/ours-recv.log /tmp/ours-recv.pid xl-migrate-live -v listen $_uri $_auth"
+    # emulated hosts run tens of times slower: a link is dead after 60 s, not
+    # 10; the guests boot a kernel from /guest, which the receiver's allow-list
+    # must name (it refuses boot paths outside its kernel-dir)
+    on "$1" "e2e-prog daemon /tmp/ours-recv.log /tmp/ours-recv.pid xl-migrate-live -v --link-timeout 60000 --backend xen:kernel-dir=/guest listen $_uri $_auth"
     _n=30
     while [ $_n -gt 0 ]; do
         listening "$1" $_port && return 0
@@ -203,8 +206,8 @@ ours_migrate() {
         return
     fi
     case $4 in
-    tcp) _args="--transport tcp --psk $PSK" _port=8002 ;;
-    tls) _args="--transport tls" _port=8003 ;;
+    tcp) _args="--transport tcp --psk $PSK --link-timeout 60000" _port=8002 ;;
+    tls) _args="--transport tls --link-timeout 60000" _port=8003 ;;
     esac
     clocks_sync
     _t0=$(now)
