@@ -113,36 +113,6 @@ static void usage(FILE *f)
 "3 incompatible, 4 cancelled, 5 in doubt (run 'resolve'), 6 locked.\n");
 }
 
-int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    fprintf(stderr, "xl-migrate-live: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\nTry 'xl-migrate-live --help' for more information.\n");
-    return EXIT_USAGE;
-}
-
-void json_str(FILE *f, const char *s)
-{
-    if (!s) {
-        fputs("null", f);
-        return;
-    }
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            fprintf(f, "\\%c", ch);
-        else if (ch < 0x20)
-            fprintf(f, "\\u%04x", ch);
-        else
-            fputc(ch, f);
-    }
-    fputc('"', f);
-}
-
 int lock_domain(const char *state_dir, const char *domain)
 {
     char path[4096];

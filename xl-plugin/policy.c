@@ -401,6 +401,20 @@ static const char *report_field(const char *report, const char *key, char *buf, 
     return strcmp(buf, "null") == 0 ? NULL : buf;
 }
 
+/* The fields every policy-move JSON line starts with. */
+static void move_line_head(const struct run *r, const struct mig_move *m)
+{
+    jkv("event", "policy-move", true);
+    printf(",\"rule\":\"%s\",\"domain\":", mig_rule_name(m->rule));
+    json_str(stdout, m->domain);
+    printf(",\"from\":");
+    json_str(stdout, hname(r, m->from));
+    printf(",\"to\":");
+    json_str(stdout, hname(r, m->to));
+    printf(",\"reason\":");
+    json_str(stdout, m->reason);
+}
+
 static void finish(const struct run *r, const struct mig_move *m, struct job *j, int status,
                    int *state)
 {
@@ -425,15 +439,7 @@ static void finish(const struct run *r, const struct mig_move *m, struct job *j,
     const char *status_s = report_field(report, "status", st, sizeof(st));
     const char *error_s = report_field(report, "error", err, sizeof(err));
     const char *down_s = report_field(report, "downtime_ms", down, sizeof(down));
-    jkv("event", "policy-move", true);
-    printf(",\"rule\":\"%s\",\"domain\":", mig_rule_name(m->rule));
-    json_str(stdout, m->domain);
-    printf(",\"from\":");
-    json_str(stdout, hname(r, m->from));
-    printf(",\"to\":");
-    json_str(stdout, hname(r, m->to));
-    printf(",\"reason\":");
-    json_str(stdout, m->reason);
+    move_line_head(r, m);
     printf(",\"status\":");
     json_str(stdout, status_s ? status_s : code == 0 ? "done" : "failed");
     printf(",\"exit_code\":%d,\"downtime_ms\":%s,\"time_ms\":%llu,\"error\":", code,
@@ -446,15 +452,7 @@ static void finish(const struct run *r, const struct mig_move *m, struct job *j,
 
 static void skipped(const struct run *r, const struct mig_move *m, const char *why)
 {
-    jkv("event", "policy-move", true);
-    printf(",\"rule\":\"%s\",\"domain\":", mig_rule_name(m->rule));
-    json_str(stdout, m->domain);
-    printf(",\"from\":");
-    json_str(stdout, hname(r, m->from));
-    printf(",\"to\":");
-    json_str(stdout, hname(r, m->to));
-    printf(",\"reason\":");
-    json_str(stdout, m->reason);
+    move_line_head(r, m);
     printf(",\"status\":\"skipped\",\"exit_code\":null,\"downtime_ms\":null,\"time_ms\":0,"
            "\"error\":");
     json_str(stdout, why);

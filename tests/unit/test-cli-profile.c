@@ -1,8 +1,7 @@
 /*
  * Unit tests for the 'profile' subcommand (xl-plugin/profile.c) without
  * main.c: what it prints on stdout/stderr and its exit codes for render,
- * check and preflight. usage_error() and json_str() are main.c's; the
- * copies below behave the same for what is tested here.
+ * check and preflight (usage_error() and json_str() come from util.c).
  */
 #include <config.h>
 
@@ -21,36 +20,6 @@
 #include "cli.h"
 
 int xlml_profile_main(struct cli *c, struct mig_ctx *ctx);
-
-int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    fprintf(stderr, "xl-migrate-live: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\n");
-    return EXIT_USAGE;
-}
-
-void json_str(FILE *f, const char *s)
-{
-    if (!s) {
-        fputs("null", f);
-        return;
-    }
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            fprintf(f, "\\%c", ch);
-        else if (ch < 0x20)
-            fprintf(f, "\\u%04x", ch);
-        else
-            fputc(ch, f);
-    }
-    fputc('"', f);
-}
 
 struct out {
     char *stdout_text; /* owned */
