@@ -33,6 +33,13 @@ struct mig_ctx {
 #endif
 };
 
+/* ---- "did you mean" (text.c) ------------------------------------------- */
+
+/* Levenshtein distance, capped at 'max' + 1. */
+MIG_HIDDEN unsigned mig__edit_distance(const char *a, const char *b, unsigned max);
+/* The closest of 'cands' (NULL-terminated) to 's', or NULL if none is close. */
+MIG_HIDDEN const char *mig__closest(const char *s, const char *const *cands);
+
 /* ---- fault injection (fault.c; test builds only) ------------------------ */
 
 #define MIG__FAULT_DROP 1    /* mig__fault(): the caller drops its link */

@@ -13,6 +13,8 @@
 
 #include <yaml.h>
 
+#include "mig-internal.h"
+
 /* Load the first document of text into doc (caller deletes it). On error
  * -MIG_EPARSE with "NAME:LINE:COLUMN: problem" in err. An empty text gives
  * a document without a root node. */
@@ -28,7 +30,6 @@ int mig__yaml_err(char *err, size_t errlen, const char *name, const yaml_node_t 
 
 /* The closest of the NULL-terminated 'known' to 'word' (edit distance at
  * most 2 or a third of the word), or NULL. */
-const char *mig__did_you_mean(const char *word, const char *const *known);
 
 /* NULL-terminated string arrays. */
 void mig__strv_free(char **v);

@@ -49,7 +49,7 @@ static int check_keys(struct pctx *p, yaml_node_t *m, const char *where, const c
             if (strcmp(*x, ks) == 0)
                 ok = true;
         if (!ok) {
-            const char *s = mig__did_you_mean(ks, known);
+            const char *s = mig__closest(ks, known);
             if (s)
                 return mig__yaml_err(p->err, p->errlen, p->name, k,
                                      "unknown key '%s' in %s (did you mean '%s'?)", ks, where, s);

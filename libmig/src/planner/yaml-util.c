@@ -1,7 +1,6 @@
 /*
  * yaml-util.c: libyaml document loading with positions, error messages in
- * "FILE:LINE:COLUMN: message" form, the "did you mean" suggestion, and
- * string arrays. libyaml's problem strings are converted here and travel no
+ * "FILE:LINE:COLUMN: message" form and string arrays. libyaml's problem strings are converted here and travel no
  * further than a message.
  */
 #include <config.h>
@@ -53,47 +52,6 @@ int mig__yaml_err(char *err, size_t errlen, const char *name, const yaml_node_t 
     vsnprintf(err + k, errlen - (size_t)k, fmt, ap);
     va_end(ap);
     return -MIG_EPARSE;
-}
-
-static size_t edit_distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    size_t row[64];
-    if (la >= 63 || lb >= 63)
-        return (size_t)-1;
-    for (size_t j = 0; j <= lb; j++)
-        row[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        size_t prev = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t cur = row[j];
-            size_t best = prev + (a[i - 1] != b[j - 1]);
-            if (row[j] + 1 < best)
-                best = row[j] + 1;
-            if (row[j - 1] + 1 < best)
-                best = row[j - 1] + 1;
-            row[j] = best;
-            prev = cur;
-        }
-    }
-    return row[lb];
-}
-
-const char *mig__did_you_mean(const char *word, const char *const *known)
-{
-    const char *best = NULL;
-    size_t bestd = (size_t)-1, limit = strlen(word) / 3;
-    if (limit < 2)
-        limit = 2;
-    for (; *known; known++) {
-        size_t d = edit_distance(word, *known);
-        if (d < bestd) {
-            bestd = d;
-            best = *known;
-        }
-    }
-    return bestd <= limit ? best : NULL;
 }
 
 void mig__strv_free(char **v)

@@ -71,11 +71,6 @@ MIG_HIDDEN const struct mig__ynode *mig__ynode_get(const struct mig__ynode *map,
 MIG_HIDDEN int mig__read_file_capped(const char *path, size_t cap, char **buf_out,
                                      size_t *len_out, struct mig__perr *err);
 
-/* Levenshtein distance, capped at 'max' + 1 (for "did you mean"). */
-MIG_HIDDEN unsigned mig__edit_distance(const char *a, const char *b, unsigned max);
-/* The closest of 'cands' (NULL-terminated) to 's', or NULL if none is close. */
-MIG_HIDDEN const char *mig__closest(const char *s, const char *const *cands);
-
 /* ---- cpuid.c: the feature table ---------------------------------------- */
 
 enum mig__cpuid_reg {
