@@ -16,10 +16,12 @@
 
 struct mig__hv_ops;
 struct mig__hook_class;
+struct mig__blk_mirror;
 struct mig__fault_entry;
 
 #define MIG_MAX_HV_CLASSES 8
 #define MIG_MAX_HOOK_CLASSES 8
+#define MIG_MAX_BLK_DISKS 16
 #define MIG_MAX_FAULTS 8
 
 struct mig_ctx {
@@ -32,6 +34,13 @@ struct mig_ctx {
     /* Hook classes (block mirror, network handoff; session/hooks.c). Borrowed. */
     const struct mig__hook_class *hook_classes[MIG_MAX_HOOK_CLASSES];
     unsigned n_hook_classes;
+    /* Managed disks this process serves (blk/): the block mirror's hook
+     * picks a domain's disks here. Mirrors borrowed. */
+    struct {
+        char domain[64];
+        struct mig__blk_mirror *m;
+    } blk_disks[MIG_MAX_BLK_DISKS];
+    unsigned n_blk_disks;
 #ifdef MIG_FAULT_INJECTION
     struct mig__fault_entry *faults; /* owned: MIG_MAX_FAULTS entries (fault.c) */
     unsigned n_faults;

@@ -76,10 +76,11 @@ int mig__hook_register(struct mig_ctx *ctx, const struct mig__hook_class *cls)
     return 0;
 }
 
+extern const struct mig__hook_class mig__blk_hook_class; /* blk/blk-hook.c */
+
 int mig__hook_register_builtins(struct mig_ctx *ctx)
 {
-    (void)ctx; /* the block mirror registers here (libmig/src/blk/) */
-    return 0;
+    return mig__hook_register(ctx, &mig__blk_hook_class);
 }
 
 const char *mig__hook_arg(const struct mig__hook_env *env, const char *cls, const char *key,
