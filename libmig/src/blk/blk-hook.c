@@ -1,0 +1,356 @@
+/*
+ * blk-hook.c: the block mirror as an engine hook (class "blk", wire id
+ * MIG_HOOK_ID_BLK; session/hooks.h). Source: the managed disks this process
+ * serves for the domain (mig__blk_register) are started at begin, sent each
+ * round before the pages, switched to synchronous forwarding once their
+ * residue is small, frozen at stop-and-copy (the final round sends the rest)
+ * and handed over at COMMIT (the export then refuses writes so clients
+ * reconnect to the destination). Destination: --disk-map SRC=DST
+ * ("blk:map=SRC=DST") names where each source disk goes.
+ *
+ * Begin blob (little-endian): u32 version (1), u32 ndisks (1..16), then per
+ * disk: u64 size, u64 allocated, u32 name_len (1..4095), u32 0, name bytes
+ * (the source path), zero-padded to 8.
+ *
+ * Entry points: mig__blk_hook_class, mig__blk_register/unregister.
+ */
+#include <config.h>
+
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MIG_LOG_MODULE "blk"
+#include "blk.h"
+
+/* Forwarding starts once a disk's residue is at most this, or after this
+ * many rounds: later writes then never add to the switchover. */
+#define FORWARD_RESIDUE (16u << 20)
+#define FORWARD_ROUNDS 3u
+
+struct blk_hook {
+    struct mig__hook base;
+    struct mig_ctx *ctx;                    /* borrowed */
+    unsigned n;
+    struct mig__blk_mirror *m[MIG_BLK_MAX_DISKS];    /* source: borrowed */
+    struct mig__blk_target *t[MIG_BLK_MAX_DISKS];    /* destination: owned */
+    struct mig__hook_env env;               /* destination: args borrowed */
+};
+
+int mig__blk_register(struct mig_ctx *ctx, const char *domain, struct mig__blk_mirror *m)
+{
+    if (strlen(domain) >= sizeof(ctx->blk_disks[0].domain))
+        return -MIG_EINVAL;
+    if (ctx->n_blk_disks >= MIG_MAX_BLK_DISKS)
+        return -MIG_ENOMEM;
+    strcpy(ctx->blk_disks[ctx->n_blk_disks].domain, domain);
+    ctx->blk_disks[ctx->n_blk_disks++].m = m;
+    return 0;
+}
+
+void mig__blk_unregister(struct mig_ctx *ctx, struct mig__blk_mirror *m)
+{
+    for (unsigned i = 0; i < ctx->n_blk_disks; i++) {
+        if (ctx->blk_disks[i].m != m)
+            continue;
+        ctx->blk_disks[i] = ctx->blk_disks[--ctx->n_blk_disks];
+        return;
+    }
+}
+
+/* ---- source ------------------------------------------------------------- */
+
+static int src_begin(struct mig__hook *h, struct mig__hook_io *io, void **blob_out,
+                     size_t *len_out)
+{
+    struct blk_hook *b = (struct blk_hook *)h;
+    size_t len = 8;
+    for (unsigned i = 0; i < b->n; i++)
+        len += 24 + ((strlen(mig__blk_mirror_path(b->m[i])) + 7) & ~(size_t)7);
+    uint8_t *blob = calloc(1, len), *p = blob;
+    if (!blob)
+        return -MIG_ENOMEM;
+    uint32_t v = 1, n = b->n;
+    memcpy(p, &v, 4);
+    memcpy(p + 4, &n, 4);
+    p += 8;
+    for (unsigned i = 0; i < b->n; i++) {
+        struct mig__blk_stats st;
+        int rc = mig__blk_mirror_start(b->m[i], io, i);
+        if (rc < 0) {
+            free(blob);
+            return mig__hook_fail(h, rc, "disk %s: %s", mig__blk_mirror_path(b->m[i]),
+                                  mig_strerror(rc));
+        }
+        mig__blk_mirror_stats(b->m[i], &st);
+        const char *name = mig__blk_mirror_path(b->m[i]);
+        uint32_t nl = (uint32_t)strlen(name);
+        memcpy(p, &st.size, 8);
+        memcpy(p + 8, &st.allocated, 8);
+        memcpy(p + 16, &nl, 4);
+        memcpy(p + 24, name, nl);
+        p += 24 + ((nl + 7) & ~7u);
+    }
+    *blob_out = blob;
+    *len_out = len;
+    return 0;
+}
+
+static int src_round(struct mig__hook *h, uint32_t round, bool final)
+{
+    struct blk_hook *b = (struct blk_hook *)h;
+    for (unsigned i = 0; i < b->n; i++) {
+        struct mig__blk_mirror *m = b->m[i];
+        struct mig__blk_stats st;
+        int rc = mig__blk_mirror_round(m, final);
+        /* Residue small (or rounds not converging): from now on writes to
+         * regions in sync are forwarded before their ack, and one more pass
+         * drains what is out of sync, so the switchover finds almost
+         * nothing left (DRBD: resync done, then connected, protocol C). */
+        mig__blk_mirror_stats(m, &st);
+        if (rc == 0 && !final && !st.forwarding &&
+            (st.pending_bytes <= FORWARD_RESIDUE || round + 1 >= FORWARD_ROUNDS)) {
+            mig__blk_mirror_set_forwarding(m, true);
+            rc = mig__blk_mirror_round(m, false);
+        }
+        if (rc < 0)
+            return rc == -MIG_ECANCELLED
+                       ? rc
+                       : mig__hook_fail(h, rc, "disk %s: round %u: %s", mig__blk_mirror_path(m),
+                                        round, mig_strerror(rc));
+    }
+    return 0;
+}
+
+static uint64_t src_pending(struct mig__hook *h)
+{
+    struct blk_hook *b = (struct blk_hook *)h;
+    uint64_t sum = 0;
+    for (unsigned i = 0; i < b->n; i++)
+        sum += mig__blk_mirror_pending(b->m[i]);
+    return sum;
+}
+
+static int src_stopcopy(struct mig__hook *h)
+{
+    struct blk_hook *b = (struct blk_hook *)h;
+    /* the guest is suspended; writes still coming (a client of the export
+     * that is not the guest) wait until COMMIT or abort decides */
+    for (unsigned i = 0; i < b->n; i++)
+        mig__blk_mirror_freeze(b->m[i]);
+    return 0;
+}
+
+static int src_commit(struct mig__hook *h)
+{
+    struct blk_hook *b = (struct blk_hook *)h;
+    for (unsigned i = 0; i < b->n; i++) {
+        struct mig__blk_stats st;
+        mig__blk_mirror_stats(b->m[i], &st);
+        MIG_LOG(b->ctx, INFO,
+                "disk %u (%s) moved: %" PRIu64 " MiB of %" PRIu64 " MiB allocated sent in %u rounds, "
+                "%" PRIu64 " KiB forwarded in %" PRIu64 " writes, %" PRIu64 " KiB after the suspend",
+                i, mig__blk_mirror_path(b->m[i]), st.sent_bytes >> 20, st.allocated >> 20,
+                st.rounds, st.forwarded_bytes >> 10, st.forwarded_writes, st.final_bytes >> 10);
+        mig__blk_mirror_stop(b->m[i]);
+        mig__blk_mirror_release(b->m[i], true);
+    }
+    return 0;
+}
+
+static void src_abort(struct mig__hook *h, int why)
+{
+    struct blk_hook *b = (struct blk_hook *)h;
+    (void)why;
+    for (unsigned i = 0; i < b->n; i++) {
+        mig__blk_mirror_stop(b->m[i]);
+        mig__blk_mirror_release(b->m[i], false);
+    }
+}
+
+static void hook_free(struct mig__hook *h)
+{
+    struct blk_hook *b = (struct blk_hook *)h;
+    for (unsigned i = 0; i < b->n; i++)
+        mig__blk_target_close(b->t[i]); /* NULL on the source, closed after commit */
+    free(b);
+}
+
+static const struct mig__hook_ops src_ops = {
+    .src_begin = src_begin,
+    .src_round = src_round,
+    .src_pending_bytes = src_pending,
+    .src_stopcopy = src_stopcopy,
+    .src_commit = src_commit,
+    .src_abort = src_abort,
+    .free = hook_free,
+};
+
+static int src_new(const struct mig__hook_env *env, struct mig__hook **h_out)
+{
+    struct mig_ctx *ctx = env->ctx;
+    struct blk_hook *b = NULL;
+    *h_out = NULL;
+    for (unsigned i = 0; i < ctx->n_blk_disks; i++) {
+        if (strcmp(ctx->blk_disks[i].domain, env->info->name) != 0)
+            continue;
+        if (!b) {
+            b = calloc(1, sizeof(*b));
+            if (!b)
+                return -MIG_ENOMEM;
+            b->base.ops = &src_ops;
+            b->ctx = ctx;
+        }
+        b->m[b->n++] = ctx->blk_disks[i].m;
+    }
+    *h_out = b ? &b->base : NULL;
+    return 0;
+}
+
+/* ---- destination ---------------------------------------------------------- */
+
+/* The DST of "blk:map=SRC=DST" for a source path (matched whole, or by
+ * file name when SRC has no '/'). */
+static const char *map_for(const struct mig__hook_env *env, const char *src, char *buf,
+                           size_t len)
+{
+    const char *base = strrchr(src, '/') ? strrchr(src, '/') + 1 : src;
+    const char *v;
+    for (unsigned i = 0; (v = mig__hook_arg(env, "blk", "map", i)); i++) {
+        const char *eq = strchr(v, '=');
+        if (!eq || (size_t)(eq - v) >= len)
+            continue;
+        memcpy(buf, v, (size_t)(eq - v));
+        buf[eq - v] = 0;
+        if (strcmp(buf, src) == 0 || (!strchr(buf, '/') && strcmp(buf, base) == 0))
+            return eq + 1;
+    }
+    return NULL;
+}
+
+static int dst_begin(struct mig__hook *h, const void *blob, size_t len)
+{
+    struct blk_hook *b = (struct blk_hook *)h;
+    const uint8_t *p = blob, *end = p + len;
+    uint32_t v, n;
+    char src[PATH_MAX], key[PATH_MAX];
+    if (len < 8)
+        return mig__hook_fail(h, -MIG_EPROTO, "malformed disk list");
+    memcpy(&v, p, 4);
+    memcpy(&n, p + 4, 4);
+    if (v != 1 || n == 0 || n > MIG_BLK_MAX_DISKS)
+        return mig__hook_fail(h, -MIG_EPROTO, "malformed disk list");
+    p += 8;
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t size, allocated;
+        uint32_t nl;
+        if (end - p < 24)
+            return mig__hook_fail(h, -MIG_EPROTO, "malformed disk list");
+        memcpy(&size, p, 8);
+        memcpy(&allocated, p + 8, 8);
+        memcpy(&nl, p + 16, 4);
+        size_t padded = ((size_t)nl + 7) & ~(size_t)7;
+        if (nl == 0 || nl >= sizeof(src) || (size_t)(end - p - 24) < padded || allocated > size ||
+            size == 0 || size > (1ull << 50))
+            return mig__hook_fail(h, -MIG_EPROTO, "malformed disk list");
+        memcpy(src, p + 24, nl);
+        src[nl] = 0;
+        if (memchr(src, 0, nl))
+            return mig__hook_fail(h, -MIG_EPROTO, "malformed disk list");
+        p += 24 + padded;
+        const char *dst = map_for(&b->env, src, key, sizeof(key));
+        if (!dst)
+            return mig__hook_fail(h, -MIG_EINVAL,
+                                  "no --disk-map for the domain's disk %s on this host "
+                                  "(receive --disk-map %s=/path/to/target)",
+                                  src, src);
+        char why[sizeof(h->why)] = "";
+        int rc = mig__blk_target_open(b->ctx, dst, size, allocated, &b->t[i], why, sizeof(why));
+        if (rc < 0)
+            return mig__hook_fail(h, rc, "%s", why[0] ? why : mig_strerror(rc));
+        b->n = i + 1;
+    }
+    return p == end ? 0 : mig__hook_fail(h, -MIG_EPROTO, "malformed disk list");
+}
+
+static int dst_record(struct mig__hook *h, const struct mig__rec *rec)
+{
+    struct blk_hook *b = (struct blk_hook *)h;
+    if (rec->type == MIG_REC_BLOCK_EXTENT) {
+        uint32_t disk;
+        uint64_t off;
+        const void *data;
+        size_t len;
+        int rc = mig__rec_get_block_extent(rec, &disk, &off, &data, &len);
+        if (rc < 0)
+            return rc;
+        if (disk >= b->n)
+            return -MIG_EPROTO;
+        return mig__blk_target_write(b->t[disk], off, data, len);
+    }
+    uint32_t id, kind, disk;
+    uint64_t off, zlen;
+    const void *data;
+    size_t len;
+    int rc = mig__rec_get_hook_data(rec, &id, &kind, &data, &len);
+    if (rc < 0)
+        return rc;
+    if (kind != MIG_BLK_KIND_ZERO || len != 24)
+        return -MIG_EPROTO;
+    memcpy(&disk, data, 4);
+    memcpy(&off, (const uint8_t *)data + 8, 8);
+    memcpy(&zlen, (const uint8_t *)data + 16, 8);
+    if (disk >= b->n)
+        return -MIG_EPROTO;
+    return mig__blk_target_zero(b->t[disk], off, zlen);
+}
+
+static int dst_ready(struct mig__hook *h)
+{
+    struct blk_hook *b = (struct blk_hook *)h;
+    for (unsigned i = 0; i < b->n; i++) {
+        int rc = mig__blk_target_sync(b->t[i]);
+        if (rc < 0)
+            return mig__hook_fail(h, rc, "disk %u: fdatasync: %s", i, mig_strerror(rc));
+    }
+    return 0;
+}
+
+static void dst_abort(struct mig__hook *h, int why)
+{
+    struct blk_hook *b = (struct blk_hook *)h;
+    (void)why;
+    for (unsigned i = 0; i < b->n; i++) {
+        mig__blk_target_discard(b->t[i]);
+        b->t[i] = NULL;
+    }
+}
+
+static const struct mig__hook_ops dst_ops = {
+    .dst_begin = dst_begin,
+    .dst_record = dst_record,
+    .dst_ready = dst_ready,
+    .dst_abort = dst_abort,
+    .free = hook_free,
+};
+
+static int dst_new(const struct mig__hook_env *env, struct mig__hook **h_out)
+{
+    struct blk_hook *b = calloc(1, sizeof(*b));
+    if (!b)
+        return -MIG_ENOMEM;
+    b->base.ops = &dst_ops;
+    b->ctx = env->ctx;
+    b->env = *env;
+    *h_out = &b->base;
+    return 0;
+}
+
+const struct mig__hook_class mig__blk_hook_class = {
+    .name = "blk",
+    .id = MIG_HOOK_ID_BLK,
+    .src_new = src_new,
+    .dst_new = dst_new,
+};

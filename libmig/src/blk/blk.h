@@ -1,0 +1,132 @@
+/*
+ * blk.h: the block mirror (issue 10, DRBD-like): a managed disk whose every
+ * write goes through us, mirrored to the destination while the guest runs.
+ *
+ * Source, struct mig__blk_mirror: wraps a local image file (or block
+ * device). Its export functions (mig__blk_export_*, the signatures of the NBD
+ * server's export ops table, nbd.h) apply each write to the image first, then
+ * mark the written 64 KiB regions out of sync in a bitmap, or, once the
+ * migration entered synchronous forwarding, send the written bytes to the
+ * destination before the write is acknowledged. A migration attaches with
+ * mig__blk_mirror_start: every allocated region (SEEK_DATA / SEEK_HOLE) is
+ * out of sync; each round sends the regions out of sync since the previous
+ * pass (zero regions as ZERO records, not data); at switchover the guest is
+ * suspended and the final round sends the residue.
+ *
+ * Granularity: 64 KiB regions (MIG_BLK_REGION), DRBD's resync extent size
+ * scaled down: a 4 KiB guest write costs at most 64 KiB in a later round,
+ * and a 1 TiB disk needs a 2 MiB bitmap. Regions are grouped in 1 MiB
+ * stripes: every record about a stripe goes on data channel
+ * (stripe % channels), so two versions of one region always arrive in the
+ * order they were sent (the destination applies hook records per channel,
+ * without the round barrier).
+ *
+ * Destination, struct mig__blk_target: the file or block device given by
+ * --disk-map SRC=DST, sized and checked for free space at begin (before
+ * round 0), written from the records, fdatasync'ed before READY, removed on
+ * abort when it was created by us.
+ *
+ * The hook class (blk-hook.c, class "blk", id MIG_HOOK_ID_BLK) ties both to
+ * the engine (session/hooks.h).
+ *
+ * Entry points: mig__blk_mirror_*, mig__blk_export_*, mig__blk_target_*,
+ * mig__blk_hook_class, mig__blk_register (managed disks served by this
+ * process, per domain).
+ */
+#ifndef MIG_BLK_H
+#define MIG_BLK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hooks.h"
+
+#define MIG_BLK_REGION (64u << 10)   /* bytes per bitmap bit */
+#define MIG_BLK_STRIPE (1u << 20)    /* bytes: records of one stripe share a channel */
+#define MIG_BLK_MAX_DISKS 16u
+#define MIG_BLK_KIND_ZERO MIG_HOOK_KIND_CLASS /* HOOK_DATA: u32 disk, u32 0, u64 off, u64 len */
+
+struct mig__blk_mirror;
+
+/* Counters of one mirror (bytes unless noted), read at any time. */
+struct mig__blk_stats {
+    uint64_t size;              /* bytes: the disk */
+    uint64_t allocated;         /* bytes: allocated when the migration started */
+    uint64_t sent_bytes;        /* bytes: region data sent by rounds */
+    uint64_t zero_bytes;        /* bytes: sent as ZERO records */
+    uint64_t forwarded_bytes;   /* bytes: guest writes forwarded synchronously */
+    uint64_t forwarded_writes;  /* count */
+    uint64_t final_bytes;       /* bytes: sent after the guest was suspended */
+    uint64_t pending_bytes;     /* bytes: out of sync now */
+    uint32_t rounds;            /* count */
+    bool forwarding;            /* synchronous forwarding is on */
+};
+
+/* Open 'path' (file or block device) read-write as a managed disk. */
+int mig__blk_mirror_open(struct mig_ctx *ctx, const char *path, struct mig__blk_mirror **m_out);
+void mig__blk_mirror_free(struct mig__blk_mirror *m); /* NULL-safe; must be stopped */
+const char *mig__blk_mirror_path(const struct mig__blk_mirror *m); /* borrowed */
+
+/* The export (signatures of struct mig__nbd_export_ops; opaque = the
+ * mirror). Any thread, concurrently. A write is acknowledged (returns 0) only
+ * after it reached the image and was either marked out of sync or forwarded
+ * to the destination. */
+uint64_t mig__blk_export_size(void *opaque);
+int mig__blk_export_pread(void *opaque, uint64_t off, uint32_t len, void *buf);
+int mig__blk_export_pwrite(void *opaque, uint64_t off, uint32_t len, const void *buf, bool fua);
+int mig__blk_export_flush(void *opaque);
+int mig__blk_export_trim(void *opaque, uint64_t off, uint64_t len, bool fua);
+int mig__blk_export_write_zeroes(void *opaque, uint64_t off, uint64_t len, bool may_punch,
+                                 bool fua);
+
+/* Migration side (the blk hook). start: tracking on, every allocated region
+ * out of sync, records go to 'io' as disk 'disk_id'. */
+int mig__blk_mirror_start(struct mig__blk_mirror *m, struct mig__hook_io *io, uint32_t disk_id);
+/* Send every region out of sync now (get-and-clear), then return. final:
+ * the guest is suspended (counted as final_bytes). */
+int mig__blk_mirror_round(struct mig__blk_mirror *m, bool final);
+/* From now on, writes to regions in sync are forwarded before their ack. */
+void mig__blk_mirror_set_forwarding(struct mig__blk_mirror *m, bool on);
+uint64_t mig__blk_mirror_pending(struct mig__blk_mirror *m);
+void mig__blk_mirror_stats(struct mig__blk_mirror *m, struct mig__blk_stats *st_out);
+/* Switchover: hold every new write (they wait in the export) until
+ * release; returns when the writes in flight have finished. */
+void mig__blk_mirror_freeze(struct mig__blk_mirror *m);
+/* End of the hold: moved (after COMMIT): writes fail from now on with
+ * -MIG_ECANCELLED (the NBD client sees ESHUTDOWN and reconnects to the
+ * destination); otherwise (abort) they go on here. */
+void mig__blk_mirror_release(struct mig__blk_mirror *m, bool moved);
+bool mig__blk_mirror_moved(struct mig__blk_mirror *m);
+/* Tracking and forwarding off (abort, or after COMMIT). Idempotent. */
+void mig__blk_mirror_stop(struct mig__blk_mirror *m);
+
+/* ---- managed disks served by this process ----------------------------- */
+
+/* Make 'm' a disk of 'domain' for migrations run with this context
+ * (borrowed until mig__blk_unregister). */
+int mig__blk_register(struct mig_ctx *ctx, const char *domain, struct mig__blk_mirror *m);
+void mig__blk_unregister(struct mig_ctx *ctx, struct mig__blk_mirror *m);
+
+/* ---- destination --------------------------------------------------------- */
+
+struct mig__blk_target;
+
+/* Open (or create, sparse) 'path' for a disk of 'size' bytes of which
+ * 'allocated' are data: -MIG_ENOSPC with a message in why[] when a block
+ * device is smaller than size or the filesystem lacks room for allocated. */
+int mig__blk_target_open(struct mig_ctx *ctx, const char *path, uint64_t size, uint64_t allocated,
+                         struct mig__blk_target **t_out, char *why, size_t why_len);
+/* Apply data / zeroes (hostile input: bounds-checked). Any thread. */
+int mig__blk_target_write(struct mig__blk_target *t, uint64_t off, const void *data, size_t len);
+int mig__blk_target_zero(struct mig__blk_target *t, uint64_t off, uint64_t len);
+int mig__blk_target_sync(struct mig__blk_target *t);
+/* Abort: a file we created is removed; an existing one is left, logged as
+ * incomplete. Then frees. */
+void mig__blk_target_discard(struct mig__blk_target *t);
+/* Keep it (after COMMIT): close and free. NULL-safe. */
+void mig__blk_target_close(struct mig__blk_target *t);
+
+extern const struct mig__hook_class mig__blk_hook_class;
+
+#endif

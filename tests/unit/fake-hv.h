@@ -1,0 +1,28 @@
+/*
+ * fake-hv.h: the in-memory test backend of fake-hv.c.
+ */
+#ifndef TEST_FAKE_HV_H
+#define TEST_FAKE_HV_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "hv-provider.h"
+
+#define NPAGES 64u
+
+/* What the last instances looked like, for the assertions (one migration at
+ * a time). */
+struct fake_seen {
+    pthread_mutex_t lock;
+    int src_logdirty_enables, src_resumes, src_destroyed;
+    bool src_suspended_at_end;
+    bool dst_committed, dst_discarded;
+    uint8_t dst_mem[NPAGES * 4096];
+};
+extern struct fake_seen seen;
+extern const struct mig__hv_ops fake_hv_ops;
+void fake_hv_reset(void);
+
+#endif
