@@ -668,6 +668,8 @@ static void test_open_refuses_pv_and_hvm(void **state)
     F.pvh = false;
     /* HVM opens (its device model is reached only from round 0 on) ... */
     assert_int_equal(ops->open(mctx, "7", MIG_ROLE_SOURCE, &hv), 0);
+    /* its device model's save + restore is in the downtime prediction */
+    assert_int_equal(ops->state_cost_ms(hv), 20 + 150);
     ops->close(hv);
     hv = NULL;
     /* ... but passthrough and nested HVM are refused before round 0 */
@@ -689,6 +691,7 @@ static void test_info_by_id(void **state)
     struct mig__hv *hv = NULL;
     struct mig__dom_info info;
     assert_int_equal(ops->open(mctx, WEB_UUID, MIG_ROLE_SOURCE, &hv), 0);
+    assert_int_equal(ops->state_cost_ms(hv), 0); /* PVH: no device model */
     assert_int_equal(ops->info(hv, &info), 0);
     assert_string_equal(info.name, "web");
     ops->close(hv);

@@ -120,6 +120,7 @@ struct xen_hv {
     bool hvm;            /* HVM guest: a device model to drive (xen-hvm.c) */
     bool dm_logdirty;    /* QEMU's own dirty log is on */
     uint64_t dm_rtt_us;  /* us: QMP round trip measured before round 0 */
+    uint64_t dm_save_ms; /* ms: the device-state save, measured at the switchover */
 
     /* ---- destination ---- */
     struct mig__xen_rules rules;
@@ -830,6 +831,23 @@ static int xen_info(struct mig__hv *hv, struct mig__dom_info *info_out)
     return 0;
 }
 
+/* An HVM guest's device model: QEMU stops and saves its devices on the
+ * source (measured at the last switchover of this process, else
+ * DM_SAVE_MS_DEFAULT) and a fresh QEMU loads them on the destination
+ * (DM_RESTORE_MS_DEFAULT: libxl starts it inside the downtime); the QMP
+ * round trip measured before round 0 is added for each of the two QMP
+ * exchanges at the switchover. PVH has no device model. */
+#define DM_SAVE_MS_DEFAULT    20u
+#define DM_RESTORE_MS_DEFAULT 150u
+static uint64_t xen_state_cost_ms(struct mig__hv *hv)
+{
+    struct xen_hv *x = (struct xen_hv *)hv;
+    if (!x->hvm)
+        return 0;
+    uint64_t save = x->dm_save_ms ? x->dm_save_ms : DM_SAVE_MS_DEFAULT;
+    return save + DM_RESTORE_MS_DEFAULT + 2 * ((x->dm_rtt_us + 999) / 1000);
+}
+
 static const char *xen_tracking(struct mig__hv *hv)
 {
     return "xen-logdirty";
@@ -1241,6 +1259,8 @@ static int save_setup(struct xen_hv *x, struct mig__blob *blob)
     return 0;
 }
 
+static uint64_t xen_state_cost_ms(struct mig__hv *hv);
+
 /* HVM: QEMU's xenstore keys and device state (xen-hvm.c) as private
  * records; the destination writes them as libxl's emulator records. */
 static int save_emulator(struct xen_hv *x, uint8_t **buf, size_t *len)
@@ -1251,6 +1271,11 @@ static int save_emulator(struct xen_hv *x, uint8_t **buf, size_t *len)
     int rc = mig__xen_hvm_xenstore_data(x->base.ctx, x->domid, &xs, &xs_len);
     if (rc == 0)
         rc = mig__xen_hvm_save_dm(x->base.ctx, x->domid, getenv("TMPDIR"), &dm, &dm_len, &ms);
+    if (rc == 0) {
+        MIG_LOG(x->base.ctx, INFO, "device model: save took %" PRIu64 " ms (predicted %" PRIu64
+                " ms for save and restore)", ms, xen_state_cost_ms(&x->base));
+        x->dm_save_ms = ms ? ms : 1;
+    }
     if (rc == 0 && xs_len)
         rc = mig__xs_append_record(buf, len, MIG_XS_PRIV_EMU_XENSTORE, xs, xs_len);
     if (rc == 0)
@@ -1888,6 +1913,7 @@ const struct mig__hv_ops mig__hv_xen_ops = {
     .facts = xen_facts,
     .info = xen_info,
     .tracking = xen_tracking,
+    .state_cost_ms = xen_state_cost_ms,
     .logdirty_enable = logdirty_enable,
     .logdirty_clean = logdirty_clean,
     .logdirty_disable = logdirty_disable,
