@@ -14,10 +14,12 @@ jobs=$(nproc 2>/dev/null || echo 2)
 
 # Debian packages for building and unit testing. Integration tests install
 # their own components (OVS, qemu, nbd tools, ansible) in their scripts.
+# qemu-system-x86: the QMP client's test against a real QEMU (make check).
 PACKAGES="build-essential autoconf automake libtool pkg-config \
 libxen-dev libssl-dev libyaml-dev libzstd-dev libcmocka-dev \
 clang python3 python3-jsonschema \
-openssl openssh-server openssh-client"
+openssl openssh-server openssh-client \
+qemu-system-x86"
 
 declare -a stage_report=()
 overall_rc=0

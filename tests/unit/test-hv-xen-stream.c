@@ -469,14 +469,159 @@ static void test_accept_xl_save_image(void **state)
     bb_ctx(b);
     bb_params(b);
     bb_rec(b, MIG_XS_END, NULL, 0);
-    /* stock HVM images carry emulator records after libxc's END */
-    bb_rec(b, MIG_XS_LIBXL_EMULATOR_XENSTORE_DATA, "a\0b\0", 4);
-    bb_rec(b, MIG_XS_LIBXL_EMULATOR_CONTEXT, "qemu", 4);
+    /* stock HVM images carry emulator records after libxc's END, each
+     * with the sub-header {emulator_id 2 = QEMU upstream, index 0} */
+    bb_rec(b, MIG_XS_LIBXL_EMULATOR_XENSTORE_DATA, "\2\0\0\0\0\0\0\0physmap/f0/name\0vga.vram\0",
+           8 + 25);
+    bb_rec(b, MIG_XS_LIBXL_EMULATOR_CONTEXT, "\2\0\0\0\0\0\0\0QEVM", 12);
     bb_rec(b, MIG_XS_LIBXL_END, NULL, 0);
     assert_int_equal(parse_buf(b, &info), 0);
     assert_true(info.xl_header);
     assert_int_equal(info.pages, 1);
     free(b);
+}
+
+/* ---- HVM: the emulator records ----------------------------------------- */
+
+struct emu_seen {
+    uint32_t types[32];
+    unsigned n;
+    uint8_t xs[256], dm[256];
+    uint32_t xs_len, dm_len;
+};
+
+static int visit_emu(void *opaque, enum mig__xs_layer layer, uint32_t type, const uint8_t *body,
+                     uint32_t len)
+{
+    struct emu_seen *e = opaque;
+    if (e->n < 32)
+        e->types[e->n++] = type;
+    if (layer == MIG_XS_LAYER_LIBXL && type == MIG_XS_LIBXL_EMULATOR_XENSTORE_DATA &&
+        len <= sizeof(e->xs)) {
+        memcpy(e->xs, body, len);
+        e->xs_len = len;
+    }
+    if (layer == MIG_XS_LAYER_LIBXL && type == MIG_XS_LIBXL_EMULATOR_CONTEXT &&
+        len <= sizeof(e->dm)) {
+        memcpy(e->dm, body, len);
+        e->dm_len = len;
+    }
+    return 0;
+}
+
+static void write_hvm_stream(int fd, const void *xs, uint32_t xs_len, const void *dm,
+                             uint32_t dm_len)
+{
+    struct mig__xs_writer w;
+    uint8_t tsc[24] = {3}, ctx[100] = {4}, page[4096] = {5};
+    uint64_t pfn = 1;
+    mig__xs_writer_init(&w, fd);
+    assert_int_equal(mig__xs_write_head(&w, 4, 17, NULL, 0, NULL, 0), 0);
+    assert_int_equal(mig__xs_write_pages(&w, &pfn, 1, page), 0);
+    assert_int_equal(mig__xs_write_record(&w, MIG_XS_X86_TSC_INFO, tsc, 24), 0);
+    assert_int_equal(mig__xs_write_record(&w, MIG_XS_HVM_CONTEXT, ctx, 100), 0);
+    assert_int_equal(mig__xs_write_end_hvm(&w, xs, xs_len, dm, dm_len), 0);
+    assert_int_equal(w.bytes % 8, 0);
+    mig__xs_writer_dispose(&w);
+}
+
+static void test_roundtrip_hvm(void **state)
+{
+    static const char xs[] = "physmap/f0000000/start_addr\0f0000000\0"
+                             "physmap/f0000000/size\0800000\0"
+                             "physmap/f0000000/name\0vga.vram";
+    static const char dm[] = "QEVM\0\0\0\3 device state, 29 b"; /* 8-unaligned on purpose */
+    struct emu_seen e = {0};
+    int fd = memfd_create("xs", 0);
+    write_hvm_stream(fd, xs, sizeof(xs), dm, sizeof(dm));
+    lseek(fd, 0, SEEK_SET);
+    assert_int_equal(mig__xs_parse_stream(NULL, fd, visit_emu, &e, NULL), 0);
+    close(fd);
+    /* libxl's order: libxc END, EMULATOR_XENSTORE_DATA, EMULATOR_CONTEXT, libxl END */
+    assert_true(e.n >= 4);
+    assert_int_equal(e.types[e.n - 4], MIG_XS_END);
+    assert_int_equal(e.types[e.n - 3], MIG_XS_LIBXL_EMULATOR_XENSTORE_DATA);
+    assert_int_equal(e.types[e.n - 2], MIG_XS_LIBXL_EMULATOR_CONTEXT);
+    assert_int_equal(e.types[e.n - 1], MIG_XS_LIBXL_END);
+    assert_int_equal(e.xs_len, 8 + sizeof(xs));
+    assert_memory_equal(e.xs, "\2\0\0\0\0\0\0\0", 8);
+    assert_memory_equal(e.xs + 8, xs, sizeof(xs));
+    assert_int_equal(e.dm_len, 8 + sizeof(dm));
+    assert_memory_equal(e.dm, "\2\0\0\0\0\0\0\0", 8);
+    assert_memory_equal(e.dm + 8, dm, sizeof(dm));
+
+    /* no xenstore keys (QEMU mapped no VRAM yet): that record is left out */
+    memset(&e, 0, sizeof(e));
+    fd = memfd_create("xs", 0);
+    write_hvm_stream(fd, NULL, 0, dm, sizeof(dm));
+    lseek(fd, 0, SEEK_SET);
+    assert_int_equal(mig__xs_parse_stream(NULL, fd, visit_emu, &e, NULL), 0);
+    close(fd);
+    assert_int_equal(e.types[e.n - 3], MIG_XS_END);
+    assert_int_equal(e.types[e.n - 2], MIG_XS_LIBXL_EMULATOR_CONTEXT);
+    assert_int_equal(e.xs_len, 0);
+}
+
+static void test_emulator_checks(void **state)
+{
+    struct mig__xs_writer w;
+    int fd = memfd_create("xs", 0);
+    /* what libxl's restore would refuse, the writer refuses */
+    static const struct {
+        const char *b;
+        uint32_t n;
+    } bad[] = {
+        {"/local/domain/0\0x\0", 18}, /* absolute key */
+        {"\0x\0", 3},                  /* empty key */
+        {"key\0value", 9},             /* value not terminated */
+        {"key", 3},                     /* key not terminated */
+        {"ke y\0v\0", 7},              /* not a xenstore character */
+        {"key\0v\001\0", 6},           /* control character in a value */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(mig__xs_check_emu_xenstore((const uint8_t *)bad[i].b, bad[i].n),
+                         -MIG_EPROTO);
+    assert_int_equal(mig__xs_check_emu_xenstore((const uint8_t *)"a\0\0", 3), 0); /* "" value */
+    assert_int_equal(mig__xs_check_emu_xenstore(NULL, 0), 0);
+    mig__xs_writer_init(&w, fd);
+    assert_int_equal(mig__xs_write_end_hvm(&w, "/abs\0v\0", 7, "QEVM", 4), -MIG_EINVAL);
+    assert_int_equal(mig__xs_write_end_hvm(&w, NULL, 0, "QEVM", 0), -MIG_EINVAL);
+    assert_int_equal(mig__xs_write_end_hvm(&w, NULL, 0, "QEVM", MIG_XS_MAX_EMU_CONTEXT + 1),
+                     -MIG_EINVAL);
+    assert_int_equal(w.bytes, 0); /* nothing written */
+    mig__xs_writer_dispose(&w);
+    close(fd);
+    /* blob records carry the same checks */
+    assert_int_equal(mig__xs_check_record(MIG_XS_PRIV_EMU_XENSTORE, (const uint8_t *)"k\0v", 3),
+                     -MIG_EPROTO);
+    assert_int_equal(mig__xs_check_record(MIG_XS_PRIV_EMU_CONTEXT, NULL, 0), -MIG_EPROTO);
+    assert_int_equal(mig__xs_check_record(MIG_XS_PRIV_EMU_CONTEXT, (const uint8_t *)"Q", 1), 0);
+
+    /* the parser: emulator records without a sub-header, from another
+     * emulator, or with bad keys */
+    static const struct {
+        uint32_t type;
+        const char *b;
+        uint32_t n;
+    } rec[] = {
+        {MIG_XS_LIBXL_EMULATOR_CONTEXT, "QEVM", 4},
+        {MIG_XS_LIBXL_EMULATOR_CONTEXT, "\1\0\0\0\0\0\0\0QEVM", 12},
+        {MIG_XS_LIBXL_EMULATOR_XENSTORE_DATA, "\2\0\0\0\0\0\0\0/a\0b\0", 13},
+    };
+    for (size_t i = 0; i < sizeof(rec) / sizeof(rec[0]); i++) {
+        struct bb *b = calloc(1, sizeof(*b));
+        struct mig__xs_parse_info info;
+        bb_libxl_hdr(b);
+        bb_libxc_hdrs(b, 3, MIG_XS_DHDR_X86_HVM);
+        bb_rec(b, MIG_XS_STATIC_DATA_END, NULL, 0);
+        bb_tsc(b);
+        bb_ctx(b);
+        bb_rec(b, MIG_XS_END, NULL, 0);
+        bb_rec(b, rec[i].type, rec[i].b, rec[i].n);
+        bb_rec(b, MIG_XS_LIBXL_END, NULL, 0);
+        assert_int_equal(parse_buf(b, &info), -MIG_EPROTO);
+        free(b);
+    }
 }
 
 /* ---- state blobs ------------------------------------------------------- */
@@ -538,6 +683,8 @@ int main(void)
         cmocka_unit_test(test_reject_bad_headers),
         cmocka_unit_test(test_accept_libxc_orders),
         cmocka_unit_test(test_accept_xl_save_image),
+        cmocka_unit_test(test_roundtrip_hvm),
+        cmocka_unit_test(test_emulator_checks),
         cmocka_unit_test(test_blob_records),
         cmocka_unit_test(test_xen_backend_registered),
     };

@@ -57,6 +57,8 @@ enum run { RUNNING, SUSPENDED, GONE };
 static struct fake {
     /* source domain */
     bool hvm, pvh;
+    int hvm_pcidevs;  /* !pvh: pci= passthrough in the HVM configuration */
+    bool hvm_nested;  /* !pvh: nestedhvm=1 */
     enum run run;
     char name[80];
     int cap; /* current scheduler cap */
@@ -253,6 +255,13 @@ int __wrap_libxl_retrieve_domain_configuration(libxl_ctx *ctx, uint32_t domid,
         libxl_domain_build_info_init_type(&c->b_info, LIBXL_DOMAIN_TYPE_HVM);
         c->c_info.type = LIBXL_DOMAIN_TYPE_HVM;
         c->c_info.name = xdup(F.name);
+        if (F.hvm_pcidevs) {
+            c->pcidevs = calloc((size_t)F.hvm_pcidevs, sizeof(*c->pcidevs));
+            c->num_pcidevs = F.hvm_pcidevs;
+            for (int i = 0; i < F.hvm_pcidevs; i++)
+                libxl_device_pci_init(&c->pcidevs[i]);
+        }
+        libxl_defbool_set(&c->b_info.nested_hvm, F.hvm_nested);
         return 0;
     }
     fill_config(c, F.name);
@@ -657,7 +666,21 @@ static void test_open_refuses_pv_and_hvm(void **state)
     assert_null(hv);
     F.hvm = true;
     F.pvh = false;
+    /* HVM opens (its device model is reached only from round 0 on) ... */
+    assert_int_equal(ops->open(mctx, "7", MIG_ROLE_SOURCE, &hv), 0);
+    /* its device model's save + restore is in the downtime prediction */
+    assert_int_equal(ops->state_cost_ms(hv), 20 + 150);
+    ops->close(hv);
+    hv = NULL;
+    /* ... but passthrough and nested HVM are refused before round 0 */
+    F.hvm_pcidevs = 1;
     assert_int_equal(ops->open(mctx, "7", MIG_ROLE_SOURCE, &hv), -MIG_ENOTSUP);
+    assert_null(hv);
+    F.hvm_pcidevs = 0;
+    F.hvm_nested = true;
+    assert_int_equal(ops->open(mctx, "7", MIG_ROLE_SOURCE, &hv), -MIG_ENOTSUP);
+    assert_null(hv);
+    F.hvm_nested = false;
     assert_int_equal(ops->open(mctx, "nosuch", MIG_ROLE_SOURCE, &hv), -MIG_ENOENT);
     assert_int_equal(ops->open(mctx, "web,bogus=1", MIG_ROLE_SOURCE, &hv), -MIG_EINVAL);
     assert_int_equal(ops->open(mctx, "0", MIG_ROLE_SOURCE, &hv), -MIG_EINVAL);
@@ -668,6 +691,7 @@ static void test_info_by_id(void **state)
     struct mig__hv *hv = NULL;
     struct mig__dom_info info;
     assert_int_equal(ops->open(mctx, WEB_UUID, MIG_ROLE_SOURCE, &hv), 0);
+    assert_int_equal(ops->state_cost_ms(hv), 0); /* PVH: no device model */
     assert_int_equal(ops->info(hv, &info), 0);
     assert_string_equal(info.name, "web");
     ops->close(hv);

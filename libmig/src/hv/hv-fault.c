@@ -59,6 +59,7 @@ static void f_close(struct mig__hv *hv)
 static int f_facts(struct mig__hv *hv, char **json_out) { FWD(facts, json_out); }
 static int f_info(struct mig__hv *hv, struct mig__dom_info *info_out) { FWD(info, info_out); }
 static const char *f_tracking(struct mig__hv *hv) { return in(hv)->ops->tracking(in(hv)); }
+static uint64_t f_state_cost_ms(struct mig__hv *hv) { return in(hv)->ops->state_cost_ms(in(hv)); }
 static int f_logdirty_enable(struct mig__hv *hv) { FWD(logdirty_enable); }
 static int f_logdirty_clean(struct mig__hv *hv, unsigned long *bitmap, uint64_t *n)
 {
@@ -111,7 +112,7 @@ int mig__hv_fault_wrap(struct mig__hv *inner, struct mig__hv **hv_out)
         .name = inner->ops->name,
         .setup_state = inner->ops->setup_state,
         .open = f_open, .close = f_close, .facts = f_facts, .info = f_info,
-        .tracking = f_tracking, .logdirty_enable = f_logdirty_enable,
+        .tracking = f_tracking, .state_cost_ms = f_state_cost_ms, .logdirty_enable = f_logdirty_enable,
         .logdirty_clean = f_logdirty_clean, .logdirty_disable = f_logdirty_disable,
         .map_pages = f_map_pages, .unmap_pages = f_unmap_pages, .throttle = f_throttle,
         .suspend = f_suspend, .resume = f_resume, .save_state = f_save_state,

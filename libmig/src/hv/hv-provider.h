@@ -70,6 +70,10 @@ struct mig__hv_ops {
     int (*info)(struct mig__hv *hv, struct mig__dom_info *info_out);
     /* Name of the dirty-tracking mechanism in use (static string). */
     const char *(*tracking)(struct mig__hv *hv);
+    /* ms the backend's own state adds to the downtime (saving it on the
+     * source, restoring it on the destination: xen: HVM's device model),
+     * for the downtime prediction; 0 when negligible. Short, never fails. */
+    uint64_t (*state_cost_ms)(struct mig__hv *hv);
 
     /* ---- source side ---- */
     int (*logdirty_enable)(struct mig__hv *hv);

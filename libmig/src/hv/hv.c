@@ -17,7 +17,7 @@ static const struct {
     const char *name;
     size_t off;
 } mandatory_ops[] = {
-    OP(open), OP(close), OP(facts), OP(info), OP(tracking),
+    OP(open), OP(close), OP(facts), OP(info), OP(tracking), OP(state_cost_ms),
     OP(logdirty_enable), OP(logdirty_clean), OP(logdirty_disable), OP(map_pages),
     OP(unmap_pages), OP(throttle), OP(suspend), OP(resume), OP(save_state), OP(rename),
     OP(destroy), OP(create_incoming), OP(write_pages), OP(write_zero), OP(load_state),

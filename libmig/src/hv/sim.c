@@ -510,6 +510,12 @@ static const char *sim_tracking(struct mig__hv *hv)
     return "none";
 }
 
+/* The test guest's state is a few bytes. */
+static uint64_t sim_state_cost_ms(struct mig__hv *hv)
+{
+    return 0;
+}
+
 /* ---- source: dirty tracking ---------------------------------------------------------------- */
 
 static int wp_range(struct sim_hv *s, uint64_t pfn, uint64_t count, bool protect)
@@ -1054,6 +1060,7 @@ const struct mig__hv_ops mig__hv_sim_ops = {
     .facts = sim_facts,
     .info = sim_info,
     .tracking = sim_tracking,
+    .state_cost_ms = sim_state_cost_ms,
     .logdirty_enable = sim_logdirty_enable,
     .logdirty_clean = sim_logdirty_clean,
     .logdirty_disable = sim_logdirty_disable,

@@ -158,9 +158,12 @@ int mig__xen_config_sanitize(struct mig_ctx *ctx, const struct mig__xen_rules *r
         return refuse(ctx, why, why_len,
                       "PV guests are not supported (no log-dirty without "
                       "shadow paging)");
-    if (c->type != LIBXL_DOMAIN_TYPE_PVH || b->type != LIBXL_DOMAIN_TYPE_PVH)
-        return refuse(ctx, why, why_len, "only PVH guests are supported (type %s)",
+    bool hvm = c->type == LIBXL_DOMAIN_TYPE_HVM && b->type == LIBXL_DOMAIN_TYPE_HVM;
+    if (!hvm && (c->type != LIBXL_DOMAIN_TYPE_PVH || b->type != LIBXL_DOMAIN_TYPE_PVH))
+        return refuse(ctx, why, why_len, "only PVH and HVM guests are supported (type %s)",
                       libxl_domain_type_to_string(c->type));
+    if (hvm && (rc = mig__xen_hvm_check(ctx, cfg, why, why_len)) < 0)
+        return rc;
     /* Anything that makes dom0 run or read something chosen by the peer. */
     if (set(b->bootloader) || (b->bootloader_args && b->bootloader_args[0]))
         return refuse(ctx, why, why_len, "bootloader '%s' is not allowed",
@@ -188,7 +191,8 @@ int mig__xen_config_sanitize(struct mig_ctx *ctx, const struct mig__xen_rules *r
         cfg->num_usbdevs)
         return refuse(ctx, why, why_len, "only disks and vifs are allowed as devices");
     if (!path_allowed(rules, b->kernel) || !path_allowed(rules, b->ramdisk) ||
-        !path_allowed(rules, b->device_tree) || !path_allowed(rules, b->u.pvh.pvshim_path))
+        !path_allowed(rules, b->device_tree) ||
+        (!hvm && !path_allowed(rules, b->u.pvh.pvshim_path)))
         return refuse(ctx, why, why_len, "kernel/ramdisk '%s' outside the allowed directories",
                       b->kernel ? b->kernel : (b->ramdisk ? b->ramdisk : "?"));
 

@@ -46,4 +46,27 @@ void mig__xen_rules_dispose(struct mig__xen_rules *rules);
 int mig__xen_config_sanitize(struct mig_ctx *ctx, const struct mig__xen_rules *rules,
                              libxl_domain_config *cfg, char *why, size_t why_len);
 
+/* ---- HVM (xen-hvm.c) ---- */
+
+/* Refuse (-MIG_ENOTSUP, reason in why[]) an HVM configuration that cannot
+ * move: passthrough, nested HVM, a stub-domain or traditional device
+ * model, QXL/SPICE, firmware files, serial/USB backends naming host files
+ * or devices. Runs on the source before round 0 and on the destination on
+ * the configuration that came from the network. */
+int mig__xen_hvm_check(struct mig_ctx *ctx, const libxl_domain_config *cfg, char *why,
+                       size_t why_len);
+/* Switch QEMU's own dirty log (xen-set-global-dirty-log) for domid; the
+ * command's round trip in us goes to *rtt_us_out (may be NULL). */
+int mig__xen_hvm_dm_logdirty(struct mig_ctx *ctx, uint32_t domid, bool enable,
+                             uint64_t *rtt_us_out);
+/* QMP stop, then xen-save-devices-state into an unlinked file under dir
+ * (NULL: /tmp) passed to QEMU as an fd. *buf_out (caller frees) holds the
+ * state, *ms_out the time it took. */
+int mig__xen_hvm_save_dm(struct mig_ctx *ctx, uint32_t domid, const char *dir, uint8_t **buf_out,
+                         uint32_t *len_out, uint64_t *ms_out);
+/* QEMU's physmap keys as libxl packs them (EMULATOR_XENSTORE_DATA body);
+ * *buf_out NULL and *len_out 0 when QEMU mapped nothing. Caller frees. */
+int mig__xen_hvm_xenstore_data(struct mig_ctx *ctx, uint32_t domid, uint8_t **buf_out,
+                               uint32_t *len_out);
+
 #endif

@@ -124,6 +124,10 @@ uint32_t mig__xs_max_len(uint32_t type)
         return 1u << 20;
     case MIG_XS_PRIV_HOLES:
         return 16u << 20;
+    case MIG_XS_PRIV_EMU_XENSTORE:
+        return MIG_XS_MAX_EMU_XENSTORE;
+    case MIG_XS_PRIV_EMU_CONTEXT:
+        return MIG_XS_MAX_EMU_CONTEXT;
     default:
         return 1u << 20; /* unknown optional records are skipped, bounded */
     }
@@ -171,6 +175,10 @@ int mig__xs_check_record(uint32_t type, const uint8_t *body, uint32_t len)
         return len && !memchr(body, 0, len) ? 0 : -MIG_EPROTO;
     case MIG_XS_PRIV_HOLES:
         return len % 16 == 0 ? 0 : -MIG_EPROTO;
+    case MIG_XS_PRIV_EMU_XENSTORE:
+        return mig__xs_check_emu_xenstore(body, len);
+    case MIG_XS_PRIV_EMU_CONTEXT:
+        return len > 0 ? 0 : -MIG_EPROTO;
     default:
         return (type & MIG_XS_OPTIONAL) ? 0 : -MIG_EPROTO;
     }
@@ -358,6 +366,67 @@ int mig__xs_write_end(struct mig__xs_writer *w)
 {
     pthread_mutex_lock(&w->lock);
     int rc = put_record(w, MIG_XS_END, NULL, 0, 0);
+    if (rc == 0)
+        rc = put_record(w, MIG_XS_LIBXL_END, NULL, 0, 0);
+    pthread_mutex_unlock(&w->lock);
+    return rc;
+}
+
+static bool xs_key_char(uint8_t c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '-' || c == '/' || c == '_' || c == '@';
+}
+
+int mig__xs_check_emu_xenstore(const uint8_t *body, uint32_t len)
+{
+    uint32_t off = 0;
+    if (len > MIG_XS_MAX_EMU_XENSTORE)
+        return -MIG_ETOOBIG;
+    while (off < len) {
+        /* key */
+        uint32_t start = off;
+        while (off < len && body[off])
+            if (!xs_key_char(body[off++]))
+                return -MIG_EPROTO;
+        if (off == len || off == start || body[start] == '/')
+            return -MIG_EPROTO; /* unterminated, empty or absolute */
+        off++;
+        /* value */
+        while (off < len && body[off])
+            if (body[off] < 0x20 || body[off] > 0x7e)
+                return -MIG_EPROTO;
+            else
+                off++;
+        if (off == len)
+            return -MIG_EPROTO;
+        off++;
+    }
+    return 0;
+}
+
+/* One libxl emulator record, lock held. */
+static int put_emulator(struct mig__xs_writer *w, uint32_t type, const void *body, uint32_t len)
+{
+    uint8_t sub[8];
+    put_le32(sub, MIG_XS_EMU_QEMU_UPSTREAM);
+    put_le32(sub + 4, 0);
+    struct iovec b[2] = {{sub, 8}, {(void *)body, len}};
+    return put_record(w, type, b, 2, 8 + len);
+}
+
+int mig__xs_write_end_hvm(struct mig__xs_writer *w, const void *xs, uint32_t xs_len,
+                          const void *dm, uint32_t dm_len)
+{
+    if ((xs_len && mig__xs_check_emu_xenstore(xs, xs_len) < 0) || dm_len == 0 ||
+        dm_len > MIG_XS_MAX_EMU_CONTEXT)
+        return -MIG_EINVAL;
+    pthread_mutex_lock(&w->lock);
+    int rc = put_record(w, MIG_XS_END, NULL, 0, 0);
+    if (rc == 0 && xs_len)
+        rc = put_emulator(w, MIG_XS_LIBXL_EMULATOR_XENSTORE_DATA, xs, xs_len);
+    if (rc == 0)
+        rc = put_emulator(w, MIG_XS_LIBXL_EMULATOR_CONTEXT, dm, dm_len);
     if (rc == 0)
         rc = put_record(w, MIG_XS_LIBXL_END, NULL, 0, 0);
     pthread_mutex_unlock(&w->lock);
@@ -613,6 +682,15 @@ int mig__xs_parse_stream(struct mig_ctx *ctx, int fd, mig__xs_visit_fn *visit, v
             if (!libxc_done) {
                 rc = -MIG_EPROTO;
                 MIG_LOG(ctx, ERROR, "emulator record before the libxc stream");
+                goto out;
+            }
+            /* {u32 emulator_id, u32 index} then the body (libxl's restore
+             * takes QEMU upstream only) */
+            if (len < 8 || le32(r.buf) != MIG_XS_EMU_QEMU_UPSTREAM ||
+                (type == MIG_XS_LIBXL_EMULATOR_XENSTORE_DATA &&
+                 mig__xs_check_emu_xenstore(r.buf + 8, len - 8) < 0)) {
+                rc = -MIG_EPROTO;
+                MIG_LOG(ctx, ERROR, "malformed emulator record (type %u, %u bytes)", type, len);
                 goto out;
             }
             break;

@@ -54,6 +54,16 @@
 /* Private record types, only inside migrate-live's state blobs. */
 #define MIG_XS_PRIV_CONFIG 0x4D4C0001u /* libxl JSON configuration */
 #define MIG_XS_PRIV_HOLES  0x4D4C0002u /* {u64 pfn, u64 count}[] not populated */
+/* HVM only: the bodies of libxl's emulator records, without their sub-header. */
+#define MIG_XS_PRIV_EMU_XENSTORE 0x4D4C0003u /* packed "key\0value\0" pairs */
+#define MIG_XS_PRIV_EMU_CONTEXT  0x4D4C0004u /* QEMU's device state (xen-save-devices-state) */
+
+/* Emulator sub-header ids (libxl-migration-stream.pandoc) */
+#define MIG_XS_EMU_UNKNOWN        0u
+#define MIG_XS_EMU_QEMU_TRAD      1u
+#define MIG_XS_EMU_QEMU_UPSTREAM  2u
+#define MIG_XS_MAX_EMU_XENSTORE   (64u << 10) /* bytes: libxl sends a few physmap keys */
+#define MIG_XS_MAX_EMU_CONTEXT    (16u << 20) /* bytes: QEMU's device state (no RAM) */
 
 /* State blob kinds (struct mig__blob.kind) */
 #define MIG_XEN_BLOB_SETUP      0x58454e53u /* "XENS" */
@@ -95,6 +105,15 @@ int mig__xs_write_zero_pages(struct mig__xs_writer *w, const uint64_t *pfns, uns
 int mig__xs_write_record(struct mig__xs_writer *w, uint32_t type, const void *body, uint32_t len);
 /* libxc END then libxl END. */
 int mig__xs_write_end(struct mig__xs_writer *w);
+/* HVM: libxc END, EMULATOR_XENSTORE_DATA (only if xs_len), EMULATOR_CONTEXT,
+ * libxl END, in the order libxl's writer uses; both emulator records carry
+ * the sub-header {QEMU upstream, index 0}. Bodies checked first. */
+int mig__xs_write_end_hvm(struct mig__xs_writer *w, const void *xs, uint32_t xs_len,
+                          const void *dm, uint32_t dm_len);
+/* Check the body of an EMULATOR_XENSTORE_DATA as libxl's restore reads it:
+ * NUL-terminated key/value pairs, keys non-empty, relative, of xenstore's
+ * characters [A-Za-z0-9-/_@], values printable ASCII. */
+int mig__xs_check_emu_xenstore(const uint8_t *body, uint32_t len);
 
 /* ---- parser ---------------------------------------------------------- */
 

@@ -32,6 +32,11 @@ static int stub_info(struct mig__hv *hv, struct mig__dom_info *i)
 {
     return -MIG_ENOTSUP;
 }
+static uint64_t stub_state_cost_ms(struct mig__hv *hv)
+{
+    return 0;
+}
+
 static const char *stub_tracking(struct mig__hv *hv)
 {
     return "none";
@@ -96,6 +101,7 @@ const struct mig__hv_ops mig__hv_xen_ops = {
     .facts = stub_facts,
     .info = stub_info,
     .tracking = stub_tracking,
+    .state_cost_ms = stub_state_cost_ms,
     .logdirty_enable = stub_hv,
     .logdirty_clean = stub_clean,
     .logdirty_disable = stub_hv,

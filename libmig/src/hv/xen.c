@@ -117,6 +117,10 @@ struct xen_hv {
     bool throttled;
     bool suspended;
     bool destroyed;
+    bool hvm;            /* HVM guest: a device model to drive (xen-hvm.c) */
+    bool dm_logdirty;    /* QEMU's own dirty log is on */
+    uint64_t dm_rtt_us;  /* us: QMP round trip measured before round 0 */
+    uint64_t dm_save_ms; /* ms: the device-state save, measured at the switchover */
 
     /* ---- destination ---- */
     struct mig__xen_rules rules;
@@ -345,10 +349,17 @@ static int open_source(struct xen_hv *x, char *spec)
         MIG_LOG(ctx, ERROR, "domain %s: cannot read its configuration", spec);
         return rc;
     }
-    if (x->cfg.c_info.type != LIBXL_DOMAIN_TYPE_PVH) {
-        MIG_LOG(ctx, ERROR, "domain %s is %s: only PVH guests are supported for now", spec,
+    x->hvm = x->cfg.c_info.type == LIBXL_DOMAIN_TYPE_HVM;
+    if (x->cfg.c_info.type != LIBXL_DOMAIN_TYPE_PVH && !x->hvm) {
+        MIG_LOG(ctx, ERROR, "domain %s is %s: only PVH and HVM guests are supported", spec,
                 libxl_domain_type_to_string(x->cfg.c_info.type));
         return -MIG_ENOTSUP;
+    }
+    if (x->hvm) {
+        char why[256];
+        rc = mig__xen_hvm_check(ctx, &x->cfg, why, sizeof(why));
+        if (rc < 0)
+            return rc; /* logged with the reason, before round 0 */
     }
     if (!x->cfg.c_info.name || strlen(x->cfg.c_info.name) > NAME_MAX_LEN) {
         MIG_LOG(ctx, ERROR, "domain %s: name missing or too long", spec);
@@ -374,8 +385,8 @@ static int open_source(struct xen_hv *x, char *spec)
         MIG_LOG(ctx, ERROR, "cannot open foreign memory mapping: %s", strerror(errno));
         return -MIG_EBACKEND;
     }
-    MIG_LOG(ctx, INFO, "source %s (domid %u): PVH, %u vCPUs, %" PRIu64 " pfns", x->name, x->domid,
-            x->vcpus, x->nr_pfns);
+    MIG_LOG(ctx, INFO, "source %s (domid %u): %s, %u vCPUs, %" PRIu64 " pfns", x->name, x->domid,
+            x->hvm ? "HVM" : "PVH", x->vcpus, x->nr_pfns);
     return 0;
 }
 
@@ -815,8 +826,26 @@ static int xen_info(struct mig__hv *hv, struct mig__dom_info *info_out)
     info_out->page_size = PAGE;
     info_out->vcpus = x->vcpus;
     snprintf(info_out->config, sizeof(info_out->config),
-             "type=pvh,maxmem_kb=%" PRIu64 ",stream=libxc-v3", x->cfg.b_info.max_memkb);
+             "type=%s,maxmem_kb=%" PRIu64 ",stream=libxc-v3", x->hvm ? "hvm" : "pvh",
+             x->cfg.b_info.max_memkb);
     return 0;
+}
+
+/* An HVM guest's device model: QEMU stops and saves its devices on the
+ * source (measured at the last switchover of this process, else
+ * DM_SAVE_MS_DEFAULT) and a fresh QEMU loads them on the destination
+ * (DM_RESTORE_MS_DEFAULT: libxl starts it inside the downtime); the QMP
+ * round trip measured before round 0 is added for each of the two QMP
+ * exchanges at the switchover. PVH has no device model. */
+#define DM_SAVE_MS_DEFAULT    20u
+#define DM_RESTORE_MS_DEFAULT 150u
+static uint64_t xen_state_cost_ms(struct mig__hv *hv)
+{
+    struct xen_hv *x = (struct xen_hv *)hv;
+    if (!x->hvm)
+        return 0;
+    uint64_t save = x->dm_save_ms ? x->dm_save_ms : DM_SAVE_MS_DEFAULT;
+    return save + DM_RESTORE_MS_DEFAULT + 2 * ((x->dm_rtt_us + 999) / 1000);
 }
 
 static const char *xen_tracking(struct mig__hv *hv)
@@ -840,19 +869,40 @@ static int logdirty_enable(struct mig__hv *hv)
         x->bm_pages = 0;
         return -MIG_ENOMEM;
     }
+    /* HVM: QEMU first, so its own writes to guest memory (DMA, VRAM) are
+     * reported to Xen's log too (Xen's saver: x86_hvm_setup). */
+    if (x->hvm && !x->dm_logdirty) {
+        int rc = mig__xen_hvm_dm_logdirty(x->base.ctx, x->domid, true, &x->dm_rtt_us);
+        if (rc < 0) {
+            xc_hypercall_buffer_free_pages(x->xch, bitmap, (int)x->bm_pages);
+            x->bm_pages = 0;
+            return rc;
+        }
+        x->dm_logdirty = true;
+    }
     int r = xc_shadow_control(x->xch, x->domid, XEN_DOMCTL_SHADOW_OP_ENABLE_LOGDIRTY, NULL, 0);
-    if (r < 0 && errno == EINVAL) {
-        /* Left on by an aborted migration (as Xen's saver, turn it off and
-         * try once more). */
-        xc_shadow_control(x->xch, x->domid, XEN_DOMCTL_SHADOW_OP_OFF, NULL, 0);
-        r = xc_shadow_control(x->xch, x->domid, XEN_DOMCTL_SHADOW_OP_ENABLE_LOGDIRTY, NULL, 0);
+    int on1 = r < 0 ? errno : 0, off = 0, on2 = 0;
+    if (r < 0) {
+        /* Already on: an HVM guest's VRAM tracking (stdvga/cirrus) holds
+         * log-dirty mode, or an aborted migration left it. As Xen's saver
+         * (enable_logdirty): off, then on again. */
+        r = xc_shadow_control(x->xch, x->domid, XEN_DOMCTL_SHADOW_OP_OFF, NULL, 0);
+        off = r < 0 ? errno : 0;
+        if (r == 0) {
+            r = xc_shadow_control(x->xch, x->domid, XEN_DOMCTL_SHADOW_OP_ENABLE_LOGDIRTY, NULL,
+                                  0);
+            on2 = r < 0 ? errno : 0;
+        }
     }
     if (r < 0) {
         int rc = from_xc(-1);
-        MIG_LOG(x->base.ctx, ERROR, "domain %u: cannot enable log-dirty: %s", x->domid,
-                strerror(errno));
+        MIG_LOG(x->base.ctx, ERROR, "domain %u: cannot enable log-dirty: %s / off: %s / %s",
+                x->domid, strerror(on1), off ? strerror(off) : "ok",
+                on2 ? strerror(on2) : "-");
         xc_hypercall_buffer_free_pages(x->xch, bitmap, (int)x->bm_pages);
         x->bm_pages = 0;
+        if (x->dm_logdirty && mig__xen_hvm_dm_logdirty(x->base.ctx, x->domid, false, NULL) == 0)
+            x->dm_logdirty = false;
         return rc;
     }
     x->logdirty = true;
@@ -903,6 +953,12 @@ static int logdirty_disable(struct mig__hv *hv)
                     strerror(errno));
         }
         x->logdirty = false;
+    }
+    if (x->dm_logdirty) {
+        int r2 = mig__xen_hvm_dm_logdirty(x->base.ctx, x->domid, false, NULL);
+        if (r2 < 0 && rc == 0)
+            rc = r2;
+        x->dm_logdirty = false; /* one try: QEMU may be gone (destroy) */
     }
     if (x->bm_pages) {
         xc_hypercall_buffer_free_pages(x->xch, bitmap, (int)x->bm_pages);
@@ -1203,6 +1259,32 @@ static int save_setup(struct xen_hv *x, struct mig__blob *blob)
     return 0;
 }
 
+static uint64_t xen_state_cost_ms(struct mig__hv *hv);
+
+/* HVM: QEMU's xenstore keys and device state (xen-hvm.c) as private
+ * records; the destination writes them as libxl's emulator records. */
+static int save_emulator(struct xen_hv *x, uint8_t **buf, size_t *len)
+{
+    uint8_t *xs = NULL, *dm = NULL;
+    uint32_t xs_len = 0, dm_len = 0;
+    uint64_t ms = 0;
+    int rc = mig__xen_hvm_xenstore_data(x->base.ctx, x->domid, &xs, &xs_len);
+    if (rc == 0)
+        rc = mig__xen_hvm_save_dm(x->base.ctx, x->domid, getenv("TMPDIR"), &dm, &dm_len, &ms);
+    if (rc == 0) {
+        MIG_LOG(x->base.ctx, INFO, "device model: save took %" PRIu64 " ms (predicted %" PRIu64
+                " ms for save and restore)", ms, xen_state_cost_ms(&x->base));
+        x->dm_save_ms = ms ? ms : 1;
+    }
+    if (rc == 0 && xs_len)
+        rc = mig__xs_append_record(buf, len, MIG_XS_PRIV_EMU_XENSTORE, xs, xs_len);
+    if (rc == 0)
+        rc = mig__xs_append_record(buf, len, MIG_XS_PRIV_EMU_CONTEXT, dm, dm_len);
+    free(xs);
+    free(dm);
+    return rc;
+}
+
 static int save_checkpoint(struct xen_hv *x, struct mig__blob *blob)
 {
     uint8_t *buf = NULL, *ctxbuf = NULL;
@@ -1255,6 +1337,8 @@ static int save_checkpoint(struct xen_hv *x, struct mig__blob *blob)
         rc = mig__xs_append_record(&buf, &len, MIG_XS_HVM_CONTEXT, ctxbuf, (uint32_t)size);
     if (rc == 0 && count)
         rc = mig__xs_append_record(&buf, &len, MIG_XS_HVM_PARAMS, params, 8 + 16 * count);
+    if (rc == 0 && x->hvm)
+        rc = save_emulator(x, &buf, &len);
     if (rc < 0)
         goto out;
     blob->kind = MIG_XEN_BLOB_CHECKPOINT;
@@ -1569,13 +1653,21 @@ struct tail_parts {
     const uint8_t *tsc, *ctx, *params;
     uint32_t ctx_len, params_len;
     bool bad_param;
+    const uint8_t *emu_xs, *emu_dm; /* HVM: libxl's emulator record bodies */
+    uint32_t emu_xs_len, emu_dm_len;
 };
 
 static int collect_tail(void *opaque, enum mig__xs_layer layer, uint32_t type, const uint8_t *body,
                         uint32_t len)
 {
     struct tail_parts *t = opaque;
-    if (type == MIG_XS_X86_TSC_INFO) {
+    if (type == MIG_XS_PRIV_EMU_XENSTORE) {
+        t->emu_xs = body;
+        t->emu_xs_len = len;
+    } else if (type == MIG_XS_PRIV_EMU_CONTEXT) {
+        t->emu_dm = body;
+        t->emu_dm_len = len;
+    } else if (type == MIG_XS_X86_TSC_INFO) {
         t->tsc = body;
     } else if (type == MIG_XS_HVM_CONTEXT) {
         t->ctx = body;
@@ -1600,12 +1692,20 @@ static int collect_tail(void *opaque, enum mig__xs_layer layer, uint32_t type, c
 
 static int load_checkpoint(struct xen_hv *x, const struct mig__blob *blob)
 {
-    static const uint32_t allowed[] = {MIG_XS_X86_TSC_INFO, MIG_XS_HVM_CONTEXT, MIG_XS_HVM_PARAMS};
+    static const uint32_t allowed[] = {MIG_XS_X86_TSC_INFO, MIG_XS_HVM_CONTEXT, MIG_XS_HVM_PARAMS,
+                                       MIG_XS_PRIV_EMU_XENSTORE, MIG_XS_PRIV_EMU_CONTEXT};
     struct tail_parts t = {0};
     int rc =
-        mig__xs_parse_records(x->base.ctx, blob->data, blob->len, allowed, 3, collect_tail, &t);
+        mig__xs_parse_records(x->base.ctx, blob->data, blob->len, allowed, 5, collect_tail, &t);
     if (rc < 0)
         return rc;
+    /* An HVM domain's device model needs its state; a PVH one has none. */
+    bool hvm = x->dcfg_init && x->dcfg.c_info.type == LIBXL_DOMAIN_TYPE_HVM;
+    if (hvm != (t.emu_dm != NULL) || (!hvm && t.emu_xs)) {
+        MIG_LOG(x->base.ctx, ERROR, "checkpoint state %s device-model state for a%s domain",
+                t.emu_dm ? "carries" : "lacks", hvm ? "n HVM" : " PVH");
+        return -MIG_EPROTO;
+    }
     if (!t.tsc || !t.ctx || t.bad_param) {
         MIG_LOG(x->base.ctx, ERROR, "checkpoint state %s",
                 t.bad_param ? "carries an HVM param outside the allow-list"
@@ -1624,7 +1724,8 @@ static int load_checkpoint(struct xen_hv *x, const struct mig__blob *blob)
     if (rc == 0 && t.params)
         rc = mig__xs_write_record(&x->w, MIG_XS_HVM_PARAMS, t.params, t.params_len);
     if (rc == 0)
-        rc = mig__xs_write_end(&x->w);
+        rc = hvm ? mig__xs_write_end_hvm(&x->w, t.emu_xs, t.emu_xs_len, t.emu_dm, t.emu_dm_len)
+                 : mig__xs_write_end(&x->w);
     if (rc < 0)
         return writer_failed(x, rc);
     x->tail_written = true;
@@ -1812,6 +1913,7 @@ const struct mig__hv_ops mig__hv_xen_ops = {
     .facts = xen_facts,
     .info = xen_info,
     .tracking = xen_tracking,
+    .state_cost_ms = xen_state_cost_ms,
     .logdirty_enable = logdirty_enable,
     .logdirty_clean = logdirty_clean,
     .logdirty_disable = logdirty_disable,

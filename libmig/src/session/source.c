@@ -518,7 +518,7 @@ static int precopy(struct mig_session *s)
             .page_size = MIG_PAGE_SIZE,
             .bandwidth = bandwidth,
             .dirty_rate = interval ? n * MIG_PAGE_SIZE * 1000000000u / interval : 0,
-            .fixed_cost_ms = DEFAULT_FIXED_COST_MS,
+            .fixed_cost_ms = DEFAULT_FIXED_COST_MS + s->hv->ops->state_cost_ms(s->hv),
             .elapsed_ms = ms_since(s->t_start_ns),
             .throttle = ts.percent,
         };
