@@ -226,6 +226,13 @@ static int f_discard(struct mig__hv *hv)
     return 0;
 }
 
+/* No device model: the switchover costs nothing beyond the engine's own. */
+static uint64_t f_state_cost_ms(struct mig__hv *hv)
+{
+    (void)hv;
+    return 0;
+}
+
 static int f_probe(struct mig__hv *hv, const char *name, enum mig__probe *st)
 {
     (void)hv;
@@ -243,5 +250,6 @@ const struct mig__hv_ops fake_hv_ops = {
     .create_incoming = f_create, .write_pages = f_write_pages, .write_zero = f_write_zero,
     .load_state = f_load_state, .ready = f_ready, .commit = f_commit, .discard = f_discard,
     .probe = f_probe,
+    .state_cost_ms = f_state_cost_ms,
 };
 
