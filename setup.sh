@@ -17,7 +17,8 @@ jobs=$(nproc 2>/dev/null || echo 2)
 PACKAGES="build-essential autoconf automake libtool pkg-config \
 libxen-dev libssl-dev libyaml-dev libzstd-dev libcmocka-dev \
 clang python3 python3-jsonschema \
-openssl openssh-server openssh-client"
+openssl openssh-server openssh-client \
+qemu-utils libnbd-bin"
 
 declare -a stage_report=()
 overall_rc=0

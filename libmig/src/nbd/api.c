@@ -72,7 +72,7 @@ int mig_nbd_serve(struct mig_ctx *ctx, const struct mig_nbd_serve_params *p)
     mig__nbd_server_stats(srv, &st);
     MIG_LOG(ctx, INFO,
             "stopping: %" PRIu64 " connections, %" PRIu64 " requests (%" PRIu64
-            " refused), %" PRIu64 " bytes read, %" PRIu64 " written, %" PRIu64
+            " with an error), %" PRIu64 " bytes read, %" PRIu64 " written, %" PRIu64
             " protocol violations",
             st.conns_accepted, st.requests, st.request_errors, st.bytes_read, st.bytes_written,
             st.proto_errors);
