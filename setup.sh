@@ -101,6 +101,7 @@ bench_quick() {
     make -C build -s bench/stream bench/plaincopy
     ./build/bench/stream --quick
     bench/precopy --quick
+    bench/nbd-export --quick
 }
 
 # Integration tests: the real binary between test-guest hosts on loopback.

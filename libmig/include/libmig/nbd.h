@@ -28,7 +28,7 @@ struct mig_nbd_serve_params {
      * on reclaim. Fails if memory cannot be locked. */
     bool harden;
     uint32_t max_payload;   /* bytes, largest READ/WRITE (0: 32 MiB) */
-    unsigned max_conns;     /* connections at once (0: 8) */
+    unsigned max_conns;     /* connections at once (0: 8; with harden 2) */
     int stop_fd;            /* readable (or closed) -> stop; -1: never */
     /* Called once listening (NULL: nothing); tcp_port is the bound port or 0. */
     void (*ready)(void *opaque, uint16_t tcp_port);

@@ -20,8 +20,11 @@ int mig_nbd_serve(struct mig_ctx *ctx, const struct mig_nbd_serve_params *p)
     struct mig__nbd_file *f = NULL;
     struct mig__nbd_server *srv = NULL;
     struct mig__nbd_export exp;
-    struct mig__nbd_server_config cfg = {.max_payload = p->max_payload,
-                                         .max_conns = p->max_conns};
+    /* Locked memory is dear in dom0: a managed disk has one kernel client
+     * (and room for its reconnect), so two connections unless told. */
+    struct mig__nbd_server_config cfg = {
+        .max_payload = p->max_payload,
+        .max_conns = p->max_conns ? p->max_conns : p->harden ? 2 : 0};
     uint16_t port = 0;
     unsigned applied = 0;
     int rc;
