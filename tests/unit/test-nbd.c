@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -334,7 +336,8 @@ static void b64(struct bytes *b, uint64_t v)
 }
 static void bmem(struct bytes *b, const void *p, size_t n)
 {
-    memcpy(b->b + b->n, p, n);
+    if (n)
+        memcpy(b->b + b->n, p, n);
     b->n += n;
 }
 static void bopt(struct bytes *b, uint32_t opt, const void *data, uint32_t len)
@@ -838,6 +841,60 @@ static void socket_server_survives(void **state)
     free(m);
 }
 
+/* Listeners, the accept thread, the connection cap, and stop() ending a
+ * connection that is waiting for its client. */
+static void server_lifecycle(void **state)
+{
+    struct mem *m = calloc(1, sizeof(*m));
+    struct mig__nbd_export exp = {.name = "", .ops = &mem_ops, .opaque = m};
+    struct mig__nbd_server_config cfg = {.max_payload = 64 << 10, .max_conns = 1};
+    struct mig__nbd_server *srv = NULL;
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    char path[64];
+    uint8_t buf[64];
+    uint16_t port = 0;
+    int c1, c2;
+    struct stat st;
+    (void)state;
+    snprintf(path, sizeof(path), "/tmp/test-nbd-%d.sock", (int)getpid());
+    assert_int_equal(mig__nbd_server_new(NULL, &exp, &cfg, &srv), 0);
+    assert_int_equal(mig__nbd_server_start(srv), -MIG_EINVAL); /* nothing to listen on */
+    assert_int_equal(mig__nbd_server_listen_unix(srv, path), 0);
+    assert_int_equal(mig__nbd_server_listen_tcp(srv, 0, &port), 0);
+    assert_true(port != 0);
+    assert_int_equal(mig__nbd_server_start(srv), 0);
+    assert_int_equal(stat(path, &st), 0);
+    assert_true(S_ISSOCK(st.st_mode));
+    memcpy(a.sun_path, path, strlen(path) + 1);
+    c1 = socket(AF_UNIX, SOCK_STREAM, 0);
+    assert_int_equal(connect(c1, (struct sockaddr *)&a, sizeof(a)), 0);
+    rd_exact(c1, buf, 18); /* the greeting: the one slot is now busy */
+    c2 = socket(AF_UNIX, SOCK_STREAM, 0);
+    assert_int_equal(connect(c2, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_true(recv(c2, buf, 1, 0) <= 0); /* refused: closed at once */
+    close(c2);
+    struct mig__nbd_stats st2;
+    mig__nbd_server_stats(srv, &st2);
+    assert_true(st2.conns_refused == 1 && st2.conns_accepted == 1);
+    /* c1 idles in the handshake; stop must still end it and return */
+    mig__nbd_server_stop(srv);
+    assert_true(recv(c1, buf, 1, 0) <= 0);
+    assert_int_equal(stat(path, &st), -1); /* socket removed */
+    mig__nbd_server_stop(srv); /* idempotent */
+    assert_int_equal(mig__nbd_server_serve_fd(srv, dup(c1)), -MIG_EBUSY); /* stopped */
+    close(c1);
+    mig__nbd_server_free(srv);
+    /* a path that exists and is not a socket is never replaced */
+    int fd = open(path, O_CREAT | O_WRONLY, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(mig__nbd_server_new(NULL, &exp, &cfg, &srv), 0);
+    assert_int_equal(mig__nbd_server_listen_unix(srv, path), -MIG_EEXIST);
+    mig__nbd_server_free(srv);
+    unlink(path);
+    free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -861,6 +918,7 @@ int main(void)
         cmocka_unit_test(server_rejects_incomplete_ops),
         cmocka_unit_test_setup_teardown(file_export_ops, file_setup, file_teardown),
         cmocka_unit_test(socket_server_survives),
+        cmocka_unit_test(server_lifecycle),
     };
     return cmocka_run_group_tests_name("nbd", tests, NULL, NULL);
 }

@@ -394,24 +394,31 @@ int mig__nbd_server_listen_tcp(struct mig__nbd_server *srv, uint16_t port, uint1
     return 0;
 }
 
+/* The threads' stacks: the connection code keeps its buffers in the slot,
+ * so a small stack does; it matters when the daemon locks all its memory. */
+#define THREAD_STACK (256u << 10)
+
 int mig__nbd_server_start(struct mig__nbd_server *srv)
 {
-    int rc;
+    pthread_attr_t attr;
+    int rc = 0;
     if (srv->has_acceptor || srv->stopping)
         return -MIG_ESTATE;
     if (srv->listen_fd[0] < 0 && srv->listen_fd[1] < 0)
         return -MIG_EINVAL;
-    for (unsigned i = 0; i < srv->max_conns; i++) {
-        rc = pthread_create(&srv->slots[i].worker, NULL, worker_main, &srv->slots[i]);
-        if (rc) {
-            mig__nbd_server_stop(srv);
-            return mig__from_errno(rc);
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, THREAD_STACK);
+    for (unsigned i = 0; i < srv->max_conns && !rc; i++) {
+        rc = pthread_create(&srv->slots[i].worker, &attr, worker_main, &srv->slots[i]);
+        if (!rc) {
+            pthread_mutex_lock(&srv->lock);
+            srv->slots[i].has_worker = true;
+            pthread_mutex_unlock(&srv->lock);
         }
-        pthread_mutex_lock(&srv->lock);
-        srv->slots[i].has_worker = true;
-        pthread_mutex_unlock(&srv->lock);
     }
-    rc = pthread_create(&srv->acceptor, NULL, acceptor_main, srv);
+    if (!rc)
+        rc = pthread_create(&srv->acceptor, &attr, acceptor_main, srv);
+    pthread_attr_destroy(&attr);
     if (rc) {
         mig__nbd_server_stop(srv);
         return mig__from_errno(rc);
