@@ -152,6 +152,16 @@ EOF
 stop_server
 ok "--read-only: advertised, reads work, writes get EPERM, file unchanged"
 
+# --daemon: memory locked, two connections, so no multi-conn invitation
+start_server --daemon
+locked=$(awk '/^VmLck/ {print $2}' /proc/"$SRVPID"/status)
+[ "${locked:-0}" -ge $((64 << 10)) ] || fail "--daemon locked only ${locked:-0} kB"
+nbdinfo "$U" | grep -q 'can_multi_conn: false' || fail "--daemon advertises multi-conn"
+nbdcopy "$U" - | cmp - "$IMG" || fail "nbdcopy from the --daemon server"
+qio 'write -P 0x77 0 1M' 'read -P 0x77 0 1M'
+stop_server
+ok "--daemon: ${locked} kB locked, nbdcopy and qemu-io work, no multi-conn"
+
 "$XLML" -v nbd-serve --tcp-port 0 "$IMG" >"$T/tcp.ready" 2>>"$T/server.log" &
 SRVPID=$!
 HOSTPIDS+=("$SRVPID")

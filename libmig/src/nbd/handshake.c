@@ -19,7 +19,10 @@ uint16_t mig__nbd_tflags(const struct mig__nbd_server *srv)
         f |= MIG__NBD_TFLAG_READ_ONLY;
     else
         f |= MIG__NBD_TFLAG_SEND_TRIM | MIG__NBD_TFLAG_SEND_WRITE_ZEROES;
-    if (srv->exp.flags & MIG__NBD_EXPORT_MULTI_CONN)
+    /* Clients that see multi-conn open several connections (nbdcopy: 4);
+     * a server with fewer slots than that would refuse some of them. */
+    if ((srv->exp.flags & MIG__NBD_EXPORT_MULTI_CONN) &&
+        srv->max_conns >= MIG__NBD_MULTI_CONN_MIN)
         f |= MIG__NBD_TFLAG_CAN_MULTI_CONN;
     return f;
 }

@@ -72,7 +72,9 @@ struct mig__nbd_export_ops {
 #define MIG__NBD_EXPORT_READ_ONLY 0x1u  /* writes, trims, zeroes fail with EPERM */
 #define MIG__NBD_EXPORT_MULTI_CONN 0x2u /* flush/FUA are visible across connections
                                            (no per-connection cache): clients may
-                                           open several connections */
+                                           open several connections (advertised
+                                           when max_conns >= MIG__NBD_MULTI_CONN_MIN) */
+#define MIG__NBD_MULTI_CONN_MIN 4u
 
 /* One export. All pointers borrowed for the life of the server. */
 struct mig__nbd_export {
