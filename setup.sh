@@ -13,11 +13,14 @@ mode=${1:-demo}
 jobs=$(nproc 2>/dev/null || echo 2)
 
 # Debian packages for building and unit testing. Integration tests install
-# their own components (OVS, qemu, nbd tools, ansible) in their scripts.
+# their own components (OVS, qemu, nbd tools) in their scripts; the Ansible
+# collection's test (t-ansible.sh) needs ansible-core, and python3-voluptuous
+# and python3-pyflakes for its sanity checks.
 PACKAGES="build-essential autoconf automake libtool pkg-config \
 libxen-dev libssl-dev libyaml-dev libzstd-dev libcmocka-dev \
 clang python3 python3-jsonschema \
-openssl openssh-server openssh-client"
+openssl openssh-server openssh-client \
+ansible-core python3-voluptuous python3-pyflakes"
 
 declare -a stage_report=()
 overall_rc=0

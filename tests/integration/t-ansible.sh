@@ -8,17 +8,22 @@
 # enter/exit with and without evacuation. After each playbook the hosts are
 # asked directly where every guest runs, and moved guests verify their memory.
 . "$(dirname "$0")/lib.sh"
-if ! command -v ansible-playbook >/dev/null || ! command -v ansible-doc >/dev/null; then
-    # Debian's ansible-core (setup.sh deps installs it too)
+# Debian's ansible-core, and what its validate-modules sanity test and
+# pyflakes need (setup.sh deps installs them too). Debian's own python runs
+# them: ansible lives in its dist-packages.
+PY=/usr/bin/python3
+if ! command -v ansible-playbook >/dev/null || ! $PY -c 'import voluptuous, pyflakes' 2>/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ansible-core \
-        >"$T/apt.log" 2>&1 || fail "cannot install ansible-core: $(tail -3 "$T/apt.log")"
+        python3-voluptuous python3-pyflakes >"$T/apt.log" 2>&1 ||
+        fail "cannot install ansible-core: $(tail -3 "$T/apt.log")"
 fi
 coll=$top_srcdir/ansible
 M=$((1024 * 1024))
 
-# the modules' code: compiles, and never runs a shell
-PYTHONPYCACHEPREFIX=$T/pycache python3 -m py_compile "$coll"/plugins/modules/*.py \
+# the modules' code: compiles, no unused names, and never runs a shell
+PYTHONPYCACHEPREFIX=$T/pycache $PY -m py_compile "$coll"/plugins/modules/*.py \
     "$coll"/plugins/module_utils/*.py "$coll"/plugins/doc_fragments/*.py || fail "py_compile"
+$PY -m pyflakes "$coll/plugins" >"$T/pyflakes.out" 2>&1 || fail "pyflakes: $(cat "$T/pyflakes.out")"
 if grep -rnE 'shell=True|use_unsafe_shell=True|os\.system|subprocess' "$coll/plugins"; then
     fail "the modules must run argv lists through module.run_command"
 fi
@@ -37,6 +42,17 @@ ansible-galaxy collection install -p "$T/collections" "$T"/migrate_live-xen-*.ta
 [ -f "$T/collections/ansible_collections/migrate_live/xen/plugins/modules/xen_migrate_live.py" ] ||
     fail "the collection is not where ANSIBLE_COLLECTIONS_PATH looks"
 
+# ansible-test's validate-modules (documentation schema, argument spec
+# against the documented options); ansible-test itself would fetch its
+# requirements from the network, so its checker runs directly
+vm=$($PY -c 'import ansible_test, os; print(os.path.dirname(ansible_test.__file__))')/_util/controller/sanity
+inst=$T/collections/ansible_collections/migrate_live/xen
+(cd "$inst" && PYTHONPATH="$vm/validate-modules:$vm/../../target/sanity:$vm" \
+    $PY "$vm/validate-modules/validate.py" --format plain --arg-spec \
+    --collection ansible_collections/migrate_live/xen --collection-version 0.1.0 \
+    plugins/modules/*.py) >"$T/validate-modules.out" 2>&1 ||
+    fail "validate-modules: $(cat "$T/validate-modules.out")"
+
 # every module's documentation renders, without a warning
 for m in xen_migrate_live xen_migrate_check xen_host_maintenance; do
     ansible-doc "migrate_live.xen.$m" >"$T/doc-$m.out" 2>"$T/doc-$m.err" ||
@@ -54,6 +70,9 @@ assert d["doc"]["options"] and d["examples"] and d["return"], sys.argv[1]' "migr
         fail "ansible-doc --json $m"
 done
 grep -q "changed=false" "$T/doc-xen_migrate_live.out" || fail "the idempotency rule is not documented"
+# the collection's example playbooks are valid playbooks
+ansible-playbook --syntax-check -i localhost, "$coll"/examples/*.yml >"$T/examples.out" 2>&1 ||
+    fail "examples: $(cat "$T/examples.out")"
 
 for h in a b c; do start_host $h --listen; done
 create_guest a g1 64M "dirty=10M"

@@ -32,7 +32,7 @@ description:
   - In check mode nothing moves and no flag changes; with I(evacuate=true)
     the planned moves are returned.
 author:
-  - migrate-live contributors
+  - migrate-live contributors (!UNKNOWN)
 requirements:
   - C(xl-migrate-live) and the pool's policy file on the host the module runs on
 extends_documentation_fragment:

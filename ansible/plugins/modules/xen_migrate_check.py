@@ -24,7 +24,7 @@ description:
     failure; the task fails when the check cannot run (domain not on this
     host, destination unreachable, unknown profile).
 author:
-  - migrate-live contributors
+  - migrate-live contributors (!UNKNOWN)
 requirements:
   - C(xl-migrate-live) on this host and a receiver on the destination
 extends_documentation_fragment:

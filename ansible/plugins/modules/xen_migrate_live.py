@@ -23,7 +23,7 @@ description:
     and the task reports C(changed=false).
   - In check mode only the compatibility pre-flight runs (C(--check)); nothing moves.
 author:
-  - migrate-live contributors
+  - migrate-live contributors (!UNKNOWN)
 requirements:
   - C(xl-migrate-live) on this host and on the destination
   - a receiver on the destination for the transport used (C(xl-migrate-live listen) for
