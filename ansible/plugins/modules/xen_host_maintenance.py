@@ -245,6 +245,21 @@ class Maintenance(object):
                                   status='NO_ACTION', moves=[], in_maintenance=in_maintenance)
         return plans[-1]
 
+    def set_flag(self, flagged, want, subcommand, status, would, did):
+        """Set or clear the flag alone (policy enter / restore); ends the module."""
+        host = self.host
+        if flagged == want:
+            self.done(False, 'NO_ACTION', want, '%s is %s in maintenance'
+                      % (host, 'already' if want else 'not'))
+        if self.module.check_mode:
+            self.done(True, status, want, '%s would %s' % (host, would))
+        rc, lines, err = self.run(self.argv('policy', subcommand, host))
+        if rc != EXIT_OK:
+            self.module.fail_json(msg='cannot %s %s (exit %d): %s'
+                                  % (would.split(' (')[0], host, rc, last_line(err)),
+                                  host=host, status='NO_ACTION', moves=[], in_maintenance=flagged)
+        self.done(True, status, want, '%s %s' % (host, did))
+
     def done(self, changed, status, in_maintenance, msg, moves=None, **extra):
         self.module.exit_json(changed=changed, host=self.host, status=status,
                               in_maintenance=in_maintenance, moves=moves or [], msg=msg, **extra)
@@ -269,28 +284,11 @@ def main():
     flagged = m.flagged()
 
     if params['state'] == 'absent':
-        if not flagged:
-            m.done(False, 'NO_ACTION', False, '%s is not in maintenance' % host)
-        if module.check_mode:
-            m.done(True, 'EXIT', False, '%s would leave maintenance' % host)
-        rc, lines, err = m.run(m.argv('policy', 'restore', host))
-        if rc != EXIT_OK:
-            module.fail_json(msg='cannot take %s out of maintenance (exit %d): %s'
-                             % (host, rc, last_line(err)), host=host, status='NO_ACTION',
-                             moves=[], in_maintenance=True)
-        m.done(True, 'EXIT', False, '%s left maintenance and takes placements again' % host)
-
+        m.set_flag(flagged, False, 'restore', 'EXIT', 'leave maintenance',
+                   'left maintenance and takes placements again')
     if not params['evacuate']:
-        if flagged:
-            m.done(False, 'NO_ACTION', True, '%s is already in maintenance' % host)
-        if module.check_mode:
-            m.done(True, 'ENTER', True, '%s would enter maintenance (nothing moves now)' % host)
-        rc, lines, err = m.run(m.argv('policy', 'enter', host))
-        if rc != EXIT_OK:
-            module.fail_json(msg='cannot put %s in maintenance (exit %d): %s'
-                             % (host, rc, last_line(err)), host=host, status='NO_ACTION',
-                             moves=[], in_maintenance=False)
-        m.done(True, 'ENTER', True, '%s is in maintenance; the next policy run empties it' % host)
+        m.set_flag(flagged, True, 'enter', 'ENTER', 'enter maintenance (nothing moves now)',
+                   'is in maintenance; the next policy run empties it')
 
     plan = m.plan(flagged)
     planned = plan.get('moves') or []
