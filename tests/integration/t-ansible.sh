@@ -106,6 +106,18 @@ assert_absent a g1
 assert_running_on a g2
 assert_absent b g2
 
+# another run holds g2's lock (STATE/locks/DOMAIN-URI.lock, '/' as '_')
+lockf="$(host_dir a)/locks/$(echo "sim:g2,host=$(host_dir a)" | tr / _).lock"
+python3 -c 'import fcntl,sys,time; f=open(sys.argv[1],"w"); fcntl.flock(f,fcntl.LOCK_EX); print("held",flush=True); time.sleep(60)' \
+    "$lockf" >"$T/holder.out" &
+holder=$!
+for _ in $(seq 50); do grep -q held "$T/holder.out" && break; sleep 0.1; done
+play locked.yml
+kill $holder
+wait $holder 2>/dev/null || true
+assert_running_on a g2
+assert_absent b g2
+
 # a pool of the three hosts: facts with the planner's keys, a policy file
 # whose exec argv runs this build on each host
 for h in a b c; do

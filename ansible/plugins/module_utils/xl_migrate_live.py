@@ -223,7 +223,9 @@ class XlMigrateLive(object):
         return objs[-1], None
 
     def usage_failure(self, what, rc, out, err, **extra):
-        """Fail for an exit the command gives before anything happens."""
+        """Fail for an exit the command gives before its JSON report: bad
+        usage (the options were refused, nothing happened), the domain's
+        lock held by another run, or a failure before the session started."""
         params = self.module.params
         text = last_line(err) or last_line(out)
         if rc == EXIT_USAGE and params.get('disk_map') and '--map-disk' in (err or ''):
@@ -231,5 +233,11 @@ class XlMigrateLive(object):
                 msg='%s: disk_map needs an xl-migrate-live with block mirroring (--map-disk); '
                     '%s has none. Nothing was moved.' % (what, self.exe),
                 rc=rc, stderr=err, **extra)
-        self.module.fail_json(msg='%s: xl-migrate-live refused the options (exit %d): %s'
-                              % (what, rc, text), rc=rc, stderr=err, **extra)
+        if rc == EXIT_USAGE:
+            msg = '%s: xl-migrate-live refused the options (exit %d): %s' % (what, rc, text)
+        elif rc == EXIT_LOCKED:
+            msg = ('%s: another migration or policy run holds the domain\'s lock (exit %d); '
+                   'nothing was moved: %s' % (what, rc, text))
+        else:
+            msg = '%s: xl-migrate-live failed before it started (exit %d): %s' % (what, rc, text)
+        self.module.fail_json(msg=msg, rc=rc, stderr=err, **extra)

@@ -212,12 +212,16 @@ from ansible_collections.migrate_live.xen.plugins.module_utils.xl_migrate_live i
 
 def where_is(xl, params):
     """(here, there, warning): is the domain in this host's facts, in the
-    destination's? 'there' is None when the destination cannot be asked."""
+    destination's? 'there' is None when the destination cannot be asked, or
+    for a domid, which means nothing there."""
     facts, err = xl.facts()
     if facts is None:
         xl.module.fail_json(msg='cannot read this host\'s facts: %s' % err,
                             running_host=None, status='failed')
     here = find_domain(facts, params) is not None
+    if params.get('domid') is not None:
+        # the destination's domain with that id is another domain
+        return here, None, None
     prefix = params.get('destination_command')
     if prefix is None:
         host = destination_host(params['destination'])
