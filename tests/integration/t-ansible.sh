@@ -4,9 +4,11 @@
 # ansible-doc, then ansible-playbook against localhost drives the playbooks
 # of tests/ansible/ on three test-guest hosts: a live migration (changed),
 # the same again (not changed), check mode (nothing moves), the pre-flight
-# with every incompatibility, bad options (clear failures), and maintenance
-# enter/exit with and without evacuation. After each playbook the hosts are
-# asked directly where every guest runs, and moved guests verify their memory.
+# with every incompatibility, bad options and a closed destination (clear
+# failures saying where the guest runs), a locked domain, and maintenance
+# enter/exit with and without evacuation, and with moves over their time
+# limit. After each playbook the hosts are asked directly where every guest
+# runs, and moved guests verify their memory.
 . "$(dirname "$0")/lib.sh"
 # Debian's ansible-core, and what its validate-modules sanity test and
 # pyflakes need (setup.sh deps installs them too). Debian's own python runs
