@@ -13,13 +13,16 @@ mode=${1:-demo}
 jobs=$(nproc 2>/dev/null || echo 2)
 
 # Debian packages for building and unit testing. Integration tests install
-# their own components (OVS, qemu, nbd tools, ansible) in their scripts.
-# qemu-system-x86: the QMP client's test against a real QEMU (make check).
+# their own components (OVS, qemu, nbd tools) in their scripts.
+# qemu-system-x86: the QMP client's test against a real QEMU (make check);
+# ansible-core, python3-voluptuous and python3-pyflakes: the Ansible
+# collection's test (t-ansible.sh) and its sanity checks.
 PACKAGES="build-essential autoconf automake libtool pkg-config \
 libxen-dev libssl-dev libyaml-dev libzstd-dev libcmocka-dev \
 clang python3 python3-jsonschema \
 openssl openssh-server openssh-client \
-qemu-system-x86 qemu-utils libnbd-bin"
+qemu-system-x86 qemu-utils libnbd-bin \
+ansible-core python3-voluptuous python3-pyflakes"
 
 declare -a stage_report=()
 overall_rc=0

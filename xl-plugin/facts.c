@@ -2,8 +2,9 @@
  * facts.c: 'xl-migrate-live facts': this host's facts as JSON, as the
  * backend reports them, plus the "domains" list the policies need (name,
  * mem_bytes, vcpus) when the backend's facts lack one: a test-guest host's
- * guests through mig_simhost_list, a Xen host's domains from `xl list`
- * (argv, no shell). Entry point: xlml_facts_main.
+ * guests through mig_simhost_list, a Xen host's domains from `xl list -v`
+ * (argv, no shell; with their domid and uuid, which Ansible's
+ * xen_migrate_live matches). Entry point: xlml_facts_main.
  */
 #include <config.h>
 
@@ -58,7 +59,8 @@ static int sim_domains(struct mig_ctx *ctx, const char *dir, FILE *f)
     return 0;
 }
 
-/* `xl list`: "Name ID Mem VCPUs State Time(s)", Mem in MiB; Domain-0 left out. */
+/* `xl list -v`: "Name ID Mem VCPUs State Time(s) UUID Reason-Code ...", Mem in
+ * MiB; Domain-0 left out. The uuid is given only when it is well formed. */
 static int xen_domains(FILE *f)
 {
     int pfd[2] = {-1, -1}, status = 0, rc = -MIG_EBACKEND;
@@ -73,7 +75,7 @@ static int xen_domains(FILE *f)
     if (pid < 0)
         goto out;
     if (pid == 0) {
-        char *const argv[] = {"xl", "list", NULL};
+        char *const argv[] = {"xl", "list", "-v", NULL};
         dup2(pfd[1], STDOUT_FILENO);
         execvp(argv[0], argv);
         _exit(127);
@@ -85,14 +87,22 @@ static int xen_domains(FILE *f)
         goto out;
     pfd[0] = -1;
     while (fgets(line, sizeof(line), in)) {
-        char name[128];
+        char name[128], uuid[64] = "";
         unsigned id, vcpus;
         unsigned long long mem;
-        if (sscanf(line, "%127s %u %llu %u", name, &id, &mem, &vcpus) != 4 || id == 0)
+        int n = sscanf(line, "%127s %u %llu %u %*s %*s %63s", name, &id, &mem, &vcpus, uuid);
+        if (n < 4 || id == 0)
             continue;
+        bool uuid_ok = strlen(uuid) == 36 && strspn(uuid, "0123456789abcdefABCDEF-") == 36 &&
+                       uuid[8] == '-' && uuid[13] == '-' && uuid[18] == '-' && uuid[23] == '-';
         fprintf(f, "%s{\"name\":", first ? "" : ",");
         json_str(f, name);
-        fprintf(f, ",\"mem_bytes\":%llu,\"vcpus\":%u}", mem << 20, vcpus);
+        fprintf(f, ",\"mem_bytes\":%llu,\"vcpus\":%u,\"domid\":%u", mem << 20, vcpus, id);
+        if (uuid_ok) {
+            fprintf(f, ",\"uuid\":");
+            json_str(f, uuid);
+        }
+        fputc('}', f);
         first = false;
     }
     rc = 0;

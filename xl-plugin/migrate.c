@@ -272,6 +272,10 @@ int cmd_migrate(struct cli *c, struct mig_ctx *ctx)
             json_str(stdout, c->dest_uri);
             printf(",\"verdict\":");
             json_str(stdout, v);
+            /* every finding, structured (docs/json-output.md); null when the
+             * check never ran (destination unreachable, unknown profile) */
+            const char *vj = mig_session_preflight_json(s);
+            printf(",\"preflight\":%s", vj ? vj : "null");
             printf(",\"error\":");
             json_str(stdout, code == EXIT_OK ? NULL : mig_session_error(s));
             printf(",\"exit_code\":%d}\n", code);

@@ -1,7 +1,8 @@
 /*
  * policy.c: 'xl-migrate-live policy run|plan|evacuate HOST|restore HOST|
- * balance|consolidate|check': the dom0 cron policies (docs/policies.md).
- * Entry point: xlml_policy_main.
+ * balance|consolidate|check': the dom0 cron policies (docs/policies.md);
+ * 'enter HOST' and 'status [HOST]' set and read the maintenance flag alone
+ * (Ansible's xen_host_maintenance). Entry point: xlml_policy_main.
  *
  * One run: read the policy file; take STATE/policy/policy.lock (flock, a
  * second run exits 6 at once); ask every host for its facts over its own
@@ -494,7 +495,12 @@ static int execute(struct run *r, const struct mig_plan *pl, int *state)
             if (!ready)
                 continue;
             const struct mig_move *m = &pl->moves[j];
-            char *const extra[] = {"--json", (char *)m->domain, r->pol->hosts[m->to].uri, NULL};
+            /* --timeout given to the policy limits each move (docs/policies.md) */
+            char secs[16];
+            snprintf(secs, sizeof(secs), "%u", r->c->mp.timeout_s);
+            char *const timed[] = {"--timeout", secs, "--json", (char *)m->domain,
+                                   r->pol->hosts[m->to].uri, NULL};
+            char *const *extra = r->c->mp.timeout_s ? timed : timed + 2;
             char **argv = argv_join(r->pol->hosts[m->from].exec, extra);
             char tmpl[4200];
             snprintf(tmpl, sizeof(tmpl), "%s/move.XXXXXX", r->dir);
@@ -572,6 +578,51 @@ static int run_hook(const struct run *r, const struct mig_plan *pl)
     return ret;
 }
 
+/* ---- the maintenance flag alone ----------------------------------------- */
+
+/* 'status [HOST]': the flag of HOST, or of every host of the policy file. */
+static int show_status(const struct run *r, const char *target)
+{
+    for (size_t h = 0; h < r->pol->nhosts; h++) {
+        const char *name = r->pol->hosts[h].name;
+        if (target && strcmp(name, target))
+            continue;
+        bool m = flagged(r, name);
+        if (r->json) {
+            jkv("event", "policy-status", true);
+            printf(",\"host\":");
+            json_str(stdout, name);
+            printf(",\"maintenance\":%s}\n", m ? "true" : "false");
+        } else if (r->c->verbosity >= 0) {
+            printf("%s: %s\n", name, m ? "in maintenance" : "in service");
+        }
+    }
+    fflush(stdout);
+    return EXIT_OK;
+}
+
+/* 'enter HOST': flag HOST without moving anything now; it refuses
+ * placements at once and the next run's maintenance rule empties it. */
+static int enter(const struct run *r, const char *target)
+{
+    char p[4400];
+    flag_path(r, target, p, sizeof(p));
+    int fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        fprintf(stderr, "xl-migrate-live policy: %s: %s\n", p, strerror(errno));
+        return EXIT_FAILED;
+    }
+    close(fd);
+    say(r, "%s: in maintenance, refuses placements; the next 'policy run' empties it\n", target);
+    if (r->json) {
+        jkv("event", "policy-enter", true);
+        printf(",\"host\":");
+        json_str(stdout, target);
+        printf("}\n");
+    }
+    return EXIT_OK;
+}
+
 /* ---- the command -------------------------------------------------------- */
 
 static int take_lock(const struct run *r)
@@ -605,15 +656,19 @@ int xlml_policy_main(struct cli *c, struct mig_ctx *ctx)
     (void)ctx;
 
     if (!sub)
-        return usage_error("policy needs run, plan, evacuate HOST, restore HOST, balance, "
-                           "consolidate or check");
-    bool one_host = !strcmp(sub, "evacuate") || !strcmp(sub, "restore");
-    if (one_host ? c->npos != 3 : c->npos != 2)
-        return usage_error("policy %s %s", sub, one_host ? "takes one HOST" : "takes no arguments");
-    if (strcmp(sub, "run") && strcmp(sub, "plan") && !one_host && strcmp(sub, "balance") &&
-        strcmp(sub, "consolidate") && strcmp(sub, "check"))
+        return usage_error("policy needs run, plan, evacuate HOST, restore HOST, enter HOST, "
+                           "status [HOST], balance, consolidate or check");
+    bool one_host = !strcmp(sub, "evacuate") || !strcmp(sub, "restore") || !strcmp(sub, "enter");
+    bool status = !strcmp(sub, "status");
+    if (status ? c->npos > 3 : one_host ? c->npos != 3 : c->npos != 2)
+        return usage_error("policy %s %s", sub,
+                           status     ? "takes at most one HOST"
+                           : one_host ? "takes one HOST"
+                                      : "takes no arguments");
+    if (strcmp(sub, "run") && strcmp(sub, "plan") && !one_host && !status &&
+        strcmp(sub, "balance") && strcmp(sub, "consolidate") && strcmp(sub, "check"))
         return usage_error("policy: unknown subcommand '%s'", sub);
-    target = one_host ? c->pos[2] : NULL;
+    target = c->npos == 3 ? c->pos[2] : NULL;
     if (!strcmp(sub, "plan"))
         r.dry_run = true;
     rc = mig_pool_policy_load(file ? file : DEFAULT_POLICY, &r.pol, err, sizeof(err));
@@ -631,6 +686,14 @@ int xlml_policy_main(struct cli *c, struct mig_ctx *ctx)
     snprintf(mdir, sizeof(mdir), "%s/maintenance", r.dir);
     if (mkdirs(r.dir) < 0 || mkdirs(mdir) < 0) {
         fprintf(stderr, "xl-migrate-live policy: cannot create %s: %s\n", r.dir, strerror(errno));
+        goto out;
+    }
+    if (status) {
+        ret = show_status(&r, target);
+        goto out;
+    }
+    if (!strcmp(sub, "enter")) {
+        ret = enter(&r, target);
         goto out;
     }
     if (!strcmp(sub, "restore")) {

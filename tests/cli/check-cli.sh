@@ -57,6 +57,8 @@ usage "missing HOST (usage: xl-migrate-live [OPTIONS] DOMAIN HOST)" web01
 usage "missing DOMAIN and HOST"
 usage "--parallel 2: ssh carries one channel; use tls: for parallel channels" --parallel 2 web01 host2
 usage "--compress: 'lz4' is not none or zstd" --compress lz4 web01 host2
+usage "policy enter takes one HOST" policy enter
+usage "policy status takes at most one HOST" policy status host1 host2
 
 # the config file gives defaults; the command line wins; bad lines are named
 printf 'downtime = 120\nbandwidth = 2G\n# comment\n' >"$T/ml.conf"

@@ -87,6 +87,9 @@ MIG_EXPORT enum mig_state mig_session_state(const struct mig_session *s);
 MIG_EXPORT const char *mig_session_error(const struct mig_session *s);
 /* The pre-flight verdict (text, every finding), or NULL before it ran. Borrowed. */
 MIG_EXPORT const char *mig_session_preflight(const struct mig_session *s);
+/* The same verdict as one JSON object ({"compatible", "errors", "warnings",
+ * "issues": [...]}, docs/profiles.md), or NULL before it ran. Borrowed. */
+MIG_EXPORT const char *mig_session_preflight_json(const struct mig_session *s);
 /* The peer's host facts (JSON text) received at setup, or NULL. Borrowed. */
 MIG_EXPORT const char *mig_session_peer_facts(const struct mig_session *s);
 MIG_EXPORT void mig_session_free(struct mig_session *s); /* NULL-safe */

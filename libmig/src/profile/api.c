@@ -93,13 +93,15 @@ int mig_preflight_check(struct mig_ctx *ctx, const char *src_facts, const char *
 
 int mig__preflight_run(struct mig_ctx *ctx, const char *profile_ref, const char *src_facts_json,
                        const char *dst_facts_json, const struct mig__preflight_maps *maps,
-                       char **why_out)
+                       char **why_out, char **json_out)
 {
     struct mig_profile *p = NULL;
     struct mig__verdict *v = NULL;
     int rc;
 
     *why_out = NULL;
+    if (json_out)
+        *json_out = NULL;
     if (profile_ref) {
         rc = mig_profile_load(ctx, profile_ref, &p, why_out);
         if (rc < 0)
@@ -115,6 +117,8 @@ int mig__preflight_run(struct mig_ctx *ctx, const char *profile_ref, const char 
             MIG_LOG(ctx, WARN, "pre-flight: %s (%s)", v->issues[i].message, v->issues[i].rule);
     }
     int frc = mig__verdict_format(v, MIG__VERDICT_TEXT, why_out);
+    if (frc == 0 && json_out)
+        frc = mig__verdict_format(v, MIG__VERDICT_JSON, json_out);
     if (frc < 0)
         rc = frc;
 out:

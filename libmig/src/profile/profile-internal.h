@@ -327,12 +327,15 @@ MIG_HIDDEN const char *mig__issue_kind_name(enum mig__issue_kind k);
  * The session's one call (api.c): load 'profile_ref' (a NAME or path as
  * mig_profile_load() takes it; NULL: no profile), run mig__preflight() and
  * log every issue. *why_out (caller frees, may be NULL on -MIG_ENOMEM) is
- * the text verdict, or the profile's load error. 0: go on; -MIG_EINCOMPAT,
+ * the text verdict, or the profile's load error; *json_out (caller frees;
+ * pass NULL to skip) the same verdict as one JSON object, NULL when there is
+ * no verdict (the profile did not load). 0: go on; -MIG_EINCOMPAT,
  * -MIG_EPARSE, or the profile's load error (-MIG_ENOENT, -MIG_EPARSE...).
  */
 MIG_HIDDEN int mig__preflight_run(struct mig_ctx *ctx, const char *profile_ref,
                                   const char *src_facts_json, const char *dst_facts_json,
-                                  const struct mig__preflight_maps *maps, char **why_out);
+                                  const struct mig__preflight_maps *maps, char **why_out,
+                                  char **json_out);
 
 /* Public wrapper type (api.c): the opaque struct mig_profile of profile.h. */
 struct mig_profile {

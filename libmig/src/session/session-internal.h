@@ -31,6 +31,7 @@ struct mig_session {
     char *peer_facts;             /* owned: destination facts (JSON) */
     char *peer_error;             /* owned: ERROR/ABORT text from the peer */
     char *preflight;              /* owned: the pre-flight verdict text */
+    char *preflight_json;         /* owned: the same verdict as one JSON object */
 
     struct mig__hv *hv;           /* owned */
     struct mig__dom_info info;

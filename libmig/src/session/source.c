@@ -106,6 +106,11 @@ const char *mig_session_preflight(const struct mig_session *s)
     return s->preflight;
 }
 
+const char *mig_session_preflight_json(const struct mig_session *s)
+{
+    return s->preflight_json;
+}
+
 const char *mig_session_peer_facts(const struct mig_session *s)
 {
     return s->peer_facts;
@@ -234,7 +239,8 @@ static int preflight(struct mig_session *s)
     int rc = s->hv->ops->facts(s->hv, &src);
     if (rc < 0)
         return mig__session_fail(s, rc, "cannot gather this host's facts: %s", mig_strerror(rc));
-    rc = mig__preflight_run(s->ctx, s->p.profile, src, s->peer_facts, NULL, &s->preflight);
+    rc = mig__preflight_run(s->ctx, s->p.profile, src, s->peer_facts, NULL, &s->preflight,
+                            &s->preflight_json);
     free(src);
     if (rc == -MIG_EINCOMPAT)
         return mig__session_fail(s, rc, "incompatible with %s: %s", s->p.destination,
@@ -787,5 +793,6 @@ void mig_session_free(struct mig_session *s)
     free(s->peer_facts);
     free(s->peer_error);
     free(s->preflight);
+    free(s->preflight_json);
     free(s);
 }
