@@ -1,4 +1,5 @@
 #!/bin/bash
+# tracking: irrelevant (the modules drive the command; how guest writes are tracked is covered by the migration tests)
 # The Ansible collection migrate_live.xen (ansible/) for real: built and
 # installed with ansible-galaxy, its modules' documentation rendered by
 # ansible-doc, then ansible-playbook against localhost drives the playbooks

@@ -1,4 +1,5 @@
 #!/bin/bash
+# tracking: irrelevant (no guest memory moves)
 # t-nbd-server: our NBD server (xl-migrate-live nbd-serve) with Debian's real
 # clients: nbdinfo; qemu-io read/write (with FUA)/flush/discard/write-zeroes
 # with pattern checks read back both through NBD and from the backing file;
