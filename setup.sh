@@ -19,7 +19,7 @@ PACKAGES="build-essential autoconf automake libtool pkg-config \
 libxen-dev libssl-dev libyaml-dev libzstd-dev libcmocka-dev \
 clang python3 python3-jsonschema \
 openssl openssh-server openssh-client \
-qemu-system-x86"
+qemu-system-x86 qemu-utils libnbd-bin"
 
 declare -a stage_report=()
 overall_rc=0
@@ -88,11 +88,13 @@ distcheck() {
 }
 
 # The libFuzzer targets, 60 s each: the record decoder and the handshake;
-# the profile/facts parsers and the pre-flight check.
+# the profile/facts parsers and the pre-flight check; the Xen stream; the
+# NBD server's handshake and requests.
 fuzz() {
     tests/fuzz/run-fuzz.sh build "${FUZZ_SECONDS:-60}"
     tests/fuzz/run-fuzz-profile.sh build "${FUZZ_SECONDS:-60}"
     tests/fuzz/run-fuzz-xen-stream.sh build "${FUZZ_SECONDS:-60}"
+    tests/fuzz/run-fuzz-nbd.sh build "${FUZZ_SECONDS:-60}"
 }
 
 # The stream benchmark, small and once: checks it runs and prints its JSON.
@@ -100,6 +102,7 @@ bench_quick() {
     make -C build -s bench/stream bench/plaincopy
     ./build/bench/stream --quick
     bench/precopy --quick
+    bench/nbd-export --quick
 }
 
 # Integration tests: the real binary between test-guest hosts on loopback.
@@ -169,7 +172,7 @@ test | check)
     stage campaign 600 campaign >build/campaign.out 2>&1 || true
     grep -E '^campaign|VIOLATION|^(PASS|FAIL):|"runs"' build/campaign.out || true
     stage distcheck 600 distcheck || true
-    stage fuzz 400 fuzz || true
+    stage fuzz 500 fuzz || true
     stage bench-quick 300 bench_quick || true
     stage integration 600 integration >build/integration.out 2>&1 || true
     grep -E '^(PASS|FAIL)|integration:' build/integration.out || true

@@ -43,6 +43,11 @@ struct cli {
     const char *listen_uri;
     /* policy */
     const char *policy_file;
+    /* nbd-serve */
+    const char *nbd_socket;
+    int nbd_tcp_port;             /* -1: none */
+    bool nbd_read_only;
+    bool nbd_daemon;
     /* owned strings built while parsing (URIs) */
     char *domain_uri;
     char *dest_uri;
@@ -53,6 +58,7 @@ int cmd_receive(struct cli *c, struct mig_ctx *ctx);
 int cmd_listen(struct cli *c, struct mig_ctx *ctx);
 int cmd_resolve(struct cli *c, struct mig_ctx *ctx);
 int xlml_profile_main(struct cli *c, struct mig_ctx *ctx);
+int xlml_nbd_serve_main(struct cli *c, struct mig_ctx *ctx); /* nbd.c */
 
 /* Print "xl-migrate-live: MSG" and the usage hint; returns EXIT_USAGE. */
 int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -28,6 +28,7 @@ enum {
     OPT_PSK, OPT_INSECURE, OPT_PKI, OPT_STATE_DIR, OPT_HOST, OPT_BACKEND, OPT_MEM, OPT_DIRTY,
     OPT_PATTERN, OPT_VCPUS, OPT_SIM, OPT_DIR, OPT_LISTEN, OPT_LINK_TIMEOUT, OPT_MAX_ROUNDS,
     OPT_CONFIG, OPT_RECEIVE_ARGS, OPT_PROFILE, OPT_CHECK, OPT_POLICY_FILE,
+    OPT_SOCKET, OPT_TCP_PORT, OPT_READ_ONLY, OPT_DAEMON,
 };
 
 static const struct option options[] = {
@@ -67,6 +68,10 @@ static const struct option options[] = {
     {"profile", required_argument, NULL, OPT_PROFILE},
     {"check", no_argument, NULL, OPT_CHECK},
     {"policy-file", required_argument, NULL, OPT_POLICY_FILE},
+    {"socket", required_argument, NULL, OPT_SOCKET},
+    {"tcp-port", required_argument, NULL, OPT_TCP_PORT},
+    {"read-only", no_argument, NULL, OPT_READ_ONLY},
+    {"daemon", no_argument, NULL, OPT_DAEMON},
     {NULL, 0, NULL, 0},
 };
 
@@ -80,6 +85,7 @@ static void usage(FILE *f)
 "       xl-migrate-live [--policy-file F] policy run|plan|evacuate H|restore H|balance|consolidate|check\n"
 "       xl-migrate-live simhost --dir DIR [--listen URI]\n"
 "       xl-migrate-live --host DIR sim create NAME|list|destroy NAME [OPTIONS]\n"
+"       xl-migrate-live nbd-serve --socket PATH|--tcp-port N [--read-only] [--daemon] FILE\n"
 "       xl-migrate-live demo\n"
 "\n"
 "Live-migrate DOMAIN ([xen:|sim:]NAME, UUID or domain id) to HOST (a host name\n"
@@ -107,6 +113,12 @@ static void usage(FILE *f)
 "  --dry-run              print the plan and exit\n"
 "  --json                 one JSON object per second and a final report\n"
 "  -v, --verbose / -q, --quiet   more / less logging\n"
+"\n"
+"nbd-serve options (serve FILE, an image or block device, over NBD):\n"
+"  --socket PATH          listen on a unix socket\n"
+"  --tcp-port N           listen on 127.0.0.1:N (0: any free port)\n"
+"  --read-only            refuse writes\n"
+"  --daemon               managed-disk mode: lock memory, I/O flusher (foreground)\n"
 "  -h, --help / -V, --version\n"
 "\n"
 "Exit codes: 0 done, 1 failed (domain still on the source), 2 usage,\n"
@@ -284,6 +296,20 @@ static int apply(struct cli *c, int opt, const char *arg, const char *where)
     case OPT_POLICY_FILE:
         c->policy_file = arg;
         break;
+    case OPT_SOCKET:
+        c->nbd_socket = arg;
+        break;
+    case OPT_TCP_PORT:
+        if (units_parse_uint(arg, 0, 65535, &v) < 0)
+            return usage_error("%s--tcp-port: '%s' is not a port number", where, arg);
+        c->nbd_tcp_port = (int)v;
+        break;
+    case OPT_READ_ONLY:
+        c->nbd_read_only = true;
+        break;
+    case OPT_DAEMON:
+        c->nbd_daemon = true;
+        break;
     default:
         return EXIT_USAGE;
     }
@@ -377,7 +403,7 @@ int xlml_policy_main(struct cli *c, struct mig_ctx *ctx); /* policy.c */
 
 int main(int argc, char **argv)
 {
-    struct cli c = {.argv0 = argv[0]};
+    struct cli c = {.argv0 = argv[0], .nbd_tcp_port = -1};
     struct mig_ctx *ctx = NULL;
     char *keep[64] = {0};
     const char *config = getenv("XL_MIGRATE_LIVE_CONFIG");
@@ -447,7 +473,7 @@ int main(int argc, char **argv)
     const char *cmd = c.pos[0];
     bool migrating = strcmp(cmd, "receive") && strcmp(cmd, "listen") && strcmp(cmd, "resolve") &&
                      strcmp(cmd, "facts") && strcmp(cmd, "simhost") && strcmp(cmd, "sim") &&
-                     strcmp(cmd, "profile") && strcmp(cmd, "policy");
+                     strcmp(cmd, "profile") && strcmp(cmd, "policy") && strcmp(cmd, "nbd-serve");
     if (!migrating) {
         /* only a migration turns Ctrl-C into a cancel; the rest stop as usual
          * (listen and simhost install their own handling) */
@@ -470,6 +496,8 @@ int main(int argc, char **argv)
         rc = xlml_sim_main(&c, ctx);
     else if (strcmp(cmd, "profile") == 0)
         rc = xlml_profile_main(&c, ctx);
+    else if (strcmp(cmd, "nbd-serve") == 0)
+        rc = xlml_nbd_serve_main(&c, ctx);
     else if (strcmp(cmd, "demo") == 0)
         rc = xlml_demo_main(&c, ctx);
     else
