@@ -229,6 +229,30 @@ int cmd_migrate(struct cli *c, struct mig_ctx *ctx)
         return usage_error("--parallel %u: ssh carries one channel; use tls: for parallel "
                            "channels",
                            c->mp.link.channels);
+    if (c->n_hook_args) {
+        /* --disk-map names paths on the destination: ssh runs the receiver
+         * for us, so it goes there; a tls:/tcp: listener has its own. */
+        if (strncmp(c->dest_uri, "ssh:", 4) != 0)
+            return usage_error("--disk-map: give it to the listener on the destination "
+                               "(xl-migrate-live listen --disk-map SRC=DST URI); only an ssh: "
+                               "migration passes it to the receiver");
+        size_t len = strlen(c->mp.link.remote_args ? c->mp.link.remote_args : "") + 1;
+        for (unsigned i = 0; i < c->n_hook_args; i++)
+            len += strlen(c->hook_args[i]) + 16;
+        c->remote_args = calloc(1, len);
+        if (!c->remote_args)
+            return EXIT_FAILED;
+        strcpy(c->remote_args, c->mp.link.remote_args ? c->mp.link.remote_args : "");
+        for (unsigned i = 0; i < c->n_hook_args; i++) {
+            if (strpbrk(c->hook_args[i], " \t\n'\"\\"))
+                return usage_error("--disk-map %s: paths with blanks or quotes cannot be "
+                                   "passed over ssh",
+                                   c->hook_args[i] + 8);
+            strcat(c->remote_args, " --disk-map ");
+            strcat(c->remote_args, c->hook_args[i] + strlen("blk:map="));
+        }
+        c->mp.link.remote_args = c->remote_args;
+    }
     c->mp.domain = c->domain_uri;
     c->mp.destination = c->dest_uri;
     if (gethostname(pc.source_host, sizeof(pc.source_host)) < 0)

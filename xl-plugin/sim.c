@@ -79,6 +79,7 @@ int xlml_simhost_main(struct cli *c, struct mig_ctx *ctx)
         l.rp.backend = backend;
         l.rp.link = c->mp.link;
         l.rp.state_dir = c->mp.state_dir;
+        l.rp.hook_args = c->mp.hook_args; /* --disk-map */
         l.uri = c->listen_uri;
         /* Block the host's signals in the listener thread: the host loop
          * handles SIGTERM/SIGINT/SIGCHLD. */
