@@ -113,6 +113,12 @@ static void json_common(FILE *f, const struct progress_ctx *pc, const char *stat
             (unsigned long long)st->total_time_ms, (unsigned long long)st->setup_time_ms,
             (unsigned long long)st->wire_bytes);
     json_str(f, st->dirty_tracking ? st->dirty_tracking : "none");
+    fprintf(f,
+            ",\"disk_bytes\":%llu,\"disk_sent_bytes\":%llu,\"disk_forwarded_bytes\":%llu,"
+            "\"disk_final_bytes\":%llu,\"disk_forwarding\":%u",
+            (unsigned long long)st->disk_bytes, (unsigned long long)st->disk_sent_bytes,
+            (unsigned long long)st->disk_forwarded_bytes, (unsigned long long)st->disk_final_bytes,
+            st->disk_forwarding);
 }
 
 static void on_progress(void *opaque, enum mig_state state, const struct mig_stats *st)
@@ -345,6 +351,14 @@ int cmd_migrate(struct cli *c, struct mig_ctx *ctx)
             printf("  compression     %s -> %s\n",
                    units_fmt_bytes(st->uncompressed_bytes, t, sizeof(t)),
                    units_fmt_bytes(st->compressed_bytes, z, sizeof(z)));
+        if (st->disk_bytes) {
+            char f[32], a[32];
+            printf("  disks           %s: %s copied, %s forwarded, %s after the suspend\n",
+                   units_fmt_bytes(st->disk_bytes, z, sizeof(z)),
+                   units_fmt_bytes(st->disk_sent_bytes, t, sizeof(t)),
+                   units_fmt_bytes(st->disk_forwarded_bytes, f, sizeof(f)),
+                   units_fmt_bytes(st->disk_final_bytes, a, sizeof(a)));
+        }
         printf("  throttle        %u%% at the end\n", st->throttle_percent);
         printf("  dirty tracking  %s\n", st->dirty_tracking ? st->dirty_tracking : "none");
         printf("  domain runs on  %s\n", running ? running : "UNKNOWN (in doubt: run 'xl-migrate-live resolve')");

@@ -53,10 +53,15 @@ dst=$(sha256sum <"$T/dst.img" | cut -c1-64)
 echo "ok destination image = every acknowledged write ($dst)"
 
 grep -q 'synchronous forwarding on' "$T/disk-a.log" || fail "forwarding was never entered"
-line=$(grep 'moved:' "$T/migrate.log") || fail "no disk summary in the migration log"
-echo "$line"
-after=$(sed -n 's/.*, \([0-9]*\) KiB after the suspend.*/\1/p' <<<"$line")
-[ -n "$after" ] || fail "cannot read the bytes sent after the suspend"
+grep 'moved:' "$T/migrate.log" || fail "no disk summary in the migration log"
+rep=$(grep '"event":"report"' "$T/migrate.out") || fail "no --json report"
+for k in disk_bytes disk_sent_bytes disk_forwarded_bytes disk_final_bytes disk_forwarding; do
+    echo "  $k $(json_get "[\"$k\"]" <<<"$rep")"
+done
+[ "$(json_get '["disk_bytes"]' <<<"$rep")" -eq $((1 << 30)) ] || fail "disk_bytes is not 1 GiB"
+[ "$(json_get '["disk_forwarding"]' <<<"$rep")" -eq 1 ] || fail "the report says no forwarding"
+[ "$(json_get '["disk_sent_bytes"]' <<<"$rep")" -ge $((256 << 20)) ] || fail "disk data not counted"
+after=$(json_get '["disk_final_bytes"]' <<<"$rep")
 # a small fraction: under 1% of the 1 GiB disk
-[ "$after" -lt 10485 ] || fail "$after KiB sent after the suspend"
-echo "ok synchronous forwarding entered, $after KiB after the suspend"
+[ "$after" -lt $((1 << 30 >> 7)) ] || fail "$after bytes sent after the suspend"
+echo "ok synchronous forwarding entered, $after bytes after the suspend"

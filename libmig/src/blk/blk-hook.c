@@ -111,7 +111,38 @@ struct blk_hook {
     struct blk_disk disk[MIG_BLK_MAX_DISKS]; /* source */
     struct mig__blk_target *t[MIG_BLK_MAX_DISKS];    /* destination: owned */
     struct mig__hook_env env;               /* destination: args borrowed */
+    /* source: the disks' figures as of the last round or switchover step
+     * (src_stats reads them without waiting on a disk's server) */
+    pthread_mutex_t st_lock;
+    struct mig__blk_stats st[MIG_BLK_MAX_DISKS];
 };
+
+/* Refresh the cached figures of every disk (the session's thread). */
+static void cache_stats(struct blk_hook *b)
+{
+    for (unsigned i = 0; i < b->n; i++) {
+        struct mig__blk_stats st;
+        if (b->disk[i].ops->stats(b->disk[i].d, &st) < 0)
+            continue;
+        pthread_mutex_lock(&b->st_lock);
+        b->st[i] = st;
+        pthread_mutex_unlock(&b->st_lock);
+    }
+}
+
+static void src_stats(struct mig__hook *h, struct mig_stats *out)
+{
+    struct blk_hook *b = (struct blk_hook *)h;
+    pthread_mutex_lock(&b->st_lock);
+    for (unsigned i = 0; i < b->n; i++) {
+        out->disk_bytes += b->st[i].size;
+        out->disk_sent_bytes += b->st[i].sent_bytes + b->st[i].zero_bytes;
+        out->disk_forwarded_bytes += b->st[i].forwarded_bytes;
+        out->disk_final_bytes += b->st[i].final_bytes;
+        out->disk_forwarding += b->st[i].forwarding;
+    }
+    pthread_mutex_unlock(&b->st_lock);
+}
 
 int mig__blk_register(struct mig_ctx *ctx, const char *domain, struct mig__blk_mirror *m)
 {
@@ -175,6 +206,9 @@ static int src_begin(struct mig__hook *h, struct mig__hook_io *io, void **blob_o
     }
     *blob_out = blob;
     *len_out = len;
+    pthread_mutex_lock(&b->st_lock);
+    memcpy(b->st, st, sizeof(st[0]) * b->n);
+    pthread_mutex_unlock(&b->st_lock);
     return 0;
 }
 
@@ -203,6 +237,7 @@ static int src_round(struct mig__hook *h, uint32_t round, bool final)
                        : mig__hook_fail(h, rc, "disk %s: round %u: %s", DISK_PATH(b, i), round,
                                         mig_strerror(rc));
     }
+    cache_stats(b);
     return 0;
 }
 
@@ -247,10 +282,13 @@ static int src_commit(struct mig__hook *h)
 {
     struct blk_hook *b = (struct blk_hook *)h;
     int first = 0;
+    cache_stats(b);
     for (unsigned i = 0; i < b->n; i++) {
         struct mig__blk_stats st;
-        if (b->disk[i].ops->stats(b->disk[i].d, &st) == 0)
-            MIG_LOG(b->ctx, INFO,
+        pthread_mutex_lock(&b->st_lock);
+        st = b->st[i];
+        pthread_mutex_unlock(&b->st_lock);
+        MIG_LOG(b->ctx, INFO,
                     "disk %u (%s) moved: %" PRIu64 " MiB of %" PRIu64
                     " MiB allocated sent in %u rounds, %" PRIu64 " KiB forwarded in %" PRIu64
                     " writes, %" PRIu64 " KiB after the suspend",
@@ -280,6 +318,7 @@ static void hook_free(struct mig__hook *h)
         if (b->disk[i].ops && b->disk[i].ops->free)
             b->disk[i].ops->free(b->disk[i].d);
     }
+    pthread_mutex_destroy(&b->st_lock);
     free(b);
 }
 
@@ -291,6 +330,7 @@ static const struct mig__hook_ops src_ops = {
     .src_ready = src_ready,
     .src_commit = src_commit,
     .src_abort = src_abort,
+    .src_stats = src_stats,
     .free = hook_free,
 };
 
@@ -351,6 +391,7 @@ static int src_new(const struct mig__hook_env *env, struct mig__hook **h_out)
         return -MIG_ENOMEM;
     b->base.ops = &src_ops;
     b->ctx = ctx;
+    pthread_mutex_init(&b->st_lock, NULL);
     for (unsigned i = 0; i < ctx->n_blk_disks; i++) {
         if (strcmp(ctx->blk_disks[i].domain, env->info->name) != 0)
             continue;
@@ -506,6 +547,7 @@ static int dst_new(const struct mig__hook_env *env, struct mig__hook **h_out)
         return -MIG_ENOMEM;
     b->base.ops = &dst_ops;
     b->ctx = env->ctx;
+    pthread_mutex_init(&b->st_lock, NULL);
     b->env = *env;
     *h_out = &b->base;
     return 0;
