@@ -39,6 +39,7 @@ struct cli {
     const char *sim_pattern;
     unsigned sim_vcpus;
     const char *sim_extra;
+    uint64_t sim_disk;            /* --disk SIZE: a managed disk (bytes) */
     /* simhost */
     const char *listen_uri;
     /* policy */

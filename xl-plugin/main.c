@@ -29,7 +29,7 @@ enum {
     OPT_PATTERN, OPT_VCPUS, OPT_SIM, OPT_DIR, OPT_LISTEN, OPT_LINK_TIMEOUT, OPT_MAX_ROUNDS,
     OPT_CONFIG, OPT_RECEIVE_ARGS, OPT_PROFILE, OPT_CHECK, OPT_POLICY_FILE,
     OPT_SOCKET, OPT_TCP_PORT, OPT_READ_ONLY, OPT_DAEMON,
-    OPT_DISK_MAP, OPT_DOMAIN, OPT_DISK_NAME,
+    OPT_DISK_MAP, OPT_DOMAIN, OPT_DISK_NAME, OPT_DISK_DIR, OPT_DISK,
 };
 
 static const struct option options[] = {
@@ -76,6 +76,8 @@ static const struct option options[] = {
     {"disk-map", required_argument, NULL, OPT_DISK_MAP},
     {"domain", required_argument, NULL, OPT_DOMAIN},
     {"disk-name", required_argument, NULL, OPT_DISK_NAME},
+    {"disk-dir", required_argument, NULL, OPT_DISK_DIR},
+    {"disk", required_argument, NULL, OPT_DISK},
     {NULL, 0, NULL, 0},
 };
 
@@ -89,6 +91,7 @@ static void usage(FILE *f)
 "       xl-migrate-live [--policy-file F] policy run|plan|evacuate H|restore H|balance|consolidate|check\n"
 "       xl-migrate-live simhost --dir DIR [--listen URI]\n"
 "       xl-migrate-live --host DIR sim create NAME|list|destroy NAME [OPTIONS]\n"
+"                                  (sim create ... --disk SIZE: with a managed disk)\n"
 "       xl-migrate-live nbd-serve --socket PATH|--tcp-port N [--read-only] [--daemon] FILE\n"
 "       xl-migrate-live disk-serve --domain DOM --socket PATH [--disk-name N] [--daemon] IMAGE\n"
 "       xl-migrate-live demo\n"
@@ -120,6 +123,8 @@ static void usage(FILE *f)
 "  --disk-map SRC=DST     receive/listen/simhost (and ssh: migrations, passed to the\n"
 "                         receiver): write the managed disk SRC (path or file name on\n"
 "                         the source) to DST (file or block device) on this host\n"
+"  --disk-dir DIR         receive/listen: disks without --disk-map go to\n"
+"                         DIR/DOMAIN/FILE (simhost --listen: its DIR/disks)\n"
 "  -v, --verbose / -q, --quiet   more / less logging\n"
 "\n"
 "nbd-serve options (serve FILE, an image or block device, over NBD):\n"
@@ -339,6 +344,24 @@ static int apply(struct cli *c, int opt, const char *arg, const char *where)
         c->mp.hook_args = (const char *const *)c->hook_args;
         break;
     }
+    case OPT_DISK_DIR: {
+        if (arg[0] != '/')
+            return usage_error("%s--disk-dir: '%s' is not an absolute path", where, arg);
+        if (c->n_hook_args >= sizeof(c->hook_args) / sizeof(c->hook_args[0]) - 1)
+            return usage_error("%s--disk-dir: too many disk options", where);
+        char *s = NULL;
+        if (asprintf(&s, "blk:target-dir=%s", arg) < 0)
+            return EXIT_FAILED;
+        c->hook_args[c->n_hook_args++] = s;
+        c->mp.hook_args = (const char *const *)c->hook_args;
+        break;
+    }
+    case OPT_DISK:
+        if (units_parse_size(arg, &v) < 0 || v < (1u << 20) || v % (1u << 20))
+            return usage_error("%s--disk: '%s' is not a size in whole MiB (e.g. 64M, 1G)", where,
+                               arg);
+        c->sim_disk = v;
+        break;
     case OPT_DOMAIN:
         c->disk_domain = arg;
         break;

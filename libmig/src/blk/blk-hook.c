@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define MIG_LOG_MODULE "blk"
 #include "blk.h"
@@ -465,6 +466,25 @@ static int dst_begin(struct mig__hook *h, const void *blob, size_t len)
             return mig__hook_fail(h, -MIG_EPROTO, "malformed disk list");
         p += 24 + padded;
         const char *dst = map_for(&b->env, src, key, sizeof(key));
+        char def[PATH_MAX];
+        const char *tdir = mig__hook_arg(&b->env, "blk", "target-dir", 0);
+        if (!dst && tdir) {
+            /* --disk-dir DIR: DIR/DOMAIN/FILE, FILE the source's file name */
+            const char *base = strrchr(src, '/') ? strrchr(src, '/') + 1 : src;
+            const char *dom = b->env.info ? b->env.info->name : "";
+            int dn = snprintf(def, sizeof(def), "%s/%s", tdir, dom);
+            if (dn < 0 || (size_t)dn >= sizeof(def) || !dom[0] || strchr(dom, '/') ||
+                dom[0] == '.' || !base[0] || base[0] == '.')
+                return mig__hook_fail(h, -MIG_EINVAL, "cannot place disk %s under %s", src,
+                                      tdir);
+            mkdir(tdir, 0700);
+            mkdir(def, 0700);
+            dn = snprintf(def, sizeof(def), "%s/%s/%s", tdir, dom, base);
+            if (dn < 0 || (size_t)dn >= sizeof(def))
+                return mig__hook_fail(h, -MIG_EINVAL, "cannot place disk %s under %s", src,
+                                      tdir);
+            dst = def;
+        }
         if (!dst)
             return mig__hook_fail(h, -MIG_EINVAL,
                                   "no --disk-map for the domain's disk %s on this host "

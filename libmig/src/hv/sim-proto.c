@@ -180,6 +180,7 @@ int mig__sim_config_parse(const char *text, struct mig__sim_config *cfg_out)
         .tracking = MIG_SIM_TRACK_AUTO,
         .seed = 1,
         .tick_us = 100,
+        .disk_bps = 1u << 20,
     };
     char *copy = strdup(text ? text : "");
     char *save = NULL;
@@ -250,6 +251,12 @@ int mig__sim_config_parse(const char *text, struct mig__sim_config *cfg_out)
                 c.prefill = false;
             else
                 rc = -MIG_EPARSE;
+        } else if (!strcmp(tok, "disk")) {
+            rc = mig__sim_parse_size(v, &c.disk_bytes);
+            if (!rc && (c.disk_bytes % (1u << 20) || c.disk_bytes > (1ull << 40)))
+                rc = -MIG_EPARSE;
+        } else if (!strcmp(tok, "diskrate")) {
+            rc = mig__sim_parse_size(v, &c.disk_bps);
         } else if (!strcmp(tok, "tick")) {
             rc = mig__sim_parse_size(v, &n);
             if (!rc && (n < 10 || n > 1000000))
@@ -531,4 +538,8 @@ void mig__sim_status_parse(const char *line, struct mig_sim_guest_status *st)
     mig__sim_kv_u64(line, "max_gap_us", &st->max_gap_us);
     if (mig__sim_kv_u64(line, "tracked", &u))
         st->tracked = u != 0;
+    mig__sim_kv_u64(line, "disk", &st->disk_bytes);
+    mig__sim_kv_u64(line, "disk_writes", &st->disk_writes);
+    mig__sim_kv_u64(line, "disk_checked", &st->disk_checked);
+    mig__sim_kv_u64(line, "disk_errors", &st->disk_errors);
 }
