@@ -76,6 +76,10 @@ int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* JSON string literal of s (with quotes) to f; NULL prints null. */
 void json_str(FILE *f, const char *s);
 
+/* receive/listen/simhost on a test-guest host: incoming disks without a
+ * --disk-map go to HOST_DIR/disks (adds "blk:target-dir=" unless given). */
+void cli_default_disk_dir(struct cli *c);
+
 /* Take the per-domain lock in state_dir; fd or -1 (EXIT_LOCKED reported). */
 int lock_domain(const char *state_dir, const char *domain);
 

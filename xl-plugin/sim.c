@@ -79,15 +79,7 @@ int xlml_simhost_main(struct cli *c, struct mig_ctx *ctx)
         l.rp.backend = backend;
         l.rp.link = c->mp.link;
         l.rp.state_dir = c->mp.state_dir;
-        /* incoming managed disks land in DIR/disks/NAME/ unless told
-         * otherwise: the host serves them from there at commit */
-        bool has_dir = false;
-        for (unsigned i = 0; i < c->n_hook_args; i++)
-            has_dir |= strncmp(c->hook_args[i], "blk:target-dir=", 15) == 0;
-        if (!has_dir && c->n_hook_args < sizeof(c->hook_args) / sizeof(c->hook_args[0]) - 1 &&
-            asprintf(&c->hook_args[c->n_hook_args], "blk:target-dir=%s/disks", c->host_dir) > 0)
-            c->n_hook_args++;
-        c->mp.hook_args = (const char *const *)c->hook_args;
+        cli_default_disk_dir(c);
         l.rp.hook_args = c->mp.hook_args; /* --disk-map, --disk-dir */
         l.uri = c->listen_uri;
         /* Block the host's signals in the listener thread: the host loop

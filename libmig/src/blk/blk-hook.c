@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define MIG_LOG_MODULE "blk"
 #include "blk.h"
@@ -112,6 +113,7 @@ struct blk_hook {
     struct blk_disk disk[MIG_BLK_MAX_DISKS]; /* source */
     struct mig__blk_target *t[MIG_BLK_MAX_DISKS];    /* destination: owned */
     struct mig__hook_env env;               /* destination: args borrowed */
+    char made_dir[PATH_MAX];                /* destination: made for --disk-dir, "" */
     /* source: the disks' figures as of the last round or switchover step
      * (src_stats reads them without waiting on a disk's server) */
     pthread_mutex_t st_lock;
@@ -213,9 +215,23 @@ static int src_begin(struct mig__hook *h, struct mig__hook_io *io, void **blob_o
     return 0;
 }
 
+/* A fault point's verdict as a hook error (drop and corrupt have no link
+ * of their own here: they fail the same way). */
+static int blk_fault(struct blk_hook *b, const char *point, long arg)
+{
+    int rc = mig__fault(b->ctx, point, arg);
+    if (rc == 0)
+        return 0;
+    return mig__hook_fail(&b->base, rc < 0 ? rc : -MIG_EIO, "fault injection at %s", point);
+}
+
 static int src_round(struct mig__hook *h, uint32_t round, bool final)
 {
     struct blk_hook *b = (struct blk_hook *)h;
+    /* the block final sync: the guest is suspended, the residue follows */
+    int frc = final ? blk_fault(b, "src-blk-final", round) : 0;
+    if (frc < 0)
+        return frc;
     for (unsigned i = 0; i < b->n; i++) {
         const struct disk_ops *o = b->disk[i].ops;
         void *d = b->disk[i].d;
@@ -478,7 +494,8 @@ static int dst_begin(struct mig__hook *h, const void *blob, size_t len)
                 return mig__hook_fail(h, -MIG_EINVAL, "cannot place disk %s under %s", src,
                                       tdir);
             mkdir(tdir, 0700);
-            mkdir(def, 0700);
+            if (mkdir(def, 0700) == 0 && !b->made_dir[0])
+                snprintf(b->made_dir, sizeof(b->made_dir), "%s", def);
             dn = snprintf(def, sizeof(def), "%s/%s/%s", tdir, dom, base);
             if (dn < 0 || (size_t)dn >= sizeof(def))
                 return mig__hook_fail(h, -MIG_EINVAL, "cannot place disk %s under %s", src,
@@ -502,6 +519,9 @@ static int dst_begin(struct mig__hook *h, const void *blob, size_t len)
 static int dst_record(struct mig__hook *h, const struct mig__rec *rec)
 {
     struct blk_hook *b = (struct blk_hook *)h;
+    int frc = blk_fault(b, "dest-blk-write", rec->type);
+    if (frc < 0)
+        return frc;
     if (rec->type == MIG_REC_BLOCK_EXTENT) {
         uint32_t disk;
         uint64_t off;
@@ -534,6 +554,9 @@ static int dst_record(struct mig__hook *h, const struct mig__rec *rec)
 static int dst_ready(struct mig__hook *h)
 {
     struct blk_hook *b = (struct blk_hook *)h;
+    int frc = blk_fault(b, "dest-blk-ready", 0);
+    if (frc < 0)
+        return frc;
     for (unsigned i = 0; i < b->n; i++) {
         int rc = mig__blk_target_sync(b->t[i]);
         if (rc < 0)
@@ -550,6 +573,8 @@ static void dst_abort(struct mig__hook *h, int why)
         mig__blk_target_discard(b->t[i]);
         b->t[i] = NULL;
     }
+    if (b->made_dir[0])
+        rmdir(b->made_dir); /* ours and empty now (a kept device or file stays) */
 }
 
 static const struct mig__hook_ops dst_ops = {

@@ -46,6 +46,7 @@
 #define MIG_BLK_REGION (64u << 10)   /* bytes per bitmap bit */
 #define MIG_BLK_STRIPE (1u << 20)    /* bytes: records of one stripe share a channel */
 #define MIG_BLK_MAX_DISKS 16u
+#define MIG_BLK_INCOMPLETE ".incomplete" /* marker next to a target being written */
 #define MIG_BLK_KIND_ZERO MIG_HOOK_KIND_CLASS /* HOOK_DATA: u32 disk, u32 0, u64 off, u64 len */
 
 struct mig__blk_mirror;
@@ -145,6 +146,10 @@ int mig__blk_remote_freeze(struct mig__blk_remote *r);
 int mig__blk_remote_ready(struct mig__blk_remote *r);
 int mig__blk_remote_release(struct mig__blk_remote *r, bool moved); /* stops, then releases */
 void mig__blk_remote_abort(struct mig__blk_remote *r); /* release(false), or drop the link */
+/* resolve: settle every managed disk of 'domain' served on this host
+ * (STATE_DIR/disks/DOMAIN/\*.ctl) whose writes a migration left held in
+ * doubt: moved (refused from now on) or not (they go on). */
+int mig__blk_settle(struct mig_ctx *ctx, const char *state_dir, const char *domain, bool moved);
 
 /* The managed-disk server (serve.c): mirror + NBD export + control socket
  * (libmig/blk.h's mig_disk_serve without the wait). Owned by the caller. */

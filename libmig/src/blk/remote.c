@@ -36,6 +36,7 @@
  */
 #include <config.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -549,4 +550,43 @@ void mig__blk_remote_abort(struct mig__blk_remote *r)
      * closes; say it first when the link still works. */
     if (request(r, CTL_RELEASE, 0, 0, false, NULL, NULL) < 0 && r->fd >= 0)
         shutdown(r->fd, SHUT_RDWR);
+}
+
+/* ---- resolve ------------------------------------------------------------- */
+
+static int ctl_only(const struct dirent *e)
+{
+    size_t n = strlen(e->d_name);
+    return n > 4 && e->d_name[0] != '.' && strcmp(e->d_name + n - 4, ".ctl") == 0;
+}
+
+int mig__blk_settle(struct mig_ctx *ctx, const char *state_dir, const char *domain, bool moved)
+{
+    char dir[PATH_MAX], path[PATH_MAX];
+    struct dirent **ents = NULL;
+    int first = 0;
+    int n = snprintf(dir, sizeof(dir), "%s/disks/%s", state_dir, domain);
+    if (n < 0 || (size_t)n >= sizeof(dir) || strchr(domain, '/'))
+        return 0;
+    n = scandir(dir, &ents, ctl_only, alphasort);
+    for (int i = 0; i < n; i++) {
+        struct mig__blk_remote *r = NULL;
+        int rc = snprintf(path, sizeof(path), "%s/%s", dir, ents[i]->d_name) >= (int)sizeof(path)
+                     ? -MIG_EINVAL
+                     : mig__blk_remote_open(ctx, path, &r);
+        if (rc == 0)
+            rc = mig__blk_remote_release(r, moved);
+        mig__blk_remote_free(r);
+        if (rc < 0) {
+            MIG_LOG(ctx, ERROR, "managed disk %s: cannot settle it (%s)", path, mig_strerror(rc));
+            if (!first)
+                first = rc;
+        } else {
+            MIG_LOG(ctx, INFO, "managed disk %s: %s", path,
+                    moved ? "moved: writes refused here" : "writes go on here");
+        }
+        free(ents[i]);
+    }
+    free(ents);
+    return first;
 }

@@ -224,6 +224,21 @@ static void guest_kill(struct host *h, struct hguest *g)
     }
     state_file(h, g, true);
     disk_remove(h, g);
+    if (g->incoming && g->has_disk && is_incoming_name(g->name)) {
+        /* a receiver that died left its partial disk (marked incomplete) */
+        char final[80], img[4200], mark[4300];
+        snprintf(final, sizeof(final), "%.*s",
+                 (int)(strlen(g->name) - strlen(MIG_SIM_INCOMING_SUFFIX)), g->name);
+        if (!find(h, final) &&
+            disk_path(h, final, MIG_SIM_DISK_NAME ".img", img, sizeof(img)) == 0 &&
+            snprintf(mark, sizeof(mark), "%s" MIG_BLK_INCOMPLETE, img) < (int)sizeof(mark) &&
+            access(mark, F_OK) == 0) {
+            unlink(img);
+            unlink(mark);
+            if (disk_path(h, final, NULL, img, sizeof(img)) == 0)
+                rmdir(img);
+        }
+    }
     MIG_LOG(h->ctx, INFO, "guest %s (pid %d) destroyed", g->name, (int)g->pid);
     guest_free(g);
 }
