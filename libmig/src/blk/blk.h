@@ -158,6 +158,7 @@ struct mig_disk_serve_params;
 int mig__blk_server_start(struct mig_ctx *ctx, const struct mig_disk_serve_params *p,
                           struct mig__blk_server **s_out);
 const char *mig__blk_server_ctl_path(const struct mig__blk_server *s); /* borrowed */
+struct mig__blk_mirror *mig__blk_server_mirror(struct mig__blk_server *s); /* borrowed */
 void mig__blk_server_free(struct mig__blk_server *s); /* NULL-safe: stops everything */
 
 /* ---- destination --------------------------------------------------------- */

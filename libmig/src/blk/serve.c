@@ -275,6 +275,11 @@ const char *mig__blk_server_ctl_path(const struct mig__blk_server *s)
     return s->ctl_path;
 }
 
+struct mig__blk_mirror *mig__blk_server_mirror(struct mig__blk_server *s)
+{
+    return s->mirror;
+}
+
 int mig_disk_serve(struct mig_ctx *ctx, const struct mig_disk_serve_params *p)
 {
     struct mig__blk_server *s = NULL;
