@@ -4,11 +4,6 @@
 # of blk-writer.py that stand for the guest's disk I/O.
 source "$(dirname "$0")/lib.sh"
 
-need() { # need COMMAND PACKAGE: install the client if it is missing
-    command -v "$1" >/dev/null && return 0
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2" >/dev/null ||
-        fail "$2 is not installed and cannot be installed (setup.sh deps installs it)"
-}
 need qemu-io qemu-utils
 need nbdinfo libnbd-bin
 

@@ -13,9 +13,20 @@ trap 'umount "$T/small" 2>/dev/null || true; cleanup' EXIT
 
 start_host a
 start_dest b --disk-map "src.img=$T/small/dst.img"
-start_dest c
+# host c's receiver is a plain listener with an explicit backend: no
+# default --disk-dir (a test-guest host's own listener would receive the
+# disk into its DIR/disks), no --disk-map
+start_host c
+PORT_c=$(free_port)
+"$XLML" -v --state-dir "$(host_dir c)" --backend "sim:host=$(host_dir c)" --psk "$T/key" \
+    listen "tcp:127.0.0.1:$PORT_c" 2>"$T/listen-c.log" &
+HOSTPIDS+=($!)
+for _ in $(seq 100); do
+    grep -q listening "$T/listen-c.log" 2>/dev/null && break
+    sleep 0.05
+done
 create_guest a g1 64M dirty=10M
-truncate -s 1G "$T/src.img"
+truncate -s 128M "$T/src.img"
 dd if=/dev/urandom of="$T/src.img" bs=1M count=64 conv=notrunc status=none
 before=$(sha256sum <"$T/src.img" | cut -c1-64)
 disk_serve DS_A a g1 "$T/src.nbd" "$T/src.img"

@@ -55,16 +55,6 @@ struct mig__sim_disk {
     uint8_t *chunk;    /* READ_CHUNK, verification */
 };
 
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdull;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ull;
-    x ^= x >> 33;
-    return x;
-}
-
 static uint64_t be64(uint64_t v) { return __builtin_bswap64(v); }
 static uint32_t be32(uint32_t v) { return __builtin_bswap32(v); }
 static uint16_t be16(uint16_t v) { return __builtin_bswap16(v); }
@@ -203,12 +193,12 @@ drop:
 
 static uint64_t block_of(const struct mig__sim_disk *d, uint64_t s)
 {
-    return mix64(d->seed * 0x9e3779b97f4a7c15ull ^ (s + 1)) % d->nblocks;
+    return mig__sim_mix64(d->seed * 0x9e3779b97f4a7c15ull ^ (s + 1)) % d->nblocks;
 }
 
 static void fill(struct mig__sim_disk *d, uint64_t s, uint64_t k)
 {
-    uint64_t rng = mix64(d->seed ^ (s * 0xc2b2ae3d27d4eb4full)) | 1;
+    uint64_t rng = mig__sim_mix64(d->seed ^ (s * 0xc2b2ae3d27d4eb4full)) | 1;
     mig__sim_page_fill(d->blk, MIG_SIM_DISK_TAG | k, (uint32_t)(s + 1), false, &rng);
 }
 

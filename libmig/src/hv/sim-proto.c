@@ -27,7 +27,7 @@
 #define HDR_WORDS (sizeof(struct mig__sim_page_hdr) / 8)
 _Static_assert((WORDS - HDR_WORDS) % 2 == 0, "the checksum reads the body in pairs");
 
-static uint64_t mix64(uint64_t x)
+uint64_t mig__sim_mix64(uint64_t x)
 {
     x ^= x >> 33;
     x *= 0xff51afd7ed558ccdull;
@@ -40,7 +40,7 @@ static uint64_t mix64(uint64_t x)
 uint64_t mig__sim_page_csum(uint64_t pfn, uint32_t gen, const void *page)
 {
     const uint64_t *w = page;
-    uint64_t a = mix64(pfn ^ ((uint64_t)gen << 40) ^ 0x9e3779b97f4a7c15ull);
+    uint64_t a = mig__sim_mix64(pfn ^ ((uint64_t)gen << 40) ^ 0x9e3779b97f4a7c15ull);
     uint64_t b = 0;
     size_t i = HDR_WORDS;
     for (; i + 1 < WORDS; i += 2) {
@@ -51,7 +51,7 @@ uint64_t mig__sim_page_csum(uint64_t pfn, uint32_t gen, const void *page)
     /* an odd word count leaves one: never read past the page */
     if (i < WORDS)
         a = (a ^ w[i]) * 0x100000001b3ull;
-    return mix64(a ^ (b * 0x9e3779b97f4a7c15ull));
+    return mig__sim_mix64(a ^ (b * 0x9e3779b97f4a7c15ull));
 }
 
 static uint64_t xorshift(uint64_t *s)

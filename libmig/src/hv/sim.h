@@ -98,6 +98,8 @@ struct mig__sim_config {
 
 /* Parse "mem=2G,vcpus=2,dirty=200M,pattern=hotset,...". Unknown keys fail. */
 MIG_HIDDEN int mig__sim_config_parse(const char *text, struct mig__sim_config *cfg_out);
+/* A 64-bit finaliser (murmur3's): page checksums, the disk's write sequence. */
+MIG_HIDDEN uint64_t mig__sim_mix64(uint64_t x);
 /* Parse a size with optional K/M/G/T suffix (powers of 1024). */
 MIG_HIDDEN int mig__sim_parse_size(const char *text, uint64_t *out);
 
