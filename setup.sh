@@ -106,6 +106,8 @@ bench_quick() {
     ./build/bench/stream --quick
     bench/precopy --quick
     bench/nbd-export --quick
+    make -C build -s bench/filecopy
+    bench/blockmirror --quick
 }
 
 # Integration tests: the real binary between test-guest hosts on loopback.

@@ -39,6 +39,7 @@ struct cli {
     const char *sim_pattern;
     unsigned sim_vcpus;
     const char *sim_extra;
+    uint64_t sim_disk;            /* --disk SIZE: a managed disk (bytes) */
     /* simhost */
     const char *listen_uri;
     /* policy */
@@ -48,9 +49,17 @@ struct cli {
     int nbd_tcp_port;             /* -1: none */
     bool nbd_read_only;
     bool nbd_daemon;
+    /* disk-serve */
+    const char *disk_domain;
+    const char *disk_name;
+    /* --disk-map ...: owned "CLASS:KEY=VALUE" hook arguments, NULL-terminated
+     * (mp.hook_args points here once there is one) */
+    char *hook_args[33];
+    unsigned n_hook_args;
     /* owned strings built while parsing (URIs) */
     char *domain_uri;
     char *dest_uri;
+    char *remote_args;            /* --receive-args plus the --disk-map options (ssh) */
 };
 
 int cmd_migrate(struct cli *c, struct mig_ctx *ctx);
@@ -59,12 +68,17 @@ int cmd_listen(struct cli *c, struct mig_ctx *ctx);
 int cmd_resolve(struct cli *c, struct mig_ctx *ctx);
 int xlml_profile_main(struct cli *c, struct mig_ctx *ctx);
 int xlml_nbd_serve_main(struct cli *c, struct mig_ctx *ctx); /* nbd.c */
+int xlml_disk_serve_main(struct cli *c, struct mig_ctx *ctx); /* disk.c */
 
 /* Print "xl-migrate-live: MSG" and the usage hint; returns EXIT_USAGE. */
 int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* JSON string literal of s (with quotes) to f; NULL prints null. */
 void json_str(FILE *f, const char *s);
+
+/* receive/listen/simhost on a test-guest host: incoming disks without a
+ * --disk-map go to HOST_DIR/disks (adds "blk:target-dir=" unless given). */
+void cli_default_disk_dir(struct cli *c);
 
 /* Take the per-domain lock in state_dir; fd or -1 (EXIT_LOCKED reported). */
 int lock_domain(const char *state_dir, const char *domain);

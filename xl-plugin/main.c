@@ -29,6 +29,7 @@ enum {
     OPT_PATTERN, OPT_VCPUS, OPT_SIM, OPT_DIR, OPT_LISTEN, OPT_LINK_TIMEOUT, OPT_MAX_ROUNDS,
     OPT_CONFIG, OPT_RECEIVE_ARGS, OPT_PROFILE, OPT_CHECK, OPT_POLICY_FILE,
     OPT_SOCKET, OPT_TCP_PORT, OPT_READ_ONLY, OPT_DAEMON,
+    OPT_DISK_MAP, OPT_DOMAIN, OPT_DISK_NAME, OPT_DISK_DIR, OPT_DISK,
 };
 
 static const struct option options[] = {
@@ -72,6 +73,11 @@ static const struct option options[] = {
     {"tcp-port", required_argument, NULL, OPT_TCP_PORT},
     {"read-only", no_argument, NULL, OPT_READ_ONLY},
     {"daemon", no_argument, NULL, OPT_DAEMON},
+    {"disk-map", required_argument, NULL, OPT_DISK_MAP},
+    {"domain", required_argument, NULL, OPT_DOMAIN},
+    {"disk-name", required_argument, NULL, OPT_DISK_NAME},
+    {"disk-dir", required_argument, NULL, OPT_DISK_DIR},
+    {"disk", required_argument, NULL, OPT_DISK},
     {NULL, 0, NULL, 0},
 };
 
@@ -86,7 +92,9 @@ static void usage(FILE *f)
 "       xl-migrate-live [--policy-file F] policy evacuate|restore|enter HOST|status [HOST]\n"
 "       xl-migrate-live simhost --dir DIR [--listen URI]\n"
 "       xl-migrate-live --host DIR sim create NAME|list|destroy NAME [OPTIONS]\n"
+"                                  (sim create ... --disk SIZE: with a managed disk)\n"
 "       xl-migrate-live nbd-serve --socket PATH|--tcp-port N [--read-only] [--daemon] FILE\n"
+"       xl-migrate-live disk-serve --domain DOM --socket PATH [--disk-name N] [--daemon] IMAGE\n"
 "       xl-migrate-live demo\n"
 "\n"
 "Live-migrate DOMAIN ([xen:|sim:]NAME, UUID or domain id) to HOST (a host name\n"
@@ -113,6 +121,11 @@ static void usage(FILE *f)
 "  --host DIR             act on the test-guest host in DIR (sim: domains)\n"
 "  --dry-run              print the plan and exit\n"
 "  --json                 one JSON object per second and a final report\n"
+"  --disk-map SRC=DST     receive/listen/simhost (and ssh: migrations, passed to the\n"
+"                         receiver): write the managed disk SRC (path or file name on\n"
+"                         the source) to DST (file or block device) on this host\n"
+"  --disk-dir DIR         receive/listen: disks without --disk-map go to\n"
+"                         DIR/DOMAIN/FILE (simhost --listen: its DIR/disks)\n"
 "  -v, --verbose / -q, --quiet   more / less logging\n"
 "\n"
 "nbd-serve options (serve FILE, an image or block device, over NBD):\n"
@@ -120,6 +133,13 @@ static void usage(FILE *f)
 "  --tcp-port N           listen on 127.0.0.1:N (0: any free port)\n"
 "  --read-only            refuse writes\n"
 "  --daemon               managed-disk mode: lock memory, I/O flusher (foreground)\n"
+"\n"
+"disk-serve options (serve IMAGE as a managed disk of DOM: NBD export through the\n"
+"block mirror, control socket STATE_DIR/disks/DOM/NAME.ctl for migrations):\n"
+"  --domain DOM           the domain the disk belongs to\n"
+"  --socket PATH          the NBD unix socket (the guest's, or dom0's nbd-client's)\n"
+"  --disk-name NAME       disk name (default: IMAGE's file name)\n"
+"  --daemon               lock memory, I/O flusher (foreground, for systemd)\n"
 "  -h, --help / -V, --version\n"
 "\n"
 "Exit codes: 0 done, 1 failed (domain still on the source), 2 usage,\n"
@@ -311,6 +331,44 @@ static int apply(struct cli *c, int opt, const char *arg, const char *where)
     case OPT_DAEMON:
         c->nbd_daemon = true;
         break;
+    case OPT_DISK_MAP: {
+        const char *eq = strchr(arg, '=');
+        if (!eq || eq == arg || eq[1] != '/')
+            return usage_error("%s--disk-map: '%s' is not SRC=DST (DST an absolute path)", where,
+                               arg);
+        if (c->n_hook_args >= sizeof(c->hook_args) / sizeof(c->hook_args[0]) - 1)
+            return usage_error("%s--disk-map: too many", where);
+        char *s = NULL;
+        if (asprintf(&s, "blk:map=%s", arg) < 0)
+            return EXIT_FAILED;
+        c->hook_args[c->n_hook_args++] = s;
+        c->mp.hook_args = (const char *const *)c->hook_args;
+        break;
+    }
+    case OPT_DISK_DIR: {
+        if (arg[0] != '/')
+            return usage_error("%s--disk-dir: '%s' is not an absolute path", where, arg);
+        if (c->n_hook_args >= sizeof(c->hook_args) / sizeof(c->hook_args[0]) - 1)
+            return usage_error("%s--disk-dir: too many disk options", where);
+        char *s = NULL;
+        if (asprintf(&s, "blk:target-dir=%s", arg) < 0)
+            return EXIT_FAILED;
+        c->hook_args[c->n_hook_args++] = s;
+        c->mp.hook_args = (const char *const *)c->hook_args;
+        break;
+    }
+    case OPT_DISK:
+        if (units_parse_size(arg, &v) < 0 || v < (1u << 20) || v % (1u << 20))
+            return usage_error("%s--disk: '%s' is not a size in whole MiB (e.g. 64M, 1G)", where,
+                               arg);
+        c->sim_disk = v;
+        break;
+    case OPT_DOMAIN:
+        c->disk_domain = arg;
+        break;
+    case OPT_DISK_NAME:
+        c->disk_name = arg;
+        break;
     default:
         return EXIT_USAGE;
     }
@@ -474,7 +532,8 @@ int main(int argc, char **argv)
     const char *cmd = c.pos[0];
     bool migrating = strcmp(cmd, "receive") && strcmp(cmd, "listen") && strcmp(cmd, "resolve") &&
                      strcmp(cmd, "facts") && strcmp(cmd, "simhost") && strcmp(cmd, "sim") &&
-                     strcmp(cmd, "profile") && strcmp(cmd, "policy") && strcmp(cmd, "nbd-serve");
+                     strcmp(cmd, "profile") && strcmp(cmd, "policy") && strcmp(cmd, "nbd-serve") &&
+                     strcmp(cmd, "disk-serve");
     if (!migrating) {
         /* only a migration turns Ctrl-C into a cancel; the rest stop as usual
          * (listen and simhost install their own handling) */
@@ -499,6 +558,8 @@ int main(int argc, char **argv)
         rc = xlml_profile_main(&c, ctx);
     else if (strcmp(cmd, "nbd-serve") == 0)
         rc = xlml_nbd_serve_main(&c, ctx);
+    else if (strcmp(cmd, "disk-serve") == 0)
+        rc = xlml_disk_serve_main(&c, ctx);
     else if (strcmp(cmd, "demo") == 0)
         rc = xlml_demo_main(&c, ctx);
     else
@@ -507,7 +568,10 @@ out:
     mig_ctx_free(ctx);
     free(c.domain_uri);
     free(c.dest_uri);
+    free(c.remote_args);
     for (int i = 0; i < 64; i++)
         free(keep[i]);
+    for (unsigned i = 0; i < c.n_hook_args; i++)
+        free(c.hook_args[i]);
     return rc;
 }

@@ -113,6 +113,12 @@ static void json_common(FILE *f, const struct progress_ctx *pc, const char *stat
             (unsigned long long)st->total_time_ms, (unsigned long long)st->setup_time_ms,
             (unsigned long long)st->wire_bytes);
     json_str(f, st->dirty_tracking ? st->dirty_tracking : "none");
+    fprintf(f,
+            ",\"disk_bytes\":%llu,\"disk_sent_bytes\":%llu,\"disk_forwarded_bytes\":%llu,"
+            "\"disk_final_bytes\":%llu,\"disk_forwarding\":%u",
+            (unsigned long long)st->disk_bytes, (unsigned long long)st->disk_sent_bytes,
+            (unsigned long long)st->disk_forwarded_bytes, (unsigned long long)st->disk_final_bytes,
+            st->disk_forwarding);
 }
 
 static void on_progress(void *opaque, enum mig_state state, const struct mig_stats *st)
@@ -229,6 +235,30 @@ int cmd_migrate(struct cli *c, struct mig_ctx *ctx)
         return usage_error("--parallel %u: ssh carries one channel; use tls: for parallel "
                            "channels",
                            c->mp.link.channels);
+    if (c->n_hook_args) {
+        /* --disk-map names paths on the destination: ssh runs the receiver
+         * for us, so it goes there; a tls:/tcp: listener has its own. */
+        if (strncmp(c->dest_uri, "ssh:", 4) != 0)
+            return usage_error("--disk-map: give it to the listener on the destination "
+                               "(xl-migrate-live listen --disk-map SRC=DST URI); only an ssh: "
+                               "migration passes it to the receiver");
+        size_t len = strlen(c->mp.link.remote_args ? c->mp.link.remote_args : "") + 1;
+        for (unsigned i = 0; i < c->n_hook_args; i++)
+            len += strlen(c->hook_args[i]) + 16;
+        c->remote_args = calloc(1, len);
+        if (!c->remote_args)
+            return EXIT_FAILED;
+        strcpy(c->remote_args, c->mp.link.remote_args ? c->mp.link.remote_args : "");
+        for (unsigned i = 0; i < c->n_hook_args; i++) {
+            if (strpbrk(c->hook_args[i], " \t\n'\"\\"))
+                return usage_error("--disk-map %s: paths with blanks or quotes cannot be "
+                                   "passed over ssh",
+                                   c->hook_args[i] + 8);
+            strcat(c->remote_args, " --disk-map ");
+            strcat(c->remote_args, c->hook_args[i] + strlen("blk:map="));
+        }
+        c->mp.link.remote_args = c->remote_args;
+    }
     c->mp.domain = c->domain_uri;
     c->mp.destination = c->dest_uri;
     if (gethostname(pc.source_host, sizeof(pc.source_host)) < 0)
@@ -325,6 +355,14 @@ int cmd_migrate(struct cli *c, struct mig_ctx *ctx)
             printf("  compression     %s -> %s\n",
                    units_fmt_bytes(st->uncompressed_bytes, t, sizeof(t)),
                    units_fmt_bytes(st->compressed_bytes, z, sizeof(z)));
+        if (st->disk_bytes) {
+            char f[32], a[32];
+            printf("  disks           %s: %s copied, %s forwarded, %s after the suspend\n",
+                   units_fmt_bytes(st->disk_bytes, z, sizeof(z)),
+                   units_fmt_bytes(st->disk_sent_bytes, t, sizeof(t)),
+                   units_fmt_bytes(st->disk_forwarded_bytes, f, sizeof(f)),
+                   units_fmt_bytes(st->disk_final_bytes, a, sizeof(a)));
+        }
         printf("  throttle        %u%% at the end\n", st->throttle_percent);
         printf("  dirty tracking  %s\n", st->dirty_tracking ? st->dirty_tracking : "none");
         printf("  domain runs on  %s\n", running ? running : "UNKNOWN (in doubt: run 'xl-migrate-live resolve')");

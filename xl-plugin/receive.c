@@ -33,12 +33,29 @@ static const char *backend_for(const struct cli *c, char *buf, size_t len)
     return "xen:";
 }
 
+void cli_default_disk_dir(struct cli *c)
+{
+    /* a test-guest host receives its guests' disks into DIR/disks/NAME/,
+     * where it serves them at commit (docs/sim-backend.md, "The disk") */
+    if (!c->host_dir || c->backend)
+        return;
+    for (unsigned i = 0; i < c->n_hook_args; i++)
+        if (strncmp(c->hook_args[i], "blk:target-dir=", 15) == 0)
+            return;
+    if (c->n_hook_args < sizeof(c->hook_args) / sizeof(c->hook_args[0]) - 1 &&
+        asprintf(&c->hook_args[c->n_hook_args], "blk:target-dir=%s/disks", c->host_dir) > 0) {
+        c->n_hook_args++;
+        c->mp.hook_args = (const char *const *)c->hook_args;
+    }
+}
+
 static void recv_params(const struct cli *c, struct mig_recv_params *rp, char *buf, size_t len)
 {
     mig_recv_params_init(rp);
     rp->backend = backend_for(c, buf, len);
     rp->link = c->mp.link;
     rp->state_dir = c->mp.state_dir;
+    rp->hook_args = c->mp.hook_args; /* --disk-map */
 }
 
 int cmd_receive(struct cli *c, struct mig_ctx *ctx)
@@ -47,6 +64,7 @@ int cmd_receive(struct cli *c, struct mig_ctx *ctx)
     char buf[4200];
     if (c->npos != 1)
         return usage_error("receive takes no arguments (it serves one migration on stdin/stdout)");
+    cli_default_disk_dir(c);
     recv_params(c, &rp, buf, sizeof(buf));
     signal(SIGPIPE, SIG_IGN);
     int rc = mig_receive_fds(ctx, &rp, STDIN_FILENO, STDOUT_FILENO);
@@ -68,6 +86,7 @@ int cmd_listen(struct cli *c, struct mig_ctx *ctx)
         return usage_error("listen %s: a tcp: listener needs --psk FILE (or --insecure on a "
                            "trusted network)",
                            c->pos[1]);
+    cli_default_disk_dir(c);
     recv_params(c, &rp, buf, sizeof(buf));
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);

@@ -79,6 +79,8 @@ int xlml_simhost_main(struct cli *c, struct mig_ctx *ctx)
         l.rp.backend = backend;
         l.rp.link = c->mp.link;
         l.rp.state_dir = c->mp.state_dir;
+        cli_default_disk_dir(c);
+        l.rp.hook_args = c->mp.hook_args; /* --disk-map, --disk-dir */
         l.uri = c->listen_uri;
         /* Block the host's signals in the listener thread: the host loop
          * handles SIGTERM/SIGINT/SIGCHLD. */
@@ -128,11 +130,14 @@ static void print_status_json(const struct mig_sim_guest_status *g)
     json_str(stdout, g->tracking);
     printf(",\"writes\":%llu,\"throttle_percent\":%u,\"verify\":\"%s\",\"verify_pages\":%llu,"
            "\"verify_errors\":%llu,\"verify_first_bad\":%lld,\"downtime_us\":%lld,"
-           "\"max_gap_us\":%llu,\"tracked\":%s}",
+           "\"max_gap_us\":%llu,\"tracked\":%s,\"disk_bytes\":%llu,\"disk_writes\":%llu,"
+           "\"disk_checked\":%llu,\"disk_errors\":%llu}",
            (unsigned long long)g->writes, g->throttle, verify_name(g->verify),
            (unsigned long long)g->verify_pages, (unsigned long long)g->verify_errors,
            (long long)g->verify_first_bad, (long long)g->downtime_us,
-           (unsigned long long)g->max_gap_us, g->tracked ? "true" : "false");
+           (unsigned long long)g->max_gap_us, g->tracked ? "true" : "false",
+           (unsigned long long)g->disk_bytes, (unsigned long long)g->disk_writes,
+           (unsigned long long)g->disk_checked, (unsigned long long)g->disk_errors);
 }
 
 int xlml_sim_main(struct cli *c, struct mig_ctx *ctx)
@@ -160,6 +165,9 @@ int xlml_sim_main(struct cli *c, struct mig_ctx *ctx)
             len += snprintf(config + len, sizeof(config) - len, "dirty=%s,", c->sim_dirty);
         if (c->sim_pattern)
             len += snprintf(config + len, sizeof(config) - len, "pattern=%s,", c->sim_pattern);
+        if (c->sim_disk)
+            len += snprintf(config + len, sizeof(config) - len, "disk=%lluK,",
+                            (unsigned long long)(c->sim_disk >> 10));
         if (c->sim_extra && (size_t)len < sizeof(config))
             len += snprintf(config + len, sizeof(config) - len, "%s,", c->sim_extra);
         if (len > 0 && (size_t)len <= sizeof(config))

@@ -5,12 +5,15 @@ the invariants:
 
   - exactly one copy of the guest runs, or the tool reported "in doubt" (or
     died) and 'resolve' settles it to exactly one;
-  - the running copy verifies all of its memory;
+  - the running copy verifies all of its memory, and its disk (a managed
+    disk written through its host's NBD export) equals the last
+    acknowledged write, block by block;
   - the source copy, if it runs, is not paused, not tracked, not throttled;
-  - no leftovers: no incoming guest, no journal, no receiver process;
+  - no leftovers: no incoming guest, no journal, no receiver process, no
+    disk files of a destroyed guest;
   - the exit code matches the outcome.
 
-Usage: campaign.py --runs N [--seed S] [--mem 64M] [--cap SECONDS]
+Usage: campaign.py --runs N [--seed S] [--mem 64M] [--disk 64M|0] [--cap SECONDS]
 Environment: XLML (the xl-migrate-live binary). Prints one line per run and a
 JSON summary (faults by phase, outcomes, violations); exit 1 on any violation.
 """
@@ -31,15 +34,18 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 LOCAL_SSH = os.path.join(HERE, "local-ssh")
 
 SRC_POINTS = ["src-handshake", "wire-corrupt@5", "wire-corrupt@6", "wire-corrupt@10", "src-round@0", "src-round@1", "src-round@2", "src-stopcopy", "src-ready",
-              "src-commit-sent",
+              "src-commit-sent", "src-blk-final",
               # backend ops failing as a hypervisor library would
               "hv-logdirty_enable", "hv-logdirty_clean", "hv-map_pages", "hv-suspend",
               "hv-save_state"]
 DST_POINTS = ["dest-handshake", "dest-setup", "dest-pages@0", "dest-pages@1", "dest-pages@2", "dest-switchover",
               "dest-ready", "dest-commit-recv", "dest-commit-op", "dest-commit-done",
-              "hv-create_incoming", "hv-write_pages", "hv-load_state", "hv-ready", "hv-commit"]
+              "hv-create_incoming", "hv-write_pages", "hv-load_state", "hv-ready", "hv-commit",
+              # the block mirror's target: a record written, the final sync
+              "dest-blk-write", "dest-blk-ready"]
 ACTIONS = ["exit", "drop", "error", "stall:1"]
 WIRE_ACTION = "corrupt"  # the wire points' only action
+DISK_ACTIONS = ACTIONS + ["fill"]  # fill: the destination's disk is full there
 
 
 def sh(args, **kw):
@@ -47,8 +53,10 @@ def sh(args, **kw):
 
 
 class Campaign:
-    def __init__(self, mem):
+    def __init__(self, mem, disk, planted):
         self.mem = mem
+        self.disk = disk
+        self.planted = planted
         self.dir = tempfile.mkdtemp(prefix="campaign.")
         self.a = os.path.join(self.dir, "a")
         self.b = os.path.join(self.dir, "b")
@@ -74,6 +82,8 @@ class Campaign:
             args += ["--listen", "tcp:127.0.0.1:%d" % self.port, "--psk", self.key]
         env = dict(os.environ)
         env.pop("MIG_FAULT", None)
+        if self.planted:  # the disk's mirror lives in the host
+            env["MIG_PLANTED_BUG"] = self.planted
         self.hosts[which] = subprocess.Popen(args + ["simhost"], stderr=self.log, env=env)
         for _ in range(200):
             if sh([XLML, "--host", d, "sim", "list"]).returncode == 0:
@@ -103,6 +113,8 @@ class Campaign:
         dirty = rng.choice([0, 5, 20, 40])
         pattern = rng.choice(["uniform", "hotset", "sequential"])
         cfg = "mem=%s,prefill=1,dirty=%dM,pattern=%s" % (self.mem, dirty, pattern)
+        if self.disk != "0":
+            cfg += ",disk=%s,diskrate=%dM" % (self.disk, rng.choice([1, 2, 4]))
         sh([XLML, "--host", self.a, "sim", "create", name, "--sim", cfg], check=True)
         # the fault: a point and an action on one side, a signal, or none
         kind = rng.choice(["src", "dst", "dst", "sigint", "kill", "none"])
@@ -112,7 +124,8 @@ class Campaign:
             p = rng.choice(SRC_POINTS)
             fault = "%s=%s" % (p, WIRE_ACTION if p.startswith("wire-") else rng.choice(ACTIONS))
         elif kind == "dst":
-            fault = "%s=%s" % (rng.choice(DST_POINTS), rng.choice(ACTIONS))
+            p = rng.choice(DST_POINTS)
+            fault = "%s=%s" % (p, rng.choice(DISK_ACTIONS if "-blk-" in p else ACTIONS))
         args, dest = self.migrate_args(transport)
         env = dict(os.environ)
         env.pop("MIG_FAULT", None)
@@ -179,7 +192,10 @@ class Campaign:
             else:
                 v = sh([XLML, "--host", self.a, "sim", "verify", name])
                 st = json.loads(v.stdout) if v.returncode == 0 else {}
-                if st.get("verify") != "ok":
+                if st.get("disk_errors"):
+                    violations.append("source copy's disk differs from the last acknowledged "
+                                      "write in %d blocks" % st["disk_errors"])
+                elif st.get("verify") != "ok":
                     violations.append("source copy fails its memory check: %s" % v.stdout.strip())
                 if st.get("tracked") or st.get("throttle_percent", 0) != 0:
                     violations.append("source copy still tracked/throttled: %s" % v.stdout.strip())
@@ -190,7 +206,10 @@ class Campaign:
                     break
                 time.sleep(0.02)
                 st = self.status(self.b, name)
-            if not st or st["verify"] != "ok":
+            if st and st.get("disk_errors"):
+                violations.append("destination copy's disk differs from the last acknowledged "
+                                  "write in %d blocks" % st["disk_errors"])
+            elif not st or st["verify"] != "ok":
                 violations.append("destination copy fails its memory check: %s" % st)
         # the exit code matches the outcome
         expect = {0: "destination", 1: "source", 4: "source"}
@@ -218,6 +237,11 @@ class Campaign:
             violations.append("receiver processes left behind: %s" % procs)
         for d in (self.a, self.b):
             sh([XLML, "--host", d, "sim", "destroy", name])
+        for d in (self.a, self.b):
+            if os.path.exists(os.path.join(d, "disks", name)):
+                violations.append("disk files of %s left behind in %s: %s" %
+                                  (name, d, os.listdir(os.path.join(d, "disks", name))))
+                shutil.rmtree(os.path.join(d, "disks", name), ignore_errors=True)
         leftovers = [n for d in (self.a, self.b) for n in self.names(d)]
         if leftovers:
             violations.append("guests left behind: %s" % leftovers)
@@ -249,13 +273,14 @@ def main():
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--mem", default="64M")
+    ap.add_argument("--disk", default="64M", help="managed disk per guest (0: none)")
     ap.add_argument("--cap", type=float, default=0, help="stop after this many seconds (0: none)")
     ap.add_argument("--planted", default=None, help="plant a deliberate bug (self-test)")
     a = ap.parse_args()
     if not XLML:
         raise SystemExit("campaign: set XLML to the xl-migrate-live binary")
     os.environ["XLML"] = XLML
-    c = Campaign(a.mem)
+    c = Campaign(a.mem, a.disk, a.planted)
     results = []
     t0 = time.time()
     try:

@@ -22,5 +22,6 @@ check() { # BUG EXPECTED-TEXT
 check commit "two copies run"
 check final-round "fails its memory check"
 check tempfile "journal left behind"
+check blk-forward "disk differs from the last acknowledged write"
 echo "campaign self-test: $pass passed, $failn failed"
 [ "$failn" -eq 0 ]

@@ -32,6 +32,12 @@ fail() {
     exit 1
 }
 
+need() { # need COMMAND PACKAGE: install a client the test uses if it is missing
+    command -v "$1" >/dev/null && return 0
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2" >/dev/null ||
+        fail "$2 is not installed and cannot be installed (setup.sh deps installs it)"
+}
+
 # A pre-shared key for the tcp: listeners.
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$T/key"
 echo >>"$T/key"

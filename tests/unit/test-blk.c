@@ -24,6 +24,7 @@
 
 #include <cmocka.h>
 
+#include <libmig/blk.h>
 #include <libmig/migrate.h>
 
 #define MIG_LOG_MODULE "test"
@@ -386,8 +387,11 @@ static void *dst_main(void *arg)
     return NULL;
 }
 
-static void migrate_with_disk(const char *map, int *src_rc, char *err, size_t errlen,
-                              struct mig__blk_stats *st, struct writer *w)
+/* remote: the disk is served by a managed-disk server (as a daemon or a
+ * test-guest host would), found through its control socket under the
+ * state directory, and mirrored over it; else registered in-process. */
+static void migrate_disk(bool remote, const char *map, int *src_rc, char *err, size_t errlen,
+                         struct mig__blk_stats *st, struct writer *w)
 {
     int sv[2];
     char uri[64];
@@ -408,8 +412,19 @@ static void migrate_with_disk(const char *map, int *src_rc, char *err, size_t er
     struct mig_ctx *sctx = new_ctx();
     assert_int_equal(mig__hv_register(sctx, &fake_hv_ops), 0);
     struct mig__blk_mirror *m = NULL;
-    assert_int_equal(mig__blk_mirror_open(sctx, src_path, &m), 0);
-    assert_int_equal(mig__blk_register(sctx, "hooked", m), 0); /* the fake domain's name */
+    struct mig__blk_server *srv = NULL;
+    char sock[160];
+    snprintf(sock, sizeof(sock), "%s/disk.nbd", dir);
+    struct mig_disk_serve_params sp = {.path = src_path, .domain = "hooked", .name = "disk0",
+                                       .state_dir = dir, .socket = sock, .stop_fd = -1};
+    struct mig_ctx *dctx = new_ctx(); /* the server's process */
+    if (remote) {
+        assert_int_equal(mig__blk_server_start(dctx, &sp, &srv), 0);
+        m = mig__blk_server_mirror(srv);
+    } else {
+        assert_int_equal(mig__blk_mirror_open(sctx, src_path, &m), 0);
+        assert_int_equal(mig__blk_register(sctx, "hooked", m), 0); /* the fake domain's name */
+    }
     w->m = m;
     assert_int_equal(pthread_create(&wthr, NULL, writer_main, w), 0);
     struct mig_params p;
@@ -427,10 +442,64 @@ static void migrate_with_disk(const char *map, int *src_rc, char *err, size_t er
     pthread_join(wthr, NULL);
     mig__blk_mirror_stats(m, st);
     pthread_join(thr, NULL);
-    mig__blk_unregister(sctx, m);
-    mig__blk_mirror_free(m);
+    if (remote) {
+        mig__blk_server_free(srv);
+        char ctl[200];
+        snprintf(ctl, sizeof(ctl), "%s/disks/hooked/disk0.ctl", dir);
+        assert_int_equal(access(ctl, F_OK), -1); /* the control socket goes with it */
+    } else {
+        mig__blk_unregister(sctx, m);
+        mig__blk_mirror_free(m);
+    }
+    mig_ctx_free(dctx);
     mig_ctx_free(sctx);
     mig_ctx_free(j.ctx);
+}
+
+static void migrate_with_disk(const char *map, int *src_rc, char *err, size_t errlen,
+                              struct mig__blk_stats *st, struct writer *w)
+{
+    migrate_disk(false, map, src_rc, err, errlen, st, w);
+}
+
+static void test_engine_migrates_served_disk(void **state)
+{
+    (void)state;
+    int rc;
+    char err[512];
+    struct mig__blk_stats st;
+    struct writer w = {.seed = 11};
+    migrate_disk(true, map_arg, &rc, err, sizeof(err), &st, &w);
+    assert_int_equal(rc, 0);
+    print_message("served disk: writes %llu (refused after COMMIT: %llu), %u rounds, "
+                  "forwarded %llu writes, after suspend %llu KiB\n",
+                  (unsigned long long)w.writes, (unsigned long long)w.refused, st.rounds,
+                  (unsigned long long)st.forwarded_writes,
+                  (unsigned long long)(st.final_bytes >> 10));
+    assert_true(seen.dst_committed);
+    assert_true(w.writes > 0);
+    assert_true(st.forwarded_writes > 0);
+    assert_true(st.final_bytes < DISK / 20);
+    assert_true(w.refused <= 1); /* a write after COMMIT is refused (ESHUTDOWN), then it stops */
+    assert_same_files(src_path, dst_path);
+}
+
+static void test_served_disk_stays_after_failure(void **state)
+{
+    (void)state;
+    int rc;
+    char err[512];
+    struct mig__blk_stats st;
+    struct writer w = {.seed = 13};
+    char bad[300];
+    snprintf(bad, sizeof(bad), "blk:map=/nowhere.img=%s", dst_path);
+    migrate_disk(true, bad, &rc, err, sizeof(err), &st, &w);
+    assert_int_equal(rc, -MIG_EABORTED);
+    assert_non_null(strstr(err, "--disk-map"));
+    assert_int_equal(st.sent_bytes, 0);
+    assert_false(st.forwarding); /* the server stopped the mirror when the link closed */
+    assert_true(w.refused == 0);
+    assert_int_equal(access(dst_path, F_OK), -1);
 }
 
 static void test_engine_migrates_disk_under_writes(void **state)
@@ -484,6 +553,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_target_checks_before_round0, setup, teardown),
         cmocka_unit_test_setup_teardown(test_engine_migrates_disk_under_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_engine_no_map_fails_before_round0, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_engine_migrates_served_disk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_served_disk_stays_after_failure, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

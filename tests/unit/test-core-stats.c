@@ -22,6 +22,11 @@ static void json_has_every_field(void **state)
         .throttle_percent = 20,
         .downtime_ms = 87,
         .dirty_tracking = "uffd-wp-async",
+        .disk_bytes = 64ull << 20,
+        .disk_sent_bytes = 5,
+        .disk_forwarded_bytes = 6,
+        .disk_final_bytes = 7,
+        .disk_forwarding = 1,
     };
     char *buf = NULL;
     size_t len = 0;
@@ -34,7 +39,12 @@ static void json_has_every_field(void **state)
     assert_non_null(strstr(buf, "\"rounds\":4,"));
     assert_non_null(strstr(buf, "\"throttle_percent\":20,"));
     assert_non_null(strstr(buf, "\"downtime_ms\":87,"));
-    assert_non_null(strstr(buf, "\"dirty_tracking\":\"uffd-wp-async\"}"));
+    assert_non_null(strstr(buf, "\"dirty_tracking\":\"uffd-wp-async\","));
+    assert_non_null(strstr(buf, "\"disk_bytes\":67108864,"));
+    assert_non_null(strstr(buf, "\"disk_sent_bytes\":5,"));
+    assert_non_null(strstr(buf, "\"disk_forwarded_bytes\":6,"));
+    assert_non_null(strstr(buf, "\"disk_final_bytes\":7,"));
+    assert_non_null(strstr(buf, "\"disk_forwarding\":1}"));
     assert_int_equal(buf[0], '{');
     assert_int_equal(buf[len - 1], '}');
     free(buf);

@@ -133,6 +133,12 @@ struct mig_stats {
     uint64_t setup_time_ms;        /* ms: connect + handshake + pre-flight */
     uint64_t total_time_ms;        /* ms: start to end */
     const char *dirty_tracking;    /* static string: how writes were tracked */
+    /* Mirrored disks (block mirror, docs/block-mirror.md); 0 without any. */
+    uint64_t disk_bytes;           /* bytes: size of the mirrored disks */
+    uint64_t disk_sent_bytes;      /* bytes: disk data and zero ranges sent by rounds */
+    uint64_t disk_forwarded_bytes; /* bytes: guest writes forwarded synchronously */
+    uint64_t disk_final_bytes;     /* bytes: disk bytes sent after the guest was suspended */
+    uint32_t disk_forwarding;      /* count: disks in synchronous forwarding now */
 };
 
 /* Write 'st' as one JSON object (no trailing newline) to 'f'. */

@@ -72,6 +72,12 @@ struct mig_sim_guest_status {
     int64_t downtime_us;      /* us: gap at the first tick after commit; -1 if none */
     uint64_t max_gap_us;      /* us: largest gap between two clock ticks since start */
     bool tracked;             /* a migrating tool is attached (write tracking may be on) */
+    /* The managed disk (config disk=SIZE), written through the host's NBD
+     * export; checked with memory (verify covers both). */
+    uint64_t disk_bytes;      /* bytes; 0: no disk */
+    uint64_t disk_writes;     /* 4 KiB writes acknowledged since the guest started */
+    uint64_t disk_checked;    /* blocks checked by the last verification */
+    uint64_t disk_errors;     /* blocks that differed from the last acknowledged write */
 };
 
 /* Create guest NAME with CONFIG ("mem=256M,vcpus=2,dirty=200M,pattern=hotset"). */

@@ -36,6 +36,7 @@
 #ifndef MIG_BLK_H
 #define MIG_BLK_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -45,6 +46,7 @@
 #define MIG_BLK_REGION (64u << 10)   /* bytes per bitmap bit */
 #define MIG_BLK_STRIPE (1u << 20)    /* bytes: records of one stripe share a channel */
 #define MIG_BLK_MAX_DISKS 16u
+#define MIG_BLK_INCOMPLETE ".incomplete" /* marker next to a target being written */
 #define MIG_BLK_KIND_ZERO MIG_HOOK_KIND_CLASS /* HOOK_DATA: u32 disk, u32 0, u64 off, u64 len */
 
 struct mig__blk_mirror;
@@ -98,6 +100,9 @@ void mig__blk_mirror_freeze(struct mig__blk_mirror *m);
  * destination); otherwise (abort) they go on here. */
 void mig__blk_mirror_release(struct mig__blk_mirror *m, bool moved);
 bool mig__blk_mirror_moved(struct mig__blk_mirror *m);
+/* The serving process stops: writes held by a switchover fail from now on
+ * (no ack for a write that may not reach the copy that runs). */
+void mig__blk_mirror_unhold(struct mig__blk_mirror *m);
 /* Tracking and forwarding off (abort, or after COMMIT). Idempotent. */
 void mig__blk_mirror_stop(struct mig__blk_mirror *m);
 
@@ -107,6 +112,54 @@ void mig__blk_mirror_stop(struct mig__blk_mirror *m);
  * (borrowed until mig__blk_unregister). */
 int mig__blk_register(struct mig_ctx *ctx, const char *domain, struct mig__blk_mirror *m);
 void mig__blk_unregister(struct mig_ctx *ctx, struct mig__blk_mirror *m);
+
+/* The NBD export ops table of a managed disk (opaque: the mirror). */
+struct mig__nbd_export_ops;
+extern const struct mig__nbd_export_ops mig__blk_export_ops;
+
+/* ---- managed disks served by another process (remote.c) --------------- */
+
+/* Daemon side: the disk's control socket. One control connection at a
+ * time may run a migration (START); ctl_serve serves one connection in the
+ * calling thread until it closes (the caller closes fd). */
+struct mig__blk_ctl {
+    struct mig_ctx *ctx;             /* borrowed */
+    struct mig__blk_mirror *mirror;  /* borrowed */
+    pthread_mutex_t lock;            /* guards owner */
+    void *owner;                     /* the connection running a migration, or NULL */
+};
+int mig__blk_ctl_serve(struct mig__blk_ctl *ctl, int fd);
+
+/* Migration side: the same operations as the mirror's, over the control
+ * socket at ctl_path (STATE_DIR/disks/DOMAIN/NAME.ctl). Records the daemon
+ * sends go to the io given at start, from a reader thread. */
+struct mig__blk_remote;
+int mig__blk_remote_open(struct mig_ctx *ctx, const char *ctl_path, struct mig__blk_remote **r_out);
+void mig__blk_remote_free(struct mig__blk_remote *r); /* NULL-safe; closes the connection */
+const char *mig__blk_remote_path(const struct mig__blk_remote *r); /* the daemon's image */
+int mig__blk_remote_start(struct mig__blk_remote *r, struct mig__hook_io *io, uint32_t disk_id);
+int mig__blk_remote_round(struct mig__blk_remote *r, bool final);
+void mig__blk_remote_set_forwarding(struct mig__blk_remote *r, bool on);
+int mig__blk_remote_stats(struct mig__blk_remote *r, struct mig__blk_stats *st_out);
+int mig__blk_remote_freeze(struct mig__blk_remote *r);
+/* READY received: a connection lost from now on leaves writes held. */
+int mig__blk_remote_ready(struct mig__blk_remote *r);
+int mig__blk_remote_release(struct mig__blk_remote *r, bool moved); /* stops, then releases */
+void mig__blk_remote_abort(struct mig__blk_remote *r); /* release(false), or drop the link */
+/* resolve: settle every managed disk of 'domain' served on this host
+ * (STATE_DIR/disks/DOMAIN/\*.ctl) whose writes a migration left held in
+ * doubt: moved (refused from now on) or not (they go on). */
+int mig__blk_settle(struct mig_ctx *ctx, const char *state_dir, const char *domain, bool moved);
+
+/* The managed-disk server (serve.c): mirror + NBD export + control socket
+ * (libmig/blk.h's mig_disk_serve without the wait). Owned by the caller. */
+struct mig__blk_server;
+struct mig_disk_serve_params;
+int mig__blk_server_start(struct mig_ctx *ctx, const struct mig_disk_serve_params *p,
+                          struct mig__blk_server **s_out);
+const char *mig__blk_server_ctl_path(const struct mig__blk_server *s); /* borrowed */
+struct mig__blk_mirror *mig__blk_server_mirror(struct mig__blk_server *s); /* borrowed */
+void mig__blk_server_free(struct mig__blk_server *s); /* NULL-safe: stops everything */
 
 /* ---- destination --------------------------------------------------------- */
 

@@ -32,8 +32,49 @@ struct mig__blk_target {
     int fd;               /* owned */
     bool blockdev;
     bool created;         /* this session created the file: abort removes it */
+    bool marked;          /* PATH.incomplete exists (ours) until the disk is kept */
     uint64_t size;        /* bytes */
 };
+
+/* PATH.incomplete: a receiver that dies cannot clean up, so while a target
+ * is being written a marker next to it says so (for people, and for the
+ * next receiver: a file with a marker is a leftover it may replace). */
+static void marker_path(const char *path, char *out, size_t cap)
+{
+    if (snprintf(out, cap, "%s" MIG_BLK_INCOMPLETE, path) >= (int)cap)
+        out[0] = 0;
+}
+
+static bool marked(const char *path)
+{
+    char m[PATH_MAX + 16];
+    marker_path(path, m, sizeof(m));
+    return m[0] && access(m, F_OK) == 0;
+}
+
+static void unmark(struct mig__blk_target *t)
+{
+    char m[PATH_MAX + 16];
+    marker_path(t->path, m, sizeof(m));
+    if (t->marked && m[0])
+        unlink(m);
+    t->marked = false;
+}
+
+static void mark(struct mig__blk_target *t)
+{
+    char m[PATH_MAX + 16];
+    marker_path(t->path, m, sizeof(m));
+    int fd = m[0] ? open(m, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
+    if (fd < 0)
+        return;
+    static const char text[] = "a migration is writing this disk; it is not usable unless the "
+                               "migration commits (then this file goes)\n";
+    ssize_t w = write(fd, text, sizeof(text) - 1);
+    (void)w;
+    close(fd);
+    t->marked = true;
+}
 
 int mig__blk_target_open(struct mig_ctx *ctx, const char *path, uint64_t size, uint64_t allocated,
                          struct mig__blk_target **t_out, char *why, size_t why_len)
@@ -72,6 +113,7 @@ int mig__blk_target_open(struct mig_ctx *ctx, const char *path, uint64_t size, u
         }
         /* the mirror skips holes: the device must read as zeroes */
         uint64_t range[2] = {0, size};
+        mark(t);
         if (ioctl(t->fd, BLKZEROOUT, range) < 0) {
             rc = mig__from_errno(errno);
             snprintf(why, why_len, "disk target %s: cannot zero it: %s", path, strerror(errno));
@@ -86,8 +128,12 @@ int mig__blk_target_open(struct mig_ctx *ctx, const char *path, uint64_t size, u
     }
     t->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (t->fd < 0 && errno == EEXIST) {
-        /* An existing file is overwritten (an admin's preallocated target). */
+        /* An existing file is overwritten (an admin's preallocated target);
+         * one a dead receiver left (marked incomplete) is ours to remove. */
+        bool leftover = marked(path);
         t->fd = open(path, O_RDWR | O_CLOEXEC);
+        t->created = leftover;
+        t->marked = leftover;
     } else if (t->fd >= 0) {
         t->created = true;
     }
@@ -108,6 +154,7 @@ int mig__blk_target_open(struct mig_ctx *ctx, const char *path, uint64_t size, u
             goto out;
         }
     }
+    mark(t);
     /* Start from zeroes, sparse: what the source never sends reads as zero. */
     if (ftruncate(t->fd, 0) < 0 || ftruncate(t->fd, (off_t)size) < 0) {
         rc = mig__from_errno(errno);
@@ -188,9 +235,11 @@ void mig__blk_target_discard(struct mig__blk_target *t)
     if (t->created) {
         if (unlink(t->path) == 0)
             MIG_LOG(t->ctx, INFO, "disk target %s removed", t->path);
+        unmark(t);
     } else if (t->fd >= 0) {
-        MIG_LOG(t->ctx, WARN, "disk target %s is INCOMPLETE: the migration failed after "
-                "writing into it", t->path);
+        /* the marker stays: the device or file says it is incomplete */
+        MIG_LOG(t->ctx, WARN, "disk target %s is INCOMPLETE (%s" MIG_BLK_INCOMPLETE " says so): "
+                "the migration failed after writing into it", t->path, t->path);
     }
     free(t);
 }
@@ -201,5 +250,6 @@ void mig__blk_target_close(struct mig__blk_target *t)
         return;
     if (t->fd >= 0)
         close(t->fd);
+    unmark(t);
     free(t);
 }

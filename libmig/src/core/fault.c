@@ -11,6 +11,7 @@
  *   error     the caller fails with -MIG_EIO
  *   corrupt   a byte of what is sent is damaged in flight (wire points)
  *   stall:S   sleep S seconds, then go on
+ *   fill      the disk written at this point is full (-MIG_ENOSPC)
  * Each entry fires once.
  *
  * MIG_PLANTED_BUG=NAME switches on one deliberate bug, so that the fault
@@ -108,6 +109,8 @@ int mig__fault(struct mig_ctx *ctx, const char *point, long arg)
             return -MIG_EIO;
         if (strcmp(e->action, "corrupt") == 0)
             return MIG__FAULT_CORRUPT;
+        if (strcmp(e->action, "fill") == 0)
+            return -MIG_ENOSPC; /* the disk written here is full */
         if (strcmp(e->action, "stall") == 0)
             sleep(e->stall_s);
         return 0;

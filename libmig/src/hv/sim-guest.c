@@ -95,6 +95,18 @@ struct guest {
 
     int conns[MAX_CONNS];
     int tracker_conn; /* index in conns of the backend that owns tracking, -1 */
+
+    /* The managed disk (config disk=SIZE; sim-disk.c), written by one more
+     * thread that parks like a vCPU. dseq: writes acknowledged so far (in
+     * the state blob, so the destination knows what its disk must hold). */
+    char disk_dir[256];               /* --disk-dir: the export is DIR/NAME/disk0.nbd */
+    struct mig__sim_disk *disk;       /* owned, NULL without a disk */
+    atomic_uint_fast64_t dseq;
+    pthread_t disk_thr;
+    bool disk_started;
+    atomic_int disk_failed;           /* a write could not be acknowledged */
+    uint64_t disk_checked, disk_errors;
+    int64_t disk_first_bad;
 };
 
 static uint64_t now_ns(clockid_t id)
@@ -263,6 +275,60 @@ static void *vcpu_main(void *arg)
     return NULL;
 }
 
+static void disk_socket(const struct guest *g, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/%s/" MIG_SIM_DISK_NAME ".nbd", g->disk_dir, g->name);
+}
+
+/* The disk's writer: 4 KiB writes at cfg.disk_bps, each acknowledged
+ * before the next; parks between writes like a vCPU. */
+static void *disk_main(void *arg)
+{
+    struct guest *g = arg;
+    double per_ns = (double)g->cfg.disk_bps / 4096.0 / 1e9;
+    uint64_t t0 = now_ns(CLOCK_MONOTONIC), done = 0;
+    while (!atomic_load(&g->quit)) {
+        if (atomic_load_explicit(&g->pause_req, memory_order_acquire)) {
+            safe_point(g);
+            t0 = now_ns(CLOCK_MONOTONIC);
+            done = 0;
+            continue;
+        }
+        uint64_t allowed = (uint64_t)((double)(now_ns(CLOCK_MONOTONIC) - t0) * per_ns);
+        if (per_ns <= 0 || done >= allowed || atomic_load(&g->disk_failed)) {
+            sleep_ns(1000000);
+            continue;
+        }
+        uint64_t s = atomic_load(&g->dseq);
+        if (mig__sim_disk_write(g->disk, s, &g->quit) < 0) {
+            if (!atomic_load(&g->quit))
+                atomic_store(&g->disk_failed, 1);
+            continue;
+        }
+        atomic_store(&g->dseq, s + 1);
+        done++;
+    }
+    return NULL;
+}
+
+/* Check the disk against the acknowledged writes (nothing writes it now). */
+static void check_disk(struct guest *g)
+{
+    uint64_t checked = 0, errors = 0;
+    int64_t first_bad = -1;
+    char sock[512];
+    if (!g->disk)
+        return;
+    disk_socket(g, sock, sizeof(sock));
+    mig__sim_disk_set_socket(g->disk, sock);
+    int rc = mig__sim_disk_check(g->disk, atomic_load(&g->dseq), &checked, &errors, &first_bad);
+    pthread_mutex_lock(&g->lock);
+    g->disk_checked = checked;
+    g->disk_errors = rc < 0 && !errors ? 1 : errors; /* an unreadable disk fails too */
+    g->disk_first_bad = first_bad;
+    pthread_mutex_unlock(&g->lock);
+}
+
 static void tick(struct guest *g, uint64_t *last)
 {
     uint64_t now = now_ns(CLOCK_MONOTONIC);
@@ -322,6 +388,10 @@ static int start_vcpus(struct guest *g)
         else
             v->g = NULL;
     }
+    if (g->disk && !g->disk_started && pthread_create(&g->disk_thr, NULL, disk_main, g) == 0) {
+        g->disk_started = true;
+        g->nthreads++;
+    }
     g->threads_started = true;
 out:
     pthread_mutex_unlock(&g->lock);
@@ -339,6 +409,8 @@ static void stop_threads(struct guest *g)
     for (unsigned i = 0; g->threads_started && i < g->cfg.vcpus; i++)
         if (g->vcpus[i].g)
             pthread_join(g->vcpus[i].thr, NULL);
+    if (g->disk_started)
+        pthread_join(g->disk_thr, NULL);
 }
 
 /* ---- incoming: first tick, verification ------------------------------------ */
@@ -354,13 +426,15 @@ static void *verifier_main(void *arg)
     uint64_t errors = 0, checked = 0;
     int64_t first_bad = -1;
     check_memory(g, &checked, &errors, &first_bad);
+    check_disk(g);
     pthread_mutex_lock(&g->lock);
     g->verify_pages = checked;
     g->verify_errors = errors;
     g->verify_first_bad = first_bad;
     g->state = G_RUNNING;
+    bool bad = errors || g->disk_errors;
     pthread_mutex_unlock(&g->lock);
-    atomic_store(&g->verify, errors ? MIG_SIM_VERIFY_FAILED : MIG_SIM_VERIFY_OK);
+    atomic_store(&g->verify, bad ? MIG_SIM_VERIFY_FAILED : MIG_SIM_VERIFY_OK);
     /* the vCPUs start only now: nothing writes while memory is checked */
     start_vcpus(g);
     return NULL;
@@ -425,14 +499,16 @@ static int do_verify(struct guest *g)
             return rc;
     }
     check_memory(g, &checked, &errors, &first_bad);
+    check_disk(g);
     if (stop)
         do_resume(g);
     pthread_mutex_lock(&g->lock);
     g->verify_pages = checked;
     g->verify_errors = errors;
     g->verify_first_bad = first_bad;
+    bool bad = errors || g->disk_errors;
     pthread_mutex_unlock(&g->lock);
-    atomic_store(&g->verify, errors ? MIG_SIM_VERIFY_FAILED : MIG_SIM_VERIFY_OK);
+    atomic_store(&g->verify, bad ? MIG_SIM_VERIFY_FAILED : MIG_SIM_VERIFY_OK);
     return 0;
 }
 
@@ -544,12 +620,15 @@ static void status_line(struct guest *g, char *out, size_t cap)
              "ok name=%s pid=%d state=%s tracking=%s mem=%" PRIu64 " writes=%" PRIu64
              " throttle=%u verify=%s checked=%" PRIu64 " errors=%" PRIu64 " first_bad=%" PRId64
              " downtime_us=%" PRId64 " max_gap_us=%" PRIu64 " addr=0x%" PRIxPTR " nr_pages=%" PRIu64
-             " vcpus=%u tracked=%d config=%s",
+             " vcpus=%u tracked=%d disk=%" PRIu64 " disk_writes=%" PRIu64 " disk_checked=%" PRIu64
+             " disk_errors=%" PRIu64 " disk_first_bad=%" PRId64 " disk_failed=%d config=%s",
              g->name, (int)getpid(), state_name(g), g->tracking, g->cfg.mem_bytes,
              (uint64_t)atomic_load(&g->writes), atomic_load(&g->throttle),
              vnames[atomic_load(&g->verify)], g->verify_pages, g->verify_errors,
              g->verify_first_bad, g->downtime_us, (uint64_t)atomic_load(&g->max_gap_ns) / 1000,
-             (uintptr_t)g->mem, g->nr_pages, g->cfg.vcpus, g->tracker_conn >= 0, g->cfg_text);
+             (uintptr_t)g->mem, g->nr_pages, g->cfg.vcpus, g->tracker_conn >= 0, g->cfg.disk_bytes,
+             (uint64_t)atomic_load(&g->dseq), g->disk_checked, g->disk_errors, g->disk_first_bad,
+             atomic_load(&g->disk_failed), g->cfg_text);
     pthread_mutex_unlock(&g->lock);
 }
 
@@ -561,6 +640,8 @@ static void state_blob(struct guest *g, char *out, size_t cap)
     for (unsigned i = 0; i < g->cfg.vcpus && off < cap; i++)
         off += (size_t)snprintf(out + off, cap - off, "%s%" PRIx64, i ? ":" : "",
                                 g->vcpus ? g->vcpus[i].rng : 0);
+    if (g->disk && off < cap)
+        snprintf(out + off, cap - off, " dseq=%" PRIu64, (uint64_t)atomic_load(&g->dseq));
 }
 
 static int set_state(struct guest *g, const char *args)
@@ -573,6 +654,8 @@ static int set_state(struct guest *g, const char *args)
         return -MIG_EINCOMPAT;
     if (mig__sim_kv_u64(args, "throttle", &v) && v <= 100)
         atomic_store(&g->throttle, (unsigned)v);
+    if (mig__sim_kv_u64(args, "dseq", &v))
+        atomic_store(&g->dseq, v);
     if (mig__sim_kv(args, "rng", rng, sizeof(rng))) {
         if (!g->vcpus) {
             g->vcpus = calloc(g->cfg.vcpus, sizeof(*g->vcpus));
@@ -636,13 +719,14 @@ static bool handle(struct guest *g, int sock, int idx, char *buf, int *fds, unsi
             }
         }
     } else if (!strcmp(verb, "commit")) {
-        rc = do_commit(g);
-        /* the host renames an incoming guest at commit: "commit NAME" */
-        if (!rc && args && *args) {
+        /* the host renames an incoming guest at commit: "commit NAME" (its
+         * disk is served under the final name: rename before verifying) */
+        if (g->state == G_INCOMING && args && *args) {
             pthread_mutex_lock(&g->lock);
             snprintf(g->name, sizeof(g->name), "%.*s", (int)sizeof(g->name) - 1, args);
             pthread_mutex_unlock(&g->lock);
         }
+        rc = do_commit(g);
     } else if (!strcmp(verb, "verify")) {
         rc = do_verify(g);
     } else if (!strcmp(verb, "suspend")) {
@@ -753,6 +837,8 @@ int mig_sim_guest_main(int argc, char **argv)
             config = argv[++i];
         else if (!strcmp(argv[i], "--incoming"))
             incoming = true;
+        else if (!strcmp(argv[i], "--disk-dir") && i + 1 < argc)
+            snprintf(g->disk_dir, sizeof(g->disk_dir), "%s", argv[++i]);
     }
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     g->chan = 3;
@@ -761,6 +847,7 @@ int mig_sim_guest_main(int argc, char **argv)
     g->tracker_conn = -1;
     g->downtime_us = -1;
     g->verify_first_bad = -1;
+    g->disk_first_bad = -1;
     for (int i = 0; i < MAX_CONNS; i++)
         g->conns[i] = -1;
     pthread_mutex_init(&g->lock, NULL);
@@ -772,6 +859,14 @@ int mig_sim_guest_main(int argc, char **argv)
     snprintf(g->name, sizeof(g->name), "%s", name);
     snprintf(g->cfg_text, sizeof(g->cfg_text), "%s", config);
     g->boot_hash = mig__sim_boot_hash();
+    if (g->cfg.disk_bytes) {
+        char sock[512];
+        disk_socket(g, sock, sizeof(sock));
+        if (!g->disk_dir[0] || mig__sim_disk_new(sock, g->cfg.disk_bytes, g->cfg.seed, &g->disk)) {
+            mig__sim_send(g->chan, "err INVAL the disk needs --disk-dir", NULL, 0);
+            goto out;
+        }
+    }
     g->ctl_rng = g->cfg.seed ^ 0x5bd1e995u;
     g->nr_pages = g->cfg.mem_bytes / MIG_SIM_PAGE;
     g->mem = mmap(NULL, g->cfg.mem_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, g->memfd, 0);
@@ -829,6 +924,7 @@ out:
     if (g->mem && g->mem != MAP_FAILED)
         munmap(g->mem, g->cfg.mem_bytes);
     free(g->vcpus);
+    mig__sim_disk_free(g->disk);
     pthread_cond_destroy(&g->cond);
     pthread_mutex_destroy(&g->lock);
     free(g);

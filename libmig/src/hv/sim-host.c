@@ -46,7 +46,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <libmig/blk.h>
+
 #define MIG_LOG_MODULE "sim-host"
+#include "blk.h"
 #include "sim.h"
 
 #define MAX_CLIENTS 64
@@ -63,6 +66,12 @@ struct hguest {
     uint64_t mem_bytes;
     uint64_t addr; /* where the guest maps its memory */
     bool incoming;
+    /* config disk=SIZE: the managed disk this host serves for the guest
+     * (DIR/disks/NAME/disk0.img through the block mirror, disk0.nbd for the
+     * guest, disk0.ctl for migrations); NULL while incoming. Owned. */
+    struct mig__blk_server *disk;
+    bool has_disk;
+    char disk_name[80]; /* the name its files are under */
 };
 
 struct host {
@@ -119,6 +128,73 @@ static void state_file(struct host *h, const struct hguest *g, bool remove)
     fclose(f);
 }
 
+/* DIR/disks/NAME[/FILE] */
+static int disk_path(const struct host *h, const char *name, const char *file, char *out,
+                     size_t cap)
+{
+    int n = snprintf(out, cap, "%s/disks/%s%s%s", h->cfg->dir, name, file ? "/" : "",
+                     file ? file : "");
+    return n < 0 || (size_t)n >= cap ? -MIG_EINVAL : 0;
+}
+
+/* Serve the guest's disk (create: a new sparse image of 'bytes'). */
+static int disk_start(struct host *h, struct hguest *g, const char *name, bool create,
+                      uint64_t bytes)
+{
+    char dir[4096], img[4200], sock[4200];
+    int rc = disk_path(h, name, NULL, dir, sizeof(dir));
+    if (rc == 0)
+        rc = disk_path(h, name, MIG_SIM_DISK_NAME ".img", img, sizeof(img));
+    if (rc == 0)
+        rc = disk_path(h, name, MIG_SIM_DISK_NAME ".nbd", sock, sizeof(sock));
+    if (rc < 0)
+        return rc;
+    if (create) {
+        char top[4096];
+        snprintf(top, sizeof(top), "%s/disks", h->cfg->dir);
+        mkdir(top, 0700);
+        mkdir(dir, 0700);
+        int fd = open(img, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0 || ftruncate(fd, (off_t)bytes) < 0) {
+            rc = mig__from_errno(errno);
+            if (fd >= 0)
+                close(fd);
+            MIG_LOG(h->ctx, ERROR, "guest %s: disk image %s: %s", name, img, mig_strerror(rc));
+            return rc;
+        }
+        close(fd);
+    } else if (access(img, R_OK | W_OK) < 0) {
+        MIG_LOG(h->ctx, ERROR, "guest %s: its disk %s is missing (receive it with the "
+                "default --disk-dir %s/disks)", name, img, h->cfg->dir);
+        return -MIG_ENOENT;
+    }
+    struct mig_disk_serve_params p = {.path = img, .domain = name, .name = MIG_SIM_DISK_NAME,
+                                      .state_dir = h->cfg->dir, .socket = sock, .stop_fd = -1};
+    rc = mig__blk_server_start(h->ctx, &p, &g->disk);
+    if (rc < 0) {
+        MIG_LOG(h->ctx, ERROR, "guest %s: serving its disk: %s", name, mig_strerror(rc));
+        return rc;
+    }
+    snprintf(g->disk_name, sizeof(g->disk_name), "%s", name);
+    return 0;
+}
+
+/* Stop serving the disk and remove its files (a test guest's disk dies
+ * with it; after a move the destination has it). */
+static void disk_remove(struct host *h, struct hguest *g)
+{
+    char path[4200];
+    if (!g->disk_name[0])
+        return;
+    mig__blk_server_free(g->disk);
+    g->disk = NULL;
+    if (disk_path(h, g->disk_name, MIG_SIM_DISK_NAME ".img", path, sizeof(path)) == 0)
+        unlink(path);
+    if (disk_path(h, g->disk_name, NULL, path, sizeof(path)) == 0)
+        rmdir(path);
+    g->disk_name[0] = 0;
+}
+
 static void guest_free(struct hguest *g)
 {
     if (!g)
@@ -147,6 +223,22 @@ static void guest_kill(struct host *h, struct hguest *g)
             ;
     }
     state_file(h, g, true);
+    disk_remove(h, g);
+    if (g->incoming && g->has_disk && is_incoming_name(g->name)) {
+        /* a receiver that died left its partial disk (marked incomplete) */
+        char final[80], img[4200], mark[4300];
+        snprintf(final, sizeof(final), "%.*s",
+                 (int)(strlen(g->name) - strlen(MIG_SIM_INCOMING_SUFFIX)), g->name);
+        if (!find(h, final) &&
+            disk_path(h, final, MIG_SIM_DISK_NAME ".img", img, sizeof(img)) == 0 &&
+            snprintf(mark, sizeof(mark), "%s" MIG_BLK_INCOMPLETE, img) < (int)sizeof(mark) &&
+            access(mark, F_OK) == 0) {
+            unlink(img);
+            unlink(mark);
+            if (disk_path(h, final, NULL, img, sizeof(img)) == 0)
+                rmdir(img);
+        }
+    }
     MIG_LOG(h->ctx, INFO, "guest %s (pid %d) destroyed", g->name, (int)g->pid);
     guest_free(g);
 }
@@ -171,6 +263,12 @@ static int spawn(struct host *h, const char *name, const char *config, bool inco
     snprintf(g->config, sizeof(g->config), "%.*s", (int)sizeof(g->config) - 1, config);
     g->mem_bytes = cfg.mem_bytes;
     g->incoming = incoming;
+    g->has_disk = cfg.disk_bytes != 0;
+    char disk_dir[4096];
+    snprintf(disk_dir, sizeof(disk_dir), "%s/disks", h->cfg->dir);
+    /* the disk is served before its guest writes (an incoming one: at commit) */
+    if (g->has_disk && !incoming && (rc = disk_start(h, g, name, true, cfg.disk_bytes)) < 0)
+        goto out;
     g->memfd = memfd_create(name, MFD_CLOEXEC);
     if (g->memfd < 0 || ftruncate(g->memfd, (off_t)cfg.mem_bytes) < 0) {
         rc = mig__from_errno(errno);
@@ -194,7 +292,7 @@ static int spawn(struct host *h, const char *name, const char *config, bool inco
         if (dup2(sv[1], 3) < 0 || dup2(g->memfd, 4) < 0)
             _exit(127);
         syscall(SYS_close_range, 5u, ~0u, 0u);
-        char *argv[8];
+        char *argv[12];
         int n = 0;
         argv[n++] = (char *)h->cfg->guest_exe;
         argv[n++] = (char *)h->cfg->guest_subcmd;
@@ -204,6 +302,8 @@ static int spawn(struct host *h, const char *name, const char *config, bool inco
         argv[n++] = g->config;
         if (incoming)
             argv[n++] = (char *)"--incoming";
+        argv[n++] = (char *)"--disk-dir";
+        argv[n++] = disk_dir;
         argv[n] = NULL;
         execv(h->cfg->guest_exe, argv);
         _exit(127);
@@ -244,6 +344,8 @@ out:
         kill(g->pid, SIGKILL);
         waitpid(g->pid, &st, 0);
     }
+    if (g)
+        disk_remove(h, g);
     guest_free(g);
     return rc;
 }
@@ -379,7 +481,12 @@ static void handle(struct host *h, int sock)
             } else {
                 char cmd[96];
                 snprintf(cmd, sizeof(cmd), "commit %s", final);
-                rc = guest_call(h, g, cmd, NULL, 0, h->out, MIG_SIM_MSG_MAX);
+                /* the received disk is served under the final name first:
+                 * the guest checks it, then writes to it */
+                if (g->has_disk && !g->disk)
+                    rc = disk_start(h, g, final, false, 0);
+                if (!rc)
+                    rc = guest_call(h, g, cmd, NULL, 0, h->out, MIG_SIM_MSG_MAX);
             }
             if (!rc) {
                 state_file(h, g, true);

@@ -27,7 +27,7 @@
 #define HDR_WORDS (sizeof(struct mig__sim_page_hdr) / 8)
 _Static_assert((WORDS - HDR_WORDS) % 2 == 0, "the checksum reads the body in pairs");
 
-static uint64_t mix64(uint64_t x)
+uint64_t mig__sim_mix64(uint64_t x)
 {
     x ^= x >> 33;
     x *= 0xff51afd7ed558ccdull;
@@ -40,7 +40,7 @@ static uint64_t mix64(uint64_t x)
 uint64_t mig__sim_page_csum(uint64_t pfn, uint32_t gen, const void *page)
 {
     const uint64_t *w = page;
-    uint64_t a = mix64(pfn ^ ((uint64_t)gen << 40) ^ 0x9e3779b97f4a7c15ull);
+    uint64_t a = mig__sim_mix64(pfn ^ ((uint64_t)gen << 40) ^ 0x9e3779b97f4a7c15ull);
     uint64_t b = 0;
     size_t i = HDR_WORDS;
     for (; i + 1 < WORDS; i += 2) {
@@ -51,7 +51,7 @@ uint64_t mig__sim_page_csum(uint64_t pfn, uint32_t gen, const void *page)
     /* an odd word count leaves one: never read past the page */
     if (i < WORDS)
         a = (a ^ w[i]) * 0x100000001b3ull;
-    return mix64(a ^ (b * 0x9e3779b97f4a7c15ull));
+    return mig__sim_mix64(a ^ (b * 0x9e3779b97f4a7c15ull));
 }
 
 static uint64_t xorshift(uint64_t *s)
@@ -180,6 +180,7 @@ int mig__sim_config_parse(const char *text, struct mig__sim_config *cfg_out)
         .tracking = MIG_SIM_TRACK_AUTO,
         .seed = 1,
         .tick_us = 100,
+        .disk_bps = 1u << 20,
     };
     char *copy = strdup(text ? text : "");
     char *save = NULL;
@@ -250,6 +251,12 @@ int mig__sim_config_parse(const char *text, struct mig__sim_config *cfg_out)
                 c.prefill = false;
             else
                 rc = -MIG_EPARSE;
+        } else if (!strcmp(tok, "disk")) {
+            rc = mig__sim_parse_size(v, &c.disk_bytes);
+            if (!rc && (c.disk_bytes % (1u << 20) || c.disk_bytes > (1ull << 40)))
+                rc = -MIG_EPARSE;
+        } else if (!strcmp(tok, "diskrate")) {
+            rc = mig__sim_parse_size(v, &c.disk_bps);
         } else if (!strcmp(tok, "tick")) {
             rc = mig__sim_parse_size(v, &n);
             if (!rc && (n < 10 || n > 1000000))
@@ -531,4 +538,8 @@ void mig__sim_status_parse(const char *line, struct mig_sim_guest_status *st)
     mig__sim_kv_u64(line, "max_gap_us", &st->max_gap_us);
     if (mig__sim_kv_u64(line, "tracked", &u))
         st->tracked = u != 0;
+    mig__sim_kv_u64(line, "disk", &st->disk_bytes);
+    mig__sim_kv_u64(line, "disk_writes", &st->disk_writes);
+    mig__sim_kv_u64(line, "disk_checked", &st->disk_checked);
+    mig__sim_kv_u64(line, "disk_errors", &st->disk_errors);
 }

@@ -857,9 +857,14 @@ static int sim_save_state(struct mig__hv *hv, struct mig__blob *blob_out)
         return rc;
     mig__sim_kv_u64(resp, "vcpus", &vcpus);
     mig__sim_kv(resp, "rng", rng, sizeof(rng));
+    /* a guest with a managed disk: its acknowledged disk writes */
+    uint64_t dseq = 0;
+    bool has_disk = mig__sim_kv_u64(resp, "dseq", &dseq);
     /* the throttle that travels is the admin's, not the one pre-copy imposed */
-    snprintf(resp, sizeof(resp), "vcpus=%" PRIu64 " throttle=%u rng=%s", vcpus, s->orig_throttle,
-             rng);
+    int n = snprintf(resp, sizeof(resp), "vcpus=%" PRIu64 " throttle=%u rng=%s", vcpus,
+                     s->orig_throttle, rng);
+    if (has_disk && n > 0 && (size_t)n < sizeof(resp))
+        snprintf(resp + n, sizeof(resp) - (size_t)n, " dseq=%" PRIu64, dseq);
     blob_out->kind = STATE_BLOB_KIND;
     blob_out->len = strlen(resp) + 1;
     blob_out->data = strdup(resp);

@@ -11,6 +11,7 @@
 #ifndef MIG_SIM_H
 #define MIG_SIM_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -91,10 +92,14 @@ struct mig__sim_config {
     uint64_t seed;
     unsigned tick_us; /* us between clock ticks */
     bool prefill;     /* write every touched page once before the workload starts */
+    uint64_t disk_bytes; /* bytes: a managed disk of this size (0: none), multiple of 1 MiB */
+    uint64_t disk_bps;   /* bytes/s the guest writes to its disk (4 KiB blocks) */
 };
 
 /* Parse "mem=2G,vcpus=2,dirty=200M,pattern=hotset,...". Unknown keys fail. */
 MIG_HIDDEN int mig__sim_config_parse(const char *text, struct mig__sim_config *cfg_out);
+/* A 64-bit finaliser (murmur3's): page checksums, the disk's write sequence. */
+MIG_HIDDEN uint64_t mig__sim_mix64(uint64_t x);
 /* Parse a size with optional K/M/G/T suffix (powers of 1024). */
 MIG_HIDDEN int mig__sim_parse_size(const char *text, uint64_t *out);
 
@@ -141,5 +146,25 @@ MIG_HIDDEN extern const struct mig__hv_ops mig__hv_sim_ops;
 /* Ask guest NAME at DIR to write the given pages now (as its workload would). */
 MIG_HIDDEN int mig__sim_guest_touch(const char *dir, const char *name, const uint64_t *pfns,
                                     unsigned n);
+
+/* ---- the guest's managed disk (sim-disk.c) ------------------------------ */
+
+#define MIG_SIM_DISK_TAG (1ull << 62) /* block headers' "pfn": TAG | block number */
+#define MIG_SIM_DISK_NAME "disk0"     /* DIR/disks/GUEST/disk0.{img,nbd,ctl} */
+
+struct mig__sim_disk;
+/* A disk of 'bytes' (4 KiB blocks) served over NBD at 'sock'; writes follow
+ * the sequence of 'seed'. Nothing is connected yet. */
+MIG_HIDDEN int mig__sim_disk_new(const char *sock, uint64_t bytes, uint64_t seed,
+                                 struct mig__sim_disk **d_out);
+/* The export moved (the guest was renamed at commit): reconnect there. */
+MIG_HIDDEN void mig__sim_disk_set_socket(struct mig__sim_disk *d, const char *sock);
+MIG_HIDDEN void mig__sim_disk_free(struct mig__sim_disk *d);
+/* Write number s of the sequence; returns once acknowledged (reconnecting
+ * and retrying while the server is away, up to 30 s or *quit). */
+MIG_HIDDEN int mig__sim_disk_write(struct mig__sim_disk *d, uint64_t s, const atomic_int *quit);
+/* Read the whole disk back and check it against the first nwrites writes. */
+MIG_HIDDEN int mig__sim_disk_check(struct mig__sim_disk *d, uint64_t nwrites, uint64_t *checked_out,
+                                   uint64_t *errors_out, int64_t *first_bad_out);
 
 #endif

@@ -236,6 +236,15 @@ uint64_t mig__hooks_src_pending_bytes(struct mig__hooks *hs)
     return sum;
 }
 
+void mig__hooks_src_stats(struct mig__hooks *hs, struct mig_stats *st)
+{
+    for (unsigned i = 0; hs && i < atomic_load(&hs->n); i++) {
+        struct mig__hook *h = hs->slot[i].h;
+        if (hs->slot[i].begun && h->ops->src_stats)
+            h->ops->src_stats(h, st);
+    }
+}
+
 int mig__hooks_src_stopcopy(struct mig__hooks *hs)
 {
     EACH_SRC(hs, src_stopcopy);

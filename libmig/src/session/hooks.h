@@ -113,6 +113,9 @@ struct mig__hook_ops {
     int (*src_settle)(struct mig__hook *h);
     /* Undo everything; the source keeps running. Called at most once. */
     void (*src_abort)(struct mig__hook *h, int why);
+    /* Optional: add this hook's figures to the session's statistics (the
+     * disk_* fields). Any thread; must not block on the hook's work. */
+    void (*src_stats)(struct mig__hook *h, struct mig_stats *st);
 
     /* ---- destination ---- */
     /* The source's begin blob (hostile input: check it). A failure here is
@@ -193,6 +196,8 @@ int mig__hooks_src_begin(struct mig__hooks *hs, struct mig__hook_io *io, struct 
 int mig__hooks_src_ack(struct mig__hooks *hs, const struct mig__rec *rec);
 int mig__hooks_src_round(struct mig__hooks *hs, uint32_t round, bool final);
 uint64_t mig__hooks_src_pending_bytes(struct mig__hooks *hs);
+/* Every hook's src_stats into st (NULL-safe set). */
+void mig__hooks_src_stats(struct mig__hooks *hs, struct mig_stats *st);
 int mig__hooks_src_stopcopy(struct mig__hooks *hs);
 int mig__hooks_src_ready(struct mig__hooks *hs);
 /* After COMMIT: every hook is called even when one fails; returns the first

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #define MIG_LOG_MODULE "resolve"
+#include "blk.h"
 #include "session-internal.h"
 
 static int ask_destination(struct mig_ctx *ctx, const char *dest, const uint8_t sid[16],
@@ -105,6 +106,10 @@ int mig_resolve(struct mig_ctx *ctx, const char *state_dir, const char *domain,
         MIG_LOG(ctx, ERROR, "cannot open the source copy of %s: %s", domain, mig_strerror(rc));
         return rc;
     }
+    /* managed disks whose writes the lost migration left held */
+    struct mig__dom_info info;
+    if (hv->ops->info(hv, &info) == 0)
+        mig__blk_settle(ctx, state_dir, info.name, o == MIG_OUTCOME_COMMITTED);
     if (o == MIG_OUTCOME_COMMITTED) {
         MIG_LOG(ctx, INFO, "%s runs on %s: destroying the paused source copy", domain, dest);
         rc = hv->ops->destroy(hv);

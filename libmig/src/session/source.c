@@ -134,6 +134,9 @@ static void refresh_stats(struct mig_session *s)
         st->transferred_bytes = atomic_load(&c->payload_bytes);
     }
     st->transferred_bytes += atomic_load(&s->hook_bytes);
+    st->disk_bytes = st->disk_sent_bytes = st->disk_forwarded_bytes = st->disk_final_bytes = 0;
+    st->disk_forwarding = 0;
+    mig__hooks_src_stats(s->hooks, st);
     if (s->link) {
         uint64_t w = mig__stream_bytes_out(s->link->ctrl);
         for (unsigned i = 0; i < s->link->nchannels && !s->link->data_on_ctrl; i++)
