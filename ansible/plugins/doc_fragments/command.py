@@ -50,10 +50,12 @@ options:
   disk_map:
     description:
       - Where each local disk of the domain goes on the destination, as
-        I(source path) to I(destination path), passed as C(--map-disk SRC=DST).
-      - Needs an C(xl-migrate-live) with block mirroring (C(--map-disk)); with a
-        command that has none the module fails before anything moves and
-        says so. Without I(disk_map) the destination's own C(disk-map) applies.
+        I(source path) to I(destination path), passed as C(--disk-map SRC=DST)
+        (block mirroring of managed local disks).
+      - The command takes it only for C(ssh) transports, where it starts the
+        receiver itself; for C(tcp) and C(tls) the destination's listener
+        holds the map (C(xl-migrate-live listen --disk-map SRC=DST URI)) and
+        the module fails before anything moves, quoting the command's message.
     type: dict
   psk_file:
     description:

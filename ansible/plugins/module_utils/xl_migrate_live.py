@@ -196,7 +196,7 @@ class XlMigrateLive(object):
         if params.get('profile'):
             argv += ['--profile', params['profile']]
         for src, dst in sorted((params.get('disk_map') or {}).items()):
-            argv += ['--map-disk', '%s=%s' % (src, dst)]
+            argv += ['--disk-map', '%s=%s' % (src, dst)]
         return argv
 
     def run(self, argv):
@@ -228,11 +228,6 @@ class XlMigrateLive(object):
         lock held by another run, or a failure before the session started."""
         params = self.module.params
         text = last_line(err) or last_line(out)
-        if rc == EXIT_USAGE and params.get('disk_map') and '--map-disk' in (err or ''):
-            self.module.fail_json(
-                msg='%s: disk_map needs an xl-migrate-live with block mirroring (--map-disk); '
-                    '%s has none. Nothing was moved.' % (what, self.exe),
-                rc=rc, stderr=err, **extra)
         if rc == EXIT_USAGE:
             msg = '%s: xl-migrate-live refused the options (exit %d): %s' % (what, rc, text)
         elif rc == EXIT_LOCKED:

@@ -474,7 +474,7 @@ static int check_devices(struct mig__verdict *v, const struct mig__guest_facts *
         }
         if (!mig__strv_has(&dst->bridges, b))
             rc = add(v, MIG__ISSUE_BRIDGE, MIG__SEV_ERROR, NULL, b,
-                     "fact: every guest bridge (after --map-net) must exist on the destination",
+                     "fact: every guest bridge (after the destination's bridge map) must exist on the destination",
                      b == g->bridges.v[i]
                          ? "the destination has no bridge %s (the guest's network uses it)"
                          : "the destination has no bridge %s (mapped from %s)",
@@ -491,7 +491,7 @@ static int check_devices(struct mig__verdict *v, const struct mig__guest_facts *
         }
         if (!storage_has(&dst->storage_paths, d))
             rc = add(v, MIG__ISSUE_DISK, MIG__SEV_ERROR, NULL, d,
-                     "fact: every disk target (after --map-disk) must exist in the "
+                     "fact: every disk target (after --disk-map) must exist in the "
                      "destination's storage_paths",
                      d == g->disks.v[i] ? "the disk target %s does not exist on the destination"
                                         : "the disk target %s (mapped from %s) does not exist "
