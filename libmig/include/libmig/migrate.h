@@ -57,6 +57,9 @@ struct mig_params {
     const char *state_dir;       /* in-doubt journal (default /var/lib/migrate-live) */
     const char *profile;         /* compatibility profile, name or file (NULL: hosts only) */
     bool check_only;             /* run the pre-flight check, then end without moving */
+    /* Options for the engine's hooks (block mirror, network handoff): a
+     * NULL-terminated list of "CLASS:KEY=VALUE" strings, or NULL. */
+    const char *const *hook_args;
 };
 
 MIG_EXPORT void mig_params_init(struct mig_params *p);
@@ -94,6 +97,9 @@ struct mig_recv_params {
     const char *backend;         /* backend URI for incoming domains: "sim:host=DIR", "xen:" */
     struct mig_link_params link;
     const char *state_dir;       /* outcomes journal (default /var/lib/migrate-live) */
+    /* Options for the engine's hooks, e.g. "blk:map=SRC=DST" (--disk-map):
+     * a NULL-terminated list of "CLASS:KEY=VALUE" strings, or NULL. */
+    const char *const *hook_args;
 };
 
 MIG_EXPORT void mig_recv_params_init(struct mig_recv_params *p);

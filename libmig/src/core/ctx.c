@@ -18,6 +18,8 @@ int mig_ctx_new(struct mig_ctx **ctx_out)
     ctx->log_opaque = NULL;
     ctx->log_level = MIG_LOG_INFO;
     int rc = mig__hv_register_builtins(ctx);
+    if (rc == 0)
+        rc = mig__hook_register_builtins(ctx);
 #ifdef MIG_FAULT_INJECTION
     if (rc == 0)
         rc = mig__fault_init(ctx);

@@ -15,9 +15,11 @@
 #define MIG_HIDDEN __attribute__((visibility("hidden")))
 
 struct mig__hv_ops;
+struct mig__hook_class;
 struct mig__fault_entry;
 
 #define MIG_MAX_HV_CLASSES 8
+#define MIG_MAX_HOOK_CLASSES 8
 #define MIG_MAX_FAULTS 8
 
 struct mig_ctx {
@@ -27,6 +29,9 @@ struct mig_ctx {
     /* Domain backend classes, picked by URI prefix (hv.c). Static tables, borrowed. */
     const struct mig__hv_ops *hv_classes[MIG_MAX_HV_CLASSES];
     unsigned n_hv_classes;
+    /* Hook classes (block mirror, network handoff; session/hooks.c). Borrowed. */
+    const struct mig__hook_class *hook_classes[MIG_MAX_HOOK_CLASSES];
+    unsigned n_hook_classes;
 #ifdef MIG_FAULT_INJECTION
     struct mig__fault_entry *faults; /* owned: MIG_MAX_FAULTS entries (fault.c) */
     unsigned n_faults;
@@ -134,5 +139,7 @@ MIG_HIDDEN int mig__from_errno(int err);
 
 /* hv.c: registers the built-in domain backends on a new context. */
 MIG_HIDDEN int mig__hv_register_builtins(struct mig_ctx *ctx);
+/* session/hooks.c: registers the built-in hook classes on a new context. */
+MIG_HIDDEN int mig__hook_register_builtins(struct mig_ctx *ctx);
 
 #endif

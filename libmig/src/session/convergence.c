@@ -16,7 +16,7 @@ uint64_t mig__predict_downtime_ms(const struct mig__round_stats *st)
 {
     if (st->bandwidth == 0)
         return UINT64_MAX;
-    uint64_t bytes = st->dirty_pages * st->page_size;
+    uint64_t bytes = st->dirty_pages * st->page_size + st->extra_bytes;
     /* round up so a sub-millisecond copy never predicts zero */
     uint64_t copy_ms = (bytes * 1000u + st->bandwidth - 1) / st->bandwidth;
     return copy_ms + st->fixed_cost_ms;
@@ -35,7 +35,7 @@ enum mig__decision mig__policy_decide(const struct mig__round_stats *st,
         return MIG_DECIDE_CONTINUE;
     case MIG_POLICY_DOWNTIME:
     default: {
-        if (st->dirty_pages == 0)
+        if (st->dirty_pages == 0 && st->extra_bytes == 0)
             return MIG_DECIDE_STOP_AND_COPY;
         if (mig__predict_downtime_ms(st) <= p->downtime_ms)
             return MIG_DECIDE_STOP_AND_COPY;

@@ -24,6 +24,7 @@ enum mig__decision {
 struct mig__round_stats {
     uint32_t round;             /* count: rounds completed (round 0 = the full copy) */
     uint64_t dirty_pages;       /* pages: dirty now, to be sent next */
+    uint64_t extra_bytes;       /* bytes: hooks' data still to send (disk blocks) */
     uint32_t page_size;         /* bytes */
     uint64_t bandwidth;         /* bytes/s: measured in the last round (0: unknown) */
     uint64_t dirty_rate;        /* bytes/s: distinct pages dirtied per second x page size */

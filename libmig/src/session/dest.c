@@ -43,6 +43,8 @@ struct dest {
     struct mig_fsm fsm;
     struct mig__dom_info info;
     bool created;
+    struct mig__hooks *hooks;     /* owned: instances the source began (hooks.h) */
+    bool rounds_seen;             /* a ROUND_END came on the control channel */
 
     pthread_mutex_t lock;
     pthread_cond_t cond;          /* a channel advanced, finished or failed */
@@ -206,9 +208,35 @@ static int chan_handle(struct chan *c, const struct mig__rec *rec)
     case MIG_REC_SWITCHOVER:
         chan_finish(c);
         return 1;
+    case MIG_REC_BLOCK_EXTENT:
+    case MIG_REC_HOOK_DATA: {
+        /* No round barrier: a hook keeps its own order per channel. */
+        int rc = fault(c->d, "dest-hook-record", 0);
+        return rc < 0 ? rc : mig__hooks_dst_record(c->d->hooks, rec);
+    }
     default:
         return -MIG_EPROTO;
     }
+}
+
+/* A hook's failure, in its own words when it gave them. */
+static const char *hook_why(struct dest *d, int rc)
+{
+    const char *w = mig__hooks_why(d->hooks);
+    return *w ? w : mig_strerror(rc);
+}
+
+/* HOOK_DATA on a shared stream: a data record unless it is a begin. */
+static bool hook_data_record(const struct mig__rec *rec)
+{
+    uint32_t id, kind;
+    const void *data;
+    size_t len;
+    if (rec->type == MIG_REC_BLOCK_EXTENT)
+        return true;
+    return rec->type == MIG_REC_HOOK_DATA &&
+           mig__rec_get_hook_data(rec, &id, &kind, &data, &len) == 0 &&
+           kind >= MIG_HOOK_KIND_CLASS;
 }
 
 static void *chan_main(void *arg)
@@ -409,6 +437,16 @@ static int serve(struct dest *d)
         return send_error(d, rc, "cannot create the incoming domain %s: %s", d->info.name,
                           mig_strerror(rc));
     d->created = true;
+    struct mig__hook_env env = {
+        .ctx = d->ctx,
+        .role = MIG_ROLE_DESTINATION,
+        .args = d->p->hook_args,
+        .info = &d->info,
+        .state_dir = d->p->state_dir,
+    };
+    rc = mig__hooks_dst_new(&env, &d->hooks);
+    if (rc < 0)
+        return rc;
     MIG_LOG(d->ctx, INFO, "receiving %s: %" PRIu64 " MiB, %u vCPUs, %u channels", d->info.name,
             d->info.nr_pages * MIG_PAGE_SIZE >> 20, d->info.vcpus, d->link->nchannels);
     rc = start_channels(d);
@@ -431,7 +469,7 @@ static int serve(struct dest *d)
         if (d->link->data_on_ctrl) {
             struct chan *c0 = &d->ch[0];
             bool data = rec.type == MIG_REC_PAGES || rec.type == MIG_REC_PAGES_ZSTD ||
-                        rec.type == MIG_REC_ZERO_RUNS ||
+                        rec.type == MIG_REC_ZERO_RUNS || hook_data_record(&rec) ||
                         (rec.type == MIG_REC_SWITCHOVER && switchover);
             if (rec.type == MIG_REC_ROUND_END) {
                 uint32_t round;
@@ -455,12 +493,16 @@ static int serve(struct dest *d)
             rc = mig__rec_get_round_end(&rec, &round, &pages);
             if (rc < 0)
                 return rc;
+            d->rounds_seen = true;
             if (!switchover)
                 break;
             uint64_t t0 = mig__now_ns();
             rc = wait_final(d, round);
             if (rc < 0)
                 return send_error(d, rc, "final round: %s", mig_strerror(rc));
+            rc = mig__hooks_dst_ready(d->hooks);
+            if (rc < 0)
+                return send_error(d, rc, "not ready: %s", hook_why(d, rc));
             uint64_t t1 = mig__now_ns();
             rc = d->hv->ops->ready(d->hv);
             if (rc < 0)
@@ -478,6 +520,19 @@ static int serve(struct dest *d)
                 return rc;
             break;
         }
+        case MIG_REC_HOOK_DATA:
+            /* a hook's begin: only before the first round */
+            if (d->rounds_seen || switchover)
+                return send_error(d, -MIG_EPROTO, "hook begin after the rounds started");
+            rc = fault(d, "dest-hook-begin", 0);
+            if (rc == 0)
+                rc = mig__hooks_dst_begin(d->hooks, &rec, d->link->ctrl);
+            if (rc < 0)
+                return send_error(d, rc, "%s", hook_why(d, rc));
+            rc = mig__stream_flush(d->link->ctrl);
+            if (rc < 0)
+                return rc;
+            break;
         case MIG_REC_SWITCHOVER:
             if (switchover)
                 return -MIG_EPROTO;
@@ -526,6 +581,9 @@ static int serve(struct dest *d)
             d->created = false;
             mig__outcome_write(d->p->state_dir, d->link->session_id, "committed", d->info.name);
             mig_fsm_transition(&d->fsm, MIG_STATE_READY, MIG_STATE_COMMITTED);
+            if (mig__hooks_dst_commit(d->hooks) < 0)
+                MIG_LOG(d->ctx, ERROR, "%s runs here, but a hook failed after COMMIT: %s",
+                        d->info.name, hook_why(d, -MIG_EIO));
             MIG_LOG(d->ctx, INFO, "%s committed: running here", d->info.name);
             if (fault(d, "dest-commit-done", 0) < 0)
                 return 0; /* committed; only the acknowledgement is lost */
@@ -561,6 +619,9 @@ static int serve_link(struct mig_ctx *ctx, const struct mig_recv_params *p, stru
         mig__link_shutdown(link);
     }
     join_channels(&d);
+    if (d.fsm.state != MIG_STATE_COMMITTED)
+        mig__hooks_dst_abort(d.hooks, rc < 0 ? rc : -MIG_EABORTED);
+    mig__hooks_free(d.hooks);
     if (d.created) {
         int drc = d.hv->ops->discard(d.hv);
         if (drc < 0)

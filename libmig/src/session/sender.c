@@ -308,6 +308,11 @@ void mig__sender_set_rate(struct mig__sender *snd, uint64_t bytes_per_s)
     pthread_mutex_unlock(&snd->bw_lock);
 }
 
+void mig__sender_consume(struct mig__sender *snd, uint64_t bytes)
+{
+    bw_consume(snd, bytes);
+}
+
 const struct mig__send_counters *mig__sender_counters(const struct mig__sender *snd)
 {
     return &snd->c;

@@ -12,6 +12,7 @@
 #include <libmig/migrate.h>
 
 #include "convergence.h"
+#include "hooks.h"
 #include "hv-provider.h"
 #include "stream.h"
 
@@ -42,6 +43,10 @@ struct mig_session {
     bool suspended;               /* source guest paused by us */
     bool logdirty_on;
     bool throttled;
+
+    struct mig__hooks *hooks;     /* owned: block mirror, network handoff (hooks.h) */
+    struct mig__hook_io hook_io;  /* lent to the hooks; opaque = this session */
+    atomic_uint_fast64_t hook_bytes;  /* bytes: hooks' records put on data channels */
 };
 
 /* Record a human-readable failure (first one wins) and return rc. */
@@ -68,6 +73,9 @@ int mig__sender_round(struct mig__sender *snd, uint32_t round, const uint64_t *p
                       bool final, void (*tick)(struct mig_session *s));
 /* Bytes/s limit shared by all channels; 0 = unlimited. */
 void mig__sender_set_rate(struct mig__sender *snd, uint64_t bytes_per_s);
+/* Take 'bytes' sent outside the workers (hooks) from the shared bandwidth
+ * bucket; sleeps off any debt. Any thread. */
+void mig__sender_consume(struct mig__sender *snd, uint64_t bytes);
 const struct mig__send_counters *mig__sender_counters(const struct mig__sender *snd);
 void mig__sender_free(struct mig__sender *snd); /* NULL-safe; joins the workers */
 

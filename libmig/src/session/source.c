@@ -69,6 +69,7 @@ int mig_session_new(struct mig_ctx *ctx, const struct mig_params *p, struct mig_
     if (!s->p.downtime_ms)
         s->p.downtime_ms = 300;
     atomic_init(&s->cancel, 0);
+    atomic_init(&s->hook_bytes, 0);
     mig_fsm_init(&s->fsm, ctx, MIG_ROLE_SOURCE);
     *s_out = s;
     return 0;
@@ -127,6 +128,7 @@ static void refresh_stats(struct mig_session *s)
         st->uncompressed_bytes = atomic_load(&c->uncompressed_bytes);
         st->transferred_bytes = atomic_load(&c->payload_bytes);
     }
+    st->transferred_bytes += atomic_load(&s->hook_bytes);
     if (s->link) {
         uint64_t w = mig__stream_bytes_out(s->link->ctrl);
         for (unsigned i = 0; i < s->link->nchannels && !s->link->data_on_ctrl; i++)
@@ -245,6 +247,79 @@ static int preflight(struct mig_session *s)
     return 0;
 }
 
+/* A hook's failure, in its own words when it gave them. */
+static const char *hook_why(struct mig_session *s, int rc)
+{
+    const char *w = mig__hooks_why(s->hooks);
+    return *w ? w : mig_strerror(rc);
+}
+
+/* mig__hook_io.send: a hook's record on a data channel, within the
+ * session's bandwidth limit. */
+static int hook_send(struct mig__hook_io *io, unsigned chan, uint32_t type,
+                     const struct iovec *iov, unsigned iovcnt)
+{
+    struct mig_session *s = io->opaque;
+    uint64_t len = 0;
+    if (type != MIG_REC_HOOK_DATA && type != MIG_REC_BLOCK_EXTENT)
+        return -MIG_EINVAL;
+    for (unsigned i = 0; i < iovcnt; i++)
+        len += iov[i].iov_len;
+    struct mig__stream *st = s->link->data[chan % s->link->nchannels];
+    mig__stream_put(st, type, iov, iovcnt);
+    int rc = mig__stream_flush(st);
+    if (rc < 0)
+        return rc;
+    atomic_fetch_add(&s->hook_bytes, len + 16);
+    mig__sender_consume(s->sender, len + 16);
+    return 0;
+}
+
+/* mig__hook_io.tick: a hook's long round keeps the session alive. */
+static int hook_tick(struct mig__hook_io *io)
+{
+    struct mig_session *s = io->opaque;
+    tick(s);
+    return atomic_load(&s->cancel) ? -MIG_ECANCELLED : 0;
+}
+
+/* Attach the hooks (block mirror, network handoff), send their begin blobs
+ * and wait until the destination accepted each: a hook's own pre-flight
+ * (free space on the target, ...) fails here, before any page moves. */
+static int hooks_begin(struct mig_session *s)
+{
+    struct mig__rec rec;
+    struct mig__hook_env env = {
+        .ctx = s->ctx,
+        .role = MIG_ROLE_SOURCE,
+        .args = s->p.hook_args,
+        .info = &s->info,
+        .state_dir = s->p.state_dir,
+    };
+    int rc = mig__hooks_src_new(&env, &s->hooks);
+    if (rc < 0)
+        return mig__session_fail(s, rc, "cannot set up the migration's hooks: %s",
+                                 mig_strerror(rc));
+    unsigned n = mig__hooks_count(s->hooks);
+    if (!n)
+        return 0;
+    s->hook_io = (struct mig__hook_io){
+        .send = hook_send, .tick = hook_tick, .nchannels = s->link->nchannels, .opaque = s};
+    rc = mig__hooks_src_begin(s->hooks, &s->hook_io, s->link->ctrl);
+    if (rc < 0)
+        return mig__session_fail(s, rc, "hook setup: %s", hook_why(s, rc));
+    rc = mig__stream_flush(s->link->ctrl);
+    for (unsigned i = 0; rc == 0 && i < n; i++) {
+        rc = expect(s, MIG_REC_HOOK_DATA, &rec);
+        if (rc == 0)
+            rc = mig__hooks_src_ack(s->hooks, &rec);
+    }
+    if (rc < 0)
+        return mig__session_fail(s, rc, "the destination refused the migration's hooks: %s",
+                                 mig_strerror(rc));
+    return fault(s, "src-hooks", 0);
+}
+
 static int setup(struct mig_session *s)
 {
     struct mig__rec rec;
@@ -324,6 +399,9 @@ static int setup(struct mig_session *s)
     if (rc < 0)
         return rc;
     mig__sender_set_rate(s->sender, s->p.bandwidth);
+    rc = hooks_begin(s);
+    if (rc < 0)
+        return rc;
     s->st.setup_time_ms = ms_since(s->t_start_ns);
     return 0;
 }
@@ -362,7 +440,12 @@ static int send_round(struct mig_session *s, uint32_t round, uint64_t n, bool fi
     b0 = s->st.wire_bytes;
     s->st.rounds = round + 1;
     s->st.pages_last_round = n;
-    int rc = mig__sender_round(s->sender, round, s->pfns, n, final, tick);
+    int rc = mig__hooks_src_round(s->hooks, round, final);
+    if (rc < 0)
+        return rc == -MIG_ECANCELLED ? rc
+                                     : mig__session_fail(s, rc, "round %u: hook: %s", round,
+                                                         hook_why(s, rc));
+    rc = mig__sender_round(s->sender, round, s->pfns, n, final, tick);
     if (rc < 0)
         return rc == -MIG_ECANCELLED ? rc
                                      : mig__session_fail(s, rc, "round %u: %s", round,
@@ -427,9 +510,11 @@ static int precopy(struct mig_session *s)
         uint64_t interval = now - last_clean;
         last_clean = now;
 
+        uint64_t hook_pending = mig__hooks_src_pending_bytes(s->hooks);
         struct mig__round_stats rs = {
             .round = round + 1,
             .dirty_pages = n,
+            .extra_bytes = hook_pending,
             .page_size = MIG_PAGE_SIZE,
             .bandwidth = bandwidth,
             .dirty_rate = interval ? n * MIG_PAGE_SIZE * 1000000000u / interval : 0,
@@ -437,7 +522,7 @@ static int precopy(struct mig_session *s)
             .elapsed_ms = ms_since(s->t_start_ns),
             .throttle = ts.percent,
         };
-        s->st.remaining_bytes = n * MIG_PAGE_SIZE;
+        s->st.remaining_bytes = n * MIG_PAGE_SIZE + hook_pending;
         s->st.bandwidth_bytes_per_s = bandwidth;
         s->st.dirty_bytes_per_s = rs.dirty_rate;
         uint64_t predicted = mig__predict_downtime_ms(&rs);
@@ -496,6 +581,9 @@ static int stop_and_copy(struct mig_session *s)
     rc = fault(s, "src-stopcopy", 0);
     if (rc < 0)
         return rc;
+    rc = mig__hooks_src_stopcopy(s->hooks);
+    if (rc < 0)
+        return mig__session_fail(s, rc, "switchover: hook: %s", hook_why(s, rc));
     /* What the last pre-copy round left dirty, plus what was written since. */
     rc = collect_dirty(s, true, &n);
     if (rc < 0)
@@ -536,6 +624,7 @@ static void rollback(struct mig_session *s, int why)
         mig__link_shutdown(s->link);
     }
     mig__journal_remove(s->p.state_dir, s->p.domain);
+    mig__hooks_src_abort(s->hooks, why);
     if (!s->hv)
         return;
     if (s->suspended) {
@@ -572,6 +661,10 @@ static int wait_ready(struct mig_session *s)
     if (mig__stream_peer_closed(s->link->ctrl))
         return mig__session_fail(s, -MIG_EPEER,
                                  "the destination closed the link after READY; COMMIT not sent");
+    rc = mig__hooks_src_ready(s->hooks);
+    if (rc < 0)
+        return mig__session_fail(s, rc, "after READY: hook: %s; COMMIT not sent",
+                                 hook_why(s, rc));
     return 0;
 }
 
@@ -605,6 +698,9 @@ static int commit(struct mig_session *s)
     s->st.downtime_ms = ms_since(s->t_suspend_ns);
     MIG_LOG(s->ctx, INFO, "switchover: COMMIT-ACK at %" PRIu64 " ms", s->st.downtime_ms);
     s->suspended = false;
+    if (mig__hooks_src_commit(s->hooks) < 0)
+        MIG_LOG(s->ctx, ERROR, "a hook failed after COMMIT; the domain runs on %s",
+                s->p.destination);
     if (mig__planted(s->ctx, "commit")) /* campaign self-test: both copies run */
         rc = s->hv->ops->resume(s->hv);
     else
@@ -613,6 +709,9 @@ static int commit(struct mig_session *s)
         MIG_LOG(s->ctx, ERROR, "destroying the source copy after COMMIT: %s", mig_strerror(rc));
     if (!mig__planted(s->ctx, "tempfile")) /* campaign self-test: a file left behind */
         mig__journal_remove(s->p.state_dir, s->p.domain);
+    if (mig__hooks_src_settle(s->hooks) < 0)
+        MIG_LOG(s->ctx, ERROR, "a hook failed to settle after COMMIT; the domain runs on %s",
+                s->p.destination);
     return transition(s, MIG_STATE_COMMIT_SENT, MIG_STATE_DONE);
 }
 
@@ -679,6 +778,7 @@ void mig_session_free(struct mig_session *s)
     if (s->link)
         mig__link_shutdown(s->link);
     mig__sender_free(s->sender);
+    mig__hooks_free(s->hooks);
     mig__link_close(s->link);
     if (s->hv)
         s->hv->ops->close(s->hv);

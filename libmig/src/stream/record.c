@@ -49,6 +49,7 @@ static const struct {
     [MIG_REC_AUTH] = {"AUTH", 32, 32, true},
     [MIG_REC_SESSION] = {"SESSION", 56, 56, true},
     [MIG_REC_JOIN_ACK] = {"JOIN_ACK", 8, 8, true},
+    [MIG_REC_HOOK_DATA] = {"HOOK_DATA", 8 + MIG_HOOK_DATA_MAX, VAR, false},
 };
 
 bool mig__rec_type_known(uint32_t type)
@@ -158,6 +159,16 @@ void mig__rec_put_block_extent(struct mig__stream *s, uint32_t disk, uint64_t of
     mig__le64_put(hdr + 8, offset);
     struct iovec iov[2] = {{hdr, 16}, {(void *)data, len}};
     mig__stream_put(s, MIG_REC_BLOCK_EXTENT, iov, 2);
+}
+
+void mig__rec_put_hook_data(struct mig__stream *s, uint32_t hook, uint32_t kind, const void *data,
+                            size_t len)
+{
+    uint8_t hdr[8];
+    mig__le32_put(hdr, hook);
+    mig__le32_put(hdr + 4, kind);
+    struct iovec iov[2] = {{hdr, 8}, {(void *)data, len}};
+    mig__stream_put(s, MIG_REC_HOOK_DATA, iov, 2);
 }
 
 void mig__rec_put_text(struct mig__stream *s, uint32_t type, const char *text)
@@ -307,6 +318,20 @@ int mig__rec_get_block_extent(const struct mig__rec *r, uint32_t *disk_out, uint
     *offset_out = mig__le64_get(r->payload + 8);
     *data_out = r->payload + 16;
     *len_out = r->len - 16;
+    return 0;
+}
+
+int mig__rec_get_hook_data(const struct mig__rec *r, uint32_t *hook_out, uint32_t *kind_out,
+                           const void **data_out, size_t *len_out)
+{
+    if (want_type(r, MIG_REC_HOOK_DATA))
+        return -MIG_EINVAL;
+    if (r->len < 8)
+        return -MIG_EPROTO;
+    *hook_out = mig__le32_get(r->payload);
+    *kind_out = mig__le32_get(r->payload + 4);
+    *data_out = r->payload + 8;
+    *len_out = r->len - 8;
     return 0;
 }
 

@@ -17,7 +17,6 @@
 #define MIG_TEXT_MAX 4096u          /* ABORT / ERROR message bytes */
 #define MIG_FACTS_MAX (1u << 20)
 #define MIG_ZERO_RUNS_MAX 65536u
-#define MIG_BLOCK_DATA_MAX (4u << 20)
 #define MIG_BLOB_MAX (32u << 20)
 #define MIG_ZSTD_REC_MAX (4608u << 10) /* 4.5 MiB */
 #define MIG_NAME_MAX 256u

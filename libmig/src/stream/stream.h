@@ -22,6 +22,8 @@
 
 #define MIG_PAGE_SIZE 4096u
 #define MIG_PAGES_PER_BATCH 1024u   /* max pages in one PAGES / PAGES_ZSTD record */
+#define MIG_HOOK_DATA_MAX (4u << 20) /* max bytes after HOOK_DATA's 8-byte header */
+#define MIG_BLOCK_DATA_MAX (4u << 20) /* max data bytes in one BLOCK_EXTENT */
 
 enum mig__rec_type {
     MIG_REC_HELLO = 1,        /* handshake (handshake.c); not for engine use */
@@ -48,6 +50,8 @@ enum mig__rec_type {
     MIG_REC_AUTH,             /* client's proof of the pre-shared key */
     MIG_REC_SESSION,          /* session id, masked secret, negotiated caps/channels */
     MIG_REC_JOIN_ACK,         /* data channel accepted */
+    /* Added by the engine's hooks (session/hooks.h). */
+    MIG_REC_HOOK_DATA,        /* hook id, kind, bytes (begin blob, ack, hook data) */
     MIG_REC__COUNT
 };
 
@@ -150,6 +154,11 @@ int mig__rec_get_code_text(const struct mig__rec *r, int32_t *code_out, char **t
 int mig__rec_get_block_extent(const struct mig__rec *r, uint32_t *disk_out, uint64_t *offset_out,
                               const void **data_out, size_t *len_out);
 int mig__rec_get_dom_info(const struct mig__rec *r, struct mig__rec_dom_info *out);
+/* HOOK_DATA: data (<= MIG_HOOK_DATA_MAX bytes) borrowed from the record. */
+void mig__rec_put_hook_data(struct mig__stream *s, uint32_t hook, uint32_t kind, const void *data,
+                            size_t len);
+int mig__rec_get_hook_data(const struct mig__rec *r, uint32_t *hook_out, uint32_t *kind_out,
+                           const void **data_out, size_t *len_out);
 /* *domain_out: malloc'ed, caller frees. */
 int mig__rec_get_resolve_query(const struct mig__rec *r, uint8_t session_id_out[16],
                                char **domain_out);

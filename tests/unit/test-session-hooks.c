@@ -1,0 +1,714 @@
+/*
+ * Unit tests for the engine's hook points (session/hooks.c and their calls
+ * in source.c and dest.c): a whole migration runs in-process between a source
+ * and a destination session over a socket pair (one stream) or a unix:
+ * listener (two data channels), with an in-memory domain backend and a
+ * recording hook on both sides. Each test checks the order of the hook calls
+ * on both sides, the data a hook sent arriving at its peer, and that a hook
+ * failing at each point before COMMIT rolls back both sides (source running
+ * and unchanged, destination discarded, abort called once on each begun hook).
+ */
+#include <config.h>
+
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <libmig/migrate.h>
+
+#define MIG_LOG_MODULE "test"
+#include "hooks.h"
+#include "session-internal.h"
+
+#define NPAGES 64u
+
+/* ---- an in-memory domain backend ------------------------------------------ */
+
+struct fake_hv {
+    struct mig__hv base;
+    uint8_t *mem;           /* NPAGES pages */
+    bool suspended, logdirty, created, committed, discarded;
+    int resumes;
+};
+
+/* What the last instances looked like, for the assertions (one migration at
+ * a time). */
+static struct {
+    pthread_mutex_t lock;
+    int src_logdirty_enables, src_resumes, src_destroyed;
+    bool src_suspended_at_end;
+    bool dst_committed, dst_discarded;
+    uint8_t dst_mem[NPAGES * 4096];
+} seen = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static const struct mig__hv_ops fake_ops;
+
+static struct fake_hv *fh(struct mig__hv *hv)
+{
+    return (struct fake_hv *)hv;
+}
+
+static int f_open(struct mig_ctx *ctx, const char *arg, enum mig_role role, struct mig__hv **out)
+{
+    (void)arg;
+    struct fake_hv *f = calloc(1, sizeof(*f));
+    f->mem = calloc(NPAGES, 4096);
+    for (unsigned i = 0; i < NPAGES; i++)
+        if (role == MIG_ROLE_SOURCE && i % 3)
+            memset(f->mem + i * 4096, (int)(i + 1), 4096);
+    f->base.ops = &fake_ops;
+    f->base.ctx = ctx;
+    f->base.role = role;
+    *out = &f->base;
+    return 0;
+}
+
+static void f_close(struct mig__hv *hv)
+{
+    struct fake_hv *f = fh(hv);
+    if (!f)
+        return;
+    pthread_mutex_lock(&seen.lock);
+    if (hv->role == MIG_ROLE_SOURCE) {
+        seen.src_suspended_at_end = f->suspended;
+        seen.src_resumes = f->resumes;
+    } else {
+        seen.dst_committed = f->committed;
+        seen.dst_discarded = f->discarded;
+        memcpy(seen.dst_mem, f->mem, sizeof(seen.dst_mem));
+    }
+    pthread_mutex_unlock(&seen.lock);
+    free(f->mem);
+    free(f);
+}
+
+static int f_facts(struct mig__hv *hv, char **json)
+{
+    (void)hv;
+    *json = strdup("{\"backend\":\"fake\"}");
+    return 0;
+}
+
+static int f_info(struct mig__hv *hv, struct mig__dom_info *info)
+{
+    (void)hv;
+    memset(info, 0, sizeof(*info));
+    strcpy(info->name, "hooked");
+    info->nr_pages = NPAGES;
+    info->page_size = 4096;
+    info->vcpus = 1;
+    return 0;
+}
+
+static const char *f_tracking(struct mig__hv *hv)
+{
+    (void)hv;
+    return "fake";
+}
+
+static int f_logdirty_enable(struct mig__hv *hv)
+{
+    fh(hv)->logdirty = true;
+    pthread_mutex_lock(&seen.lock);
+    seen.src_logdirty_enables++;
+    pthread_mutex_unlock(&seen.lock);
+    return 0;
+}
+
+static int f_logdirty_clean(struct mig__hv *hv, unsigned long *bm, uint64_t *n)
+{
+    (void)hv;
+    (void)bm;
+    *n = 0;
+    return 0;
+}
+
+static int f_logdirty_disable(struct mig__hv *hv)
+{
+    fh(hv)->logdirty = false;
+    return 0;
+}
+
+static int f_map(struct mig__hv *hv, const uint64_t *pfns, unsigned n, const void **ptrs,
+                 struct mig__hv_map **map)
+{
+    for (unsigned i = 0; i < n; i++)
+        ptrs[i] = fh(hv)->mem + pfns[i] * 4096;
+    *map = NULL;
+    return 0;
+}
+
+static void f_unmap(struct mig__hv *hv, struct mig__hv_map *map)
+{
+    (void)hv;
+    (void)map;
+}
+
+static int f_throttle(struct mig__hv *hv, unsigned pct)
+{
+    (void)hv;
+    (void)pct;
+    return 0;
+}
+
+static int f_suspend(struct mig__hv *hv)
+{
+    fh(hv)->suspended = true;
+    return 0;
+}
+
+static int f_resume(struct mig__hv *hv)
+{
+    fh(hv)->suspended = false;
+    fh(hv)->resumes++;
+    return 0;
+}
+
+static int f_save_state(struct mig__hv *hv, struct mig__blob *b)
+{
+    (void)hv;
+    b->kind = 1;
+    b->len = 8;
+    b->data = strdup("state!!");
+    return 0;
+}
+
+static int f_rename(struct mig__hv *hv, const char *name)
+{
+    (void)hv;
+    (void)name;
+    return 0;
+}
+
+static int f_destroy(struct mig__hv *hv)
+{
+    fh(hv)->suspended = false;
+    pthread_mutex_lock(&seen.lock);
+    seen.src_destroyed++;
+    pthread_mutex_unlock(&seen.lock);
+    return 0;
+}
+
+static int f_create(struct mig__hv *hv, const struct mig__dom_info *info)
+{
+    assert_int_equal(info->nr_pages, NPAGES);
+    fh(hv)->created = true;
+    return 0;
+}
+
+static int f_write_pages(struct mig__hv *hv, const uint64_t *pfns, unsigned n, const void *data)
+{
+    for (unsigned i = 0; i < n; i++)
+        memcpy(fh(hv)->mem + pfns[i] * 4096, (const uint8_t *)data + (size_t)i * 4096, 4096);
+    return 0;
+}
+
+static int f_write_zero(struct mig__hv *hv, uint64_t pfn, uint64_t count)
+{
+    memset(fh(hv)->mem + pfn * 4096, 0, count * 4096);
+    return 0;
+}
+
+static int f_load_state(struct mig__hv *hv, const struct mig__blob *b)
+{
+    (void)hv;
+    (void)b;
+    return 0;
+}
+
+static int f_ready(struct mig__hv *hv)
+{
+    (void)hv;
+    return 0;
+}
+
+static int f_commit(struct mig__hv *hv)
+{
+    fh(hv)->committed = true;
+    return 0;
+}
+
+static int f_discard(struct mig__hv *hv)
+{
+    fh(hv)->discarded = true;
+    return 0;
+}
+
+static int f_probe(struct mig__hv *hv, const char *name, enum mig__probe *st)
+{
+    (void)hv;
+    (void)name;
+    *st = MIG_PROBE_ABSENT;
+    return 0;
+}
+
+static const struct mig__hv_ops fake_ops = {
+    .name = "fake", .open = f_open, .close = f_close, .facts = f_facts, .info = f_info,
+    .tracking = f_tracking, .logdirty_enable = f_logdirty_enable,
+    .logdirty_clean = f_logdirty_clean, .logdirty_disable = f_logdirty_disable,
+    .map_pages = f_map, .unmap_pages = f_unmap, .throttle = f_throttle, .suspend = f_suspend,
+    .resume = f_resume, .save_state = f_save_state, .rename = f_rename, .destroy = f_destroy,
+    .create_incoming = f_create, .write_pages = f_write_pages, .write_zero = f_write_zero,
+    .load_state = f_load_state, .ready = f_ready, .commit = f_commit, .discard = f_discard,
+    .probe = f_probe,
+};
+
+/* ---- the recording hook ---------------------------------------------------- */
+
+/* One log per side: "begin round0 round1 stopcopy round2F ready commit settle". */
+static struct {
+    pthread_mutex_t lock;
+    char src[1024], dst[1024];
+    unsigned records;            /* destination: class records received */
+    char blob[64];               /* destination: the begin blob it got */
+} hl = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+struct rec_hook {
+    struct mig__hook base;
+    bool source;
+    char fail[32];               /* the event that fails ("round1", "dst_begin"...) */
+    struct mig__hook_io *io;
+    uint32_t rounds;
+};
+
+static void logev(struct rec_hook *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void logev(struct rec_hook *r, const char *fmt, ...)
+{
+    char ev[64];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ev, sizeof(ev), fmt, ap);
+    va_end(ap);
+    pthread_mutex_lock(&hl.lock);
+    char *log = r->source ? hl.src : hl.dst;
+    if (*log)
+        strcat(log, " ");
+    strcat(log, ev);
+    pthread_mutex_unlock(&hl.lock);
+}
+
+static int maybe_fail(struct rec_hook *r, const char *ev)
+{
+    if (strcmp(r->fail, ev) == 0)
+        return mig__hook_fail(&r->base, -MIG_ENOSPC, "test hook refuses at %s", ev);
+    return 0;
+}
+
+static int h_src_begin(struct mig__hook *h, struct mig__hook_io *io, void **blob, size_t *len)
+{
+    struct rec_hook *r = (struct rec_hook *)h;
+    r->io = io;
+    logev(r, "begin");
+    *blob = strdup("hello peer");
+    *len = 10;
+    return maybe_fail(r, "begin");
+}
+
+static int h_src_round(struct mig__hook *h, uint32_t round, bool final)
+{
+    struct rec_hook *r = (struct rec_hook *)h;
+    char ev[32];
+    snprintf(ev, sizeof(ev), "round%u%s", round, final ? "F" : "");
+    logev(r, "%s", ev);
+    r->rounds = round + 1;
+    /* one record per round on every channel */
+    for (unsigned c = 0; c < r->io->nchannels; c++) {
+        uint8_t hdr[8] = {MIG_HOOK_ID_TEST, 0, 0, 0, MIG_HOOK_KIND_CLASS, 0, 0, 0};
+        struct iovec iov[2] = {{hdr, 8}, {ev, strlen(ev)}};
+        int rc = r->io->send(r->io, c, MIG_REC_HOOK_DATA, iov, 2);
+        if (rc < 0)
+            return rc;
+    }
+    int rc = r->io->tick(r->io);
+    return rc < 0 ? rc : maybe_fail(r, ev);
+}
+
+static uint64_t h_src_pending(struct mig__hook *h)
+{
+    /* keeps pre-copy going for two rounds (the round cap stops it) */
+    return ((struct rec_hook *)h)->rounds < 2 ? 1u << 20 : 0;
+}
+
+#define SIMPLE(fn, ev)                                                                             \
+    static int fn(struct mig__hook *h)                                                             \
+    {                                                                                              \
+        struct rec_hook *r = (struct rec_hook *)h;                                                 \
+        logev(r, ev);                                                                              \
+        return maybe_fail(r, ev);                                                                  \
+    }
+SIMPLE(h_src_stopcopy, "stopcopy")
+SIMPLE(h_src_ready, "ready")
+SIMPLE(h_src_commit, "commit")
+SIMPLE(h_src_settle, "settle")
+SIMPLE(h_dst_ready, "dst_ready")
+SIMPLE(h_dst_commit, "dst_commit")
+
+static void h_abort(struct mig__hook *h, int why)
+{
+    logev((struct rec_hook *)h, "abort(%s)", mig_errname(why));
+}
+
+static int h_dst_begin(struct mig__hook *h, const void *blob, size_t len)
+{
+    struct rec_hook *r = (struct rec_hook *)h;
+    pthread_mutex_lock(&hl.lock);
+    snprintf(hl.blob, sizeof(hl.blob), "%.*s", (int)len, (const char *)blob);
+    pthread_mutex_unlock(&hl.lock);
+    logev(r, "dst_begin");
+    return maybe_fail(r, "dst_begin");
+}
+
+static int h_dst_record(struct mig__hook *h, const struct mig__rec *rec)
+{
+    (void)h;
+    uint32_t id, kind;
+    const void *data;
+    size_t len;
+    assert_int_equal(mig__rec_get_hook_data(rec, &id, &kind, &data, &len), 0);
+    assert_int_equal(id, MIG_HOOK_ID_TEST);
+    assert_int_equal(kind, MIG_HOOK_KIND_CLASS);
+    pthread_mutex_lock(&hl.lock);
+    hl.records++;
+    pthread_mutex_unlock(&hl.lock);
+    return 0;
+}
+
+static void h_free(struct mig__hook *h)
+{
+    free(h);
+}
+
+static const struct mig__hook_ops src_ops = {
+    .src_begin = h_src_begin, .src_round = h_src_round, .src_pending_bytes = h_src_pending,
+    .src_stopcopy = h_src_stopcopy, .src_ready = h_src_ready, .src_commit = h_src_commit,
+    .src_settle = h_src_settle, .src_abort = h_abort, .free = h_free,
+};
+
+static const struct mig__hook_ops dst_ops = {
+    .dst_begin = h_dst_begin, .dst_record = h_dst_record, .dst_ready = h_dst_ready,
+    .dst_commit = h_dst_commit, .dst_abort = h_abort, .free = h_free,
+};
+
+static int new_hook(const struct mig__hook_env *env, bool source, struct mig__hook **out)
+{
+    const char *on = mig__hook_arg(env, "test", "on", 0);
+    const char *fail = mig__hook_arg(env, "test", "fail", 0);
+    *out = NULL;
+    if (!on)
+        return 0; /* nothing to do for this migration */
+    struct rec_hook *r = calloc(1, sizeof(*r));
+    r->base.ops = source ? &src_ops : &dst_ops;
+    r->source = source;
+    if (fail)
+        snprintf(r->fail, sizeof(r->fail), "%s", fail);
+    *out = &r->base;
+    return 0;
+}
+
+static int h_src_new(const struct mig__hook_env *env, struct mig__hook **out)
+{
+    return new_hook(env, true, out);
+}
+
+static int h_dst_new(const struct mig__hook_env *env, struct mig__hook **out)
+{
+    return new_hook(env, false, out);
+}
+
+static const struct mig__hook_class test_class = {
+    .name = "test", .id = MIG_HOOK_ID_TEST, .src_new = h_src_new, .dst_new = h_dst_new,
+};
+
+/* ---- running one migration -------------------------------------------------- */
+
+struct dst_job {
+    struct mig_ctx *ctx;
+    struct mig_recv_params p;
+    int fd;                      /* socket pair end, or -1 for the unix listener */
+    const char *uri;
+    volatile int stop;
+    int rc;
+};
+
+static void *dst_main(void *arg)
+{
+    struct dst_job *j = arg;
+    if (j->fd >= 0)
+        j->rc = mig_receive_fds(j->ctx, &j->p, j->fd, dup(j->fd));
+    else
+        j->rc = mig_listen_serve(j->ctx, &j->p, j->uri, &j->stop);
+    return NULL;
+}
+
+static struct mig_ctx *new_ctx(void)
+{
+    struct mig_ctx *ctx = NULL;
+    assert_int_equal(mig_ctx_new(&ctx), 0);
+    mig_ctx_set_log_level(ctx, getenv("TEST_VERBOSE") ? MIG_LOG_DEBUG : MIG_LOG_ERROR);
+    assert_int_equal(mig__hv_register(ctx, &fake_ops), 0);
+    assert_int_equal(mig__hook_register(ctx, &test_class), 0);
+    return ctx;
+}
+
+struct result {
+    int src_rc, dst_rc;
+    char err[512];
+};
+
+/* Migrate the fake domain with the recording hook; fail_src / fail_dst name
+ * the event at which each side's hook fails (NULL: none). */
+static void migrate(bool channels, const char *fail_src, const char *fail_dst, struct result *res)
+{
+    char dir[] = "/tmp/test-hooks-XXXXXX";
+    char uri[256], sock[160], fs[64], fd_[64];
+    int sv[2] = {-1, -1};
+    assert_non_null(mkdtemp(dir));
+    memset(&hl.src, 0, sizeof(hl.src));
+    memset(&hl.dst, 0, sizeof(hl.dst));
+    hl.records = 0;
+    hl.blob[0] = 0;
+    memset(&seen, 0, offsetof(typeof(seen), dst_mem));
+
+    const char *src_args[4] = {"test:on=1", NULL, NULL, NULL};
+    const char *dst_args[4] = {"test:on=1", NULL, NULL, NULL};
+    if (fail_src) {
+        snprintf(fs, sizeof(fs), "test:fail=%s", fail_src);
+        src_args[1] = fs;
+    }
+    if (fail_dst) {
+        snprintf(fd_, sizeof(fd_), "test:fail=%s", fail_dst);
+        dst_args[1] = fd_;
+    }
+
+    struct dst_job j = {.ctx = new_ctx(), .fd = -1};
+    mig_recv_params_init(&j.p);
+    j.p.backend = "fake:";
+    j.p.state_dir = dir;
+    j.p.hook_args = dst_args;
+    if (channels) {
+        snprintf(sock, sizeof(sock), "unix:%s/mig.sock", dir);
+        j.uri = sock;
+        j.p.link.channels = 2;
+        snprintf(uri, sizeof(uri), "%s", sock);
+    } else {
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        j.fd = sv[1];
+        snprintf(uri, sizeof(uri), "fd:%d,%d", sv[0], dup(sv[0]));
+    }
+    pthread_t thr;
+    assert_int_equal(pthread_create(&thr, NULL, dst_main, &j), 0);
+    if (channels)
+        usleep(200000); /* the listener binds */
+
+    struct mig_ctx *sctx = new_ctx();
+    struct mig_params p;
+    mig_params_init(&p);
+    p.domain = "fake:hooked";
+    p.destination = uri;
+    p.state_dir = dir;
+    p.max_rounds = 2;
+    p.hook_args = src_args;
+    p.link.channels = channels ? 2 : 1;
+    struct mig_session *s = NULL;
+    assert_int_equal(mig_session_new(sctx, &p, &s), 0);
+    res->src_rc = mig_session_run(s);
+    snprintf(res->err, sizeof(res->err), "%s", mig_session_error(s));
+    mig_session_free(s);
+    mig_ctx_free(sctx);
+
+    j.stop = 1;
+    pthread_join(thr, NULL);
+    res->dst_rc = j.rc;
+    mig_ctx_free(j.ctx);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+    print_message("source: %s\ndest:   %s\n", hl.src, hl.dst);
+}
+
+static void assert_source_unchanged(void)
+{
+    assert_false(seen.src_suspended_at_end);
+    assert_int_equal(seen.src_destroyed, 0);
+    assert_false(seen.dst_committed);
+}
+
+/* ---- tests --------------------------------------------------------------------- */
+
+static void test_order_success_one_stream(void **state)
+{
+    (void)state;
+    struct result r;
+    migrate(false, NULL, NULL, &r);
+    assert_int_equal(r.src_rc, 0);
+    assert_string_equal(hl.src, "begin round0 round1 stopcopy round2F ready commit settle");
+    assert_string_equal(hl.dst, "dst_begin dst_ready dst_commit");
+    assert_string_equal(hl.blob, "hello peer");
+    assert_int_equal(hl.records, 3);
+    assert_int_equal(seen.src_destroyed, 1);
+    assert_true(seen.dst_committed);
+}
+
+static void test_order_success_two_channels(void **state)
+{
+    (void)state;
+    struct result r;
+    migrate(true, NULL, NULL, &r);
+    assert_int_equal(r.src_rc, 0);
+    assert_string_equal(hl.src, "begin round0 round1 stopcopy round2F ready commit settle");
+    assert_string_equal(hl.dst, "dst_begin dst_ready dst_commit");
+    assert_int_equal(hl.records, 6); /* 3 rounds x 2 channels, all before READY */
+    assert_true(seen.dst_committed);
+}
+
+static void test_dst_begin_fails_before_round0(void **state)
+{
+    (void)state;
+    struct result r;
+    migrate(false, NULL, "dst_begin", &r);
+    assert_int_equal(r.src_rc, -MIG_EABORTED);
+    assert_non_null(strstr(r.err, "test hook refuses at dst_begin"));
+    assert_string_equal(hl.src, "begin abort(EABORTED)");
+    assert_string_equal(hl.dst, "dst_begin abort(ENOSPC)");
+    assert_int_equal(seen.src_logdirty_enables, 0); /* no round started */
+    assert_source_unchanged();
+    assert_true(seen.dst_discarded);
+}
+
+static void test_src_begin_fails(void **state)
+{
+    (void)state;
+    struct result r;
+    migrate(false, "begin", NULL, &r);
+    assert_int_equal(r.src_rc, -MIG_ENOSPC);
+    assert_non_null(strstr(r.err, "test hook refuses at begin"));
+    assert_string_equal(hl.src, "begin abort(ENOSPC)");
+    assert_string_equal(hl.dst, ""); /* the begin never left */
+    assert_int_equal(seen.src_logdirty_enables, 0);
+    assert_source_unchanged();
+}
+
+static void test_src_round_fails(void **state)
+{
+    (void)state;
+    struct result r;
+    migrate(true, "round1", NULL, &r);
+    assert_int_equal(r.src_rc, -MIG_ENOSPC);
+    assert_string_equal(hl.src, "begin round0 round1 abort(ENOSPC)");
+    /* with several channels the destination may see a data channel close
+     * (EPEER) before the ABORT on the control channel: either way, once */
+    assert_int_equal(strncmp(hl.dst, "dst_begin abort(E", 17), 0);
+    assert_null(strstr(hl.dst + 11, "abort(E"));
+    assert_source_unchanged();
+    assert_true(seen.dst_discarded);
+}
+
+static void test_src_stopcopy_fails_resumes(void **state)
+{
+    (void)state;
+    struct result r;
+    migrate(false, "stopcopy", NULL, &r);
+    assert_int_equal(r.src_rc, -MIG_ENOSPC);
+    assert_string_equal(hl.src, "begin round0 round1 stopcopy abort(ENOSPC)");
+    assert_string_equal(hl.dst, "dst_begin abort(EABORTED)");
+    assert_int_equal(seen.src_resumes, 1);
+    assert_source_unchanged();
+}
+
+static void test_src_final_round_fails(void **state)
+{
+    (void)state;
+    struct result r;
+    migrate(false, "round2F", NULL, &r);
+    assert_int_equal(r.src_rc, -MIG_ENOSPC);
+    assert_string_equal(hl.src, "begin round0 round1 stopcopy round2F abort(ENOSPC)");
+    assert_string_equal(hl.dst, "dst_begin abort(EABORTED)");
+    assert_int_equal(seen.src_resumes, 1);
+    assert_source_unchanged();
+}
+
+static void test_dst_ready_fails(void **state)
+{
+    (void)state;
+    struct result r;
+    migrate(true, NULL, "dst_ready", &r);
+    assert_int_equal(r.src_rc, -MIG_EABORTED);
+    assert_non_null(strstr(r.err, "test hook refuses at dst_ready"));
+    assert_string_equal(hl.src, "begin round0 round1 stopcopy round2F abort(EABORTED)");
+    assert_string_equal(hl.dst, "dst_begin dst_ready abort(ENOSPC)");
+    assert_int_equal(seen.src_resumes, 1);
+    assert_source_unchanged();
+    assert_true(seen.dst_discarded);
+}
+
+static void test_src_ready_fails_commit_not_sent(void **state)
+{
+    (void)state;
+    struct result r;
+    migrate(false, "ready", NULL, &r);
+    assert_int_equal(r.src_rc, -MIG_ENOSPC);
+    assert_string_equal(hl.src, "begin round0 round1 stopcopy round2F ready abort(ENOSPC)");
+    assert_string_equal(hl.dst, "dst_begin dst_ready abort(EABORTED)");
+    assert_int_equal(seen.src_resumes, 1);
+    assert_source_unchanged();
+    assert_true(seen.dst_discarded);
+}
+
+static void test_after_commit_failure_is_not_rolled_back(void **state)
+{
+    (void)state;
+    struct result r;
+    migrate(false, "commit", "dst_commit", &r);
+    assert_int_equal(r.src_rc, 0);
+    assert_string_equal(hl.src, "begin round0 round1 stopcopy round2F ready commit settle");
+    assert_string_equal(hl.dst, "dst_begin dst_ready dst_commit");
+    assert_int_equal(seen.src_destroyed, 1);
+    assert_true(seen.dst_committed);
+}
+
+static void test_no_instance_no_hook_traffic(void **state)
+{
+    (void)state;
+    /* A class with nothing to do for a migration costs nothing on the wire. */
+    struct mig_ctx *ctx = new_ctx();
+    const char *args[] = {"blk:map=a=b", NULL};
+    struct mig__dom_info info = {.name = "x"};
+    struct mig__hook_env env = {.ctx = ctx, .role = MIG_ROLE_SOURCE, .args = args, .info = &info};
+    struct mig__hooks *hs = NULL;
+    assert_int_equal(mig__hooks_src_new(&env, &hs), 0);
+    assert_int_equal(mig__hooks_count(hs), 0);
+    mig__hooks_src_abort(hs, -MIG_EIO); /* nothing begun: no call */
+    mig__hooks_free(hs);
+    assert_string_equal(mig__hook_arg(&env, "blk", "map", 0), "a=b");
+    assert_null(mig__hook_arg(&env, "blk", "map", 1));
+    assert_null(mig__hook_arg(&env, "bl", "map", 0));
+    assert_int_equal(mig__hook_register(ctx, &test_class), -MIG_EEXIST);
+    mig_ctx_free(ctx);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_no_instance_no_hook_traffic),
+        cmocka_unit_test(test_order_success_one_stream),
+        cmocka_unit_test(test_order_success_two_channels),
+        cmocka_unit_test(test_dst_begin_fails_before_round0),
+        cmocka_unit_test(test_src_begin_fails),
+        cmocka_unit_test(test_src_round_fails),
+        cmocka_unit_test(test_src_stopcopy_fails_resumes),
+        cmocka_unit_test(test_src_final_round_fails),
+        cmocka_unit_test(test_dst_ready_fails),
+        cmocka_unit_test(test_src_ready_fails_commit_not_sent),
+        cmocka_unit_test(test_after_commit_failure_is_not_rolled_back),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
