@@ -27,7 +27,7 @@
  *
  * Nothing outside net-handoff/ knows OVS exists. The library is compiled
  * into libmig-internal (net-handoff/local.am); the engine reaches it only
- * through the hook in libmig/src/session/net-hook.c.
+ * through the hook class in hook.c (libmig/src/session/hooks.h).
  *
  * Errors: 0 or a negative libmig code (mig-errors.h). Threads: one
  * nh_handoff is used by one thread at a time, except for its own watcher
@@ -133,8 +133,10 @@ int nh_hotplug_add(struct mig_ctx *ctx, const struct nh_opts *o, const char *bri
                    const char *ifname, const char *domain, const uint8_t mac[6]);
 int nh_hotplug_remove(struct mig_ctx *ctx, const struct nh_opts *o, const char *ifname);
 
-/* Remove every flow (any bridge) and every port this tool added for
- * 'domain'. Idempotent; *flows_out/ports_out: bridges cleaned, ports removed. */
+/* Remove every flow (any bridge) and every stale port (its device gone:
+ * ofport -1) this tool added for 'domain'; a live port belongs to the
+ * running domain and stays. Idempotent; *bridges_out/ports_out: bridges
+ * cleaned, ports removed. */
 int nh_cleanup_domain(struct mig_ctx *ctx, const struct nh_opts *o, const char *domain,
                       unsigned *bridges_out, unsigned *ports_out);
 
@@ -172,6 +174,26 @@ int nh_announce_round(struct mig_ctx *ctx, const struct nh_opts *o, struct nh_of
                       const struct nh_vif *v);
 /* The gap before round r+1 (ms): first_gap_ms * (r + 1). */
 unsigned nh_announce_gap_ms(const struct nh_opts *o, unsigned round);
+
+/* ---- a domain's vifs in its description (config.c) ----------------------- */
+
+/* Backends list a domain's vifs in mig__dom_info.config as
+ *   vifN=MAC/IFNAME/BRIDGE[/IP[+IP...]]      (N = 0..NH_MAX_VIFS-1)
+ * among their own comma-separated keys (Xen: MAC and bridge from the domain
+ * configuration, IFNAME vifDOMID.N; sim: from the guest's config). */
+struct nh_vif_spec {
+    uint8_t mac[6];
+    char ifname[NH_NAME_MAX];
+    char bridge[NH_NAME_MAX];
+    uint32_t ips[NH_MAX_IPS];
+    unsigned nips;
+};
+/* Every vifN entry of 'config' (other keys ignored); -MIG_EPARSE names none. */
+int nh_vifs_parse(const char *config, struct nh_vif_spec *out, unsigned max, unsigned *n_out);
+/* One entry's value ("MAC/IFNAME/BRIDGE[/IPS]"). */
+int nh_vif_parse(const char *value, struct nh_vif_spec *out);
+/* Xen's vif syntax "mac=M,bridge=B,vifname=V,ip=A B" -> an entry value. */
+int nh_vif_from_xl(const char *xl, char *out, size_t cap);
 
 /* ---- one migration (handoff.c) ------------------------------------------ */
 
@@ -213,5 +235,10 @@ unsigned nh_handoff_nvifs(const struct nh_handoff *h);
 const struct nh_vif *nh_handoff_vif(const struct nh_handoff *h, unsigned i); /* borrowed */
 uint64_t nh_handoff_cookie(const struct nh_handoff *h);
 void nh_handoff_free(struct nh_handoff *h); /* NULL-safe; aborts what is still running */
+
+/* ---- the engine hook (hook.c) ------------------------------------------- */
+
+/* Register the "net" hook class on ctx (from mig__hook_register_builtins). */
+int mig__net_hook_register(struct mig_ctx *ctx);
 
 #endif

@@ -307,15 +307,20 @@ int nh_cleanup_domain(struct mig_ctx *ctx, const struct nh_opts *o, const char *
         nb++;
     }
     snprintf(cond, sizeof(cond), "external_ids:migrate-live-domain=\"%s\"", domain);
-    const char *find[] = {"ovs-vsctl", VSCTL_TIMEOUT, "--bare", "--columns=name", "find",
-                          "Interface", cond, NULL};
+    const char *find[] = {"ovs-vsctl", VSCTL_TIMEOUT, "--format=csv", "--data=bare",
+                          "--no-headings", "--columns=name,ofport", "find", "Interface", cond,
+                          NULL};
     rc = nh_run(ctx, o, find, NULL, &ports, "", RUN_MS);
     if (rc < 0)
         goto out;
     save = NULL;
     for (char *p = strtok_r(ports, "\n", &save); p; p = strtok_r(NULL, "\n", &save)) {
-        if (!*p)
+        /* "name,ofport": only ports whose device is gone (ofport -1 or
+         * none); a live one belongs to a running domain */
+        char *comma = strchr(p, ',');
+        if (!comma || (comma[1] && strcmp(comma + 1, "-1")))
             continue;
+        *comma = 0;
         const char *del[] = {"ovs-vsctl", VSCTL_TIMEOUT, "--if-exists", "del-port", p, NULL};
         rc = nh_run(ctx, o, del, NULL, NULL, NULL, RUN_MS);
         if (rc < 0)

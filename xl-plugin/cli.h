@@ -43,6 +43,12 @@ struct cli {
     const char *listen_uri;
     /* policy */
     const char *policy_file;
+    /* --net KEY=VALUE: "net:KEY=VALUE" hook arguments (owned, NULL-terminated;
+     * c->mp.hook_args points here), --vif XLSPEC for sim create (borrowed) */
+    char *hook_args[33];
+    unsigned nhook_args;
+    const char *vifs[8];
+    unsigned nvifs;
     /* owned strings built while parsing (URIs) */
     char *domain_uri;
     char *dest_uri;
@@ -53,6 +59,7 @@ int cmd_receive(struct cli *c, struct mig_ctx *ctx);
 int cmd_listen(struct cli *c, struct mig_ctx *ctx);
 int cmd_resolve(struct cli *c, struct mig_ctx *ctx);
 int xlml_profile_main(struct cli *c, struct mig_ctx *ctx);
+int xlml_net_main(struct cli *c, struct mig_ctx *ctx); /* net.c */
 
 /* Print "xl-migrate-live: MSG" and the usage hint; returns EXIT_USAGE. */
 int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -28,6 +28,7 @@ enum {
     OPT_PSK, OPT_INSECURE, OPT_PKI, OPT_STATE_DIR, OPT_HOST, OPT_BACKEND, OPT_MEM, OPT_DIRTY,
     OPT_PATTERN, OPT_VCPUS, OPT_SIM, OPT_DIR, OPT_LISTEN, OPT_LINK_TIMEOUT, OPT_MAX_ROUNDS,
     OPT_CONFIG, OPT_RECEIVE_ARGS, OPT_PROFILE, OPT_CHECK, OPT_POLICY_FILE,
+    OPT_NET, OPT_VIF,
 };
 
 static const struct option options[] = {
@@ -67,6 +68,8 @@ static const struct option options[] = {
     {"profile", required_argument, NULL, OPT_PROFILE},
     {"check", no_argument, NULL, OPT_CHECK},
     {"policy-file", required_argument, NULL, OPT_POLICY_FILE},
+    {"net", required_argument, NULL, OPT_NET},
+    {"vif", required_argument, NULL, OPT_VIF},
     {NULL, 0, NULL, 0},
 };
 
@@ -80,6 +83,7 @@ static void usage(FILE *f)
 "       xl-migrate-live [--policy-file F] policy run|plan|evacuate H|restore H|balance|consolidate|check\n"
 "       xl-migrate-live simhost --dir DIR [--listen URI]\n"
 "       xl-migrate-live --host DIR sim create NAME|list|destroy NAME [OPTIONS]\n"
+"       xl-migrate-live net show VIF|announce VIF MAC [IP..]|cleanup DOMAIN|plan DOMAIN VIF..\n"
 "       xl-migrate-live demo\n"
 "\n"
 "Live-migrate DOMAIN ([xen:|sim:]NAME, UUID or domain id) to HOST (a host name\n"
@@ -103,7 +107,10 @@ static void usage(FILE *f)
 "  --insecure             tcp: no authentication (trusted networks only)\n"
 "  --pki DIR              tls: certificates (default /etc/pki/migrate-live)\n"
 "  --state-dir DIR        journal and locks (default /var/lib/migrate-live)\n"
+"  --net KEY=VALUE        network handoff: uplink=PORT, settle=MS, rounds=N, gap=MS,\n"
+"                         wait=MS, rundir=DIR (Open vSwitch), ofctl=1, off=1\n"
 "  --host DIR             act on the test-guest host in DIR (sim: domains)\n"
+"  --vif SPEC             sim create: a NIC, as xl: mac=M,bridge=B,vifname=V[,ip=A]\n"
 "  --dry-run              print the plan and exit\n"
 "  --json                 one JSON object per second and a final report\n"
 "  -v, --verbose / -q, --quiet   more / less logging\n"
@@ -284,6 +291,28 @@ static int apply(struct cli *c, int opt, const char *arg, const char *where)
     case OPT_POLICY_FILE:
         c->policy_file = arg;
         break;
+    case OPT_NET: {
+        static const char *const keys[] = {"off=", "rundir=", "uplink=", "settle=", "rounds=",
+                                           "gap=", "wait=", "ofctl=", NULL};
+        bool known = false;
+        for (unsigned i = 0; keys[i]; i++)
+            known = known || strncmp(arg, keys[i], strlen(keys[i])) == 0;
+        if (!known)
+            return usage_error("%s--net: '%s' is not off=, rundir=, uplink=, settle=, rounds=, "
+                               "gap=, wait= or ofctl= with a value", where, arg);
+        if (c->nhook_args >= 32)
+            return usage_error("%s--net: too many", where);
+        if (asprintf(&c->hook_args[c->nhook_args], "net:%s", arg) < 0)
+            return EXIT_FAILED;
+        c->nhook_args++;
+        c->mp.hook_args = (const char *const *)c->hook_args;
+        break;
+    }
+    case OPT_VIF:
+        if (c->nvifs >= 8)
+            return usage_error("%s--vif: at most 8", where);
+        c->vifs[c->nvifs++] = arg;
+        break;
     default:
         return EXIT_USAGE;
     }
@@ -447,7 +476,7 @@ int main(int argc, char **argv)
     const char *cmd = c.pos[0];
     bool migrating = strcmp(cmd, "receive") && strcmp(cmd, "listen") && strcmp(cmd, "resolve") &&
                      strcmp(cmd, "facts") && strcmp(cmd, "simhost") && strcmp(cmd, "sim") &&
-                     strcmp(cmd, "profile") && strcmp(cmd, "policy");
+                     strcmp(cmd, "profile") && strcmp(cmd, "policy") && strcmp(cmd, "net");
     if (!migrating) {
         /* only a migration turns Ctrl-C into a cancel; the rest stop as usual
          * (listen and simhost install their own handling) */
@@ -472,6 +501,8 @@ int main(int argc, char **argv)
         rc = xlml_profile_main(&c, ctx);
     else if (strcmp(cmd, "demo") == 0)
         rc = xlml_demo_main(&c, ctx);
+    else if (strcmp(cmd, "net") == 0)
+        rc = xlml_net_main(&c, ctx);
     else
         rc = cmd_migrate(&c, ctx);
 out:
@@ -480,5 +511,7 @@ out:
     free(c.dest_uri);
     for (int i = 0; i < 64; i++)
         free(keep[i]);
+    for (unsigned i = 0; i < c.nhook_args; i++)
+        free(c.hook_args[i]);
     return rc;
 }

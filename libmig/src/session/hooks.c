@@ -76,10 +76,12 @@ int mig__hook_register(struct mig_ctx *ctx, const struct mig__hook_class *cls)
     return 0;
 }
 
+int mig__net_hook_register(struct mig_ctx *ctx); /* net-handoff/hook.c */
+
 int mig__hook_register_builtins(struct mig_ctx *ctx)
 {
-    (void)ctx; /* the block mirror registers here (libmig/src/blk/) */
-    return 0;
+    /* the block mirror registers here too (libmig/src/blk/) */
+    return mig__net_hook_register(ctx);
 }
 
 const char *mig__hook_arg(const struct mig__hook_env *env, const char *cls, const char *key,
