@@ -47,7 +47,8 @@ struct dst_port {
     int ofport;                  /* -1 until it appears */
     bool meta_done, flow_done;
     uint64_t seen_ns;            /* when the watcher saw it with an ofport */
-    struct nh_of *of;            /* owned: OpenFlow connection to 'bridge' */
+    struct nh_of *of;            /* owned: OpenFlow connection to 'bridge' (when not guess_of) */
+    struct nh_of *use_of;        /* borrowed: of or the handoff's guess_of */
 };
 
 struct nh_handoff {
@@ -74,6 +75,9 @@ struct nh_handoff {
     pthread_t watch_thr, ann_thr;
     bool watching, announcing;
     atomic_int stop;
+    struct nh_of *guess_of;               /* owned: connection to the source's bridge name here */
+    char guess_bridge[NH_NAME_MAX];
+    pthread_mutex_t flow_lock;            /* serialises OpenFlow use (watcher, announcer) */
     bool watch_ended;                     /* under lock */
 
     uint64_t commit_ns;
@@ -133,6 +137,7 @@ static struct nh_handoff *alloc(struct mig_ctx *ctx, const struct nh_opts *o, en
     h->mon_fd = -1;
     pthread_mutex_init(&h->lock, NULL);
     pthread_cond_init(&h->cond, NULL);
+    pthread_mutex_init(&h->flow_lock, NULL);
     atomic_init(&h->stop, 0);
     for (unsigned i = 0; i < NH_MAX_VIFS; i++)
         h->dst[i].ofport = -1;
@@ -429,39 +434,56 @@ int nh_handoff_set_ifname(struct nh_handoff *h, unsigned vif, const char *ifname
 
 /* ---- destination: the OVSDB watcher ------------------------------------- */
 
-/* The port of vif i appeared here (watcher thread, or dry run): give it the
- * source's metadata and install the MAC's flow. Called without the lock. */
+/* The port of vif i appeared here (watcher thread, or dry run): announce
+ * may start (COMMIT waits for this), then the MAC's flow towards it, then
+ * the source's metadata. The bridge: the one the destination already holds
+ * an OpenFlow connection to (the source's bridge name, opened at begin) when
+ * it has a port of that name with that number, else ask the OVSDB. Called
+ * without the lock. */
 static void port_appeared(struct nh_handoff *h, unsigned i, const char *name, int ofport)
 {
     struct dst_port *d = &h->dst[i];
     struct nh_vif *v = &h->vifs[i];
     char *br = NULL;
-    const char *argv[] = {"ovs-vsctl", "--timeout=10", "port-to-br", name, NULL};
-    int rc = nh_run(h->ctx, &h->o, argv, NULL, &br, v->bridge[0] ? v->bridge : "xenbr0", 10000);
-    if (rc < 0)
+    struct nh_of *of = NULL;
+    int rc, port = -1;
+    if (h->guess_of && nh_of_port_no(h->guess_of, name, &port, 2000) == 0 && port == ofport) {
+        br = strdup(h->guess_bridge);
+        of = h->guess_of; /* borrowed; the handoff owns it */
+    } else {
+        const char *argv[] = {"ovs-vsctl", "--timeout=10", "port-to-br", name, NULL};
+        rc = nh_run(h->ctx, &h->o, argv, NULL, &br, v->bridge[0] ? v->bridge : "xenbr0", 10000);
+        if (rc < 0)
+            return;
+        br[strcspn(br, "\n")] = 0;
+        if (!h->o.use_ofctl && !h->o.dry_run && nh_of_open(h->ctx, &h->o, br, &d->of) == 0)
+            of = d->of;
+    }
+    if (!br)
         return;
-    br[strcspn(br, "\n")] = 0;
     pthread_mutex_lock(&h->lock);
     scopy(d->bridge, sizeof(d->bridge), br);
     scopy(d->ifname, sizeof(d->ifname), name);
     d->ofport = ofport;
+    d->use_of = of;
     d->seen_ns = now_ns();
+    pthread_cond_broadcast(&h->cond); /* COMMIT may announce now */
     pthread_mutex_unlock(&h->lock);
     free(br);
     MIG_LOG(h->ctx, INFO, "vif port %s appeared on %s as ofport %d", name, d->bridge, ofport);
-    /* the flow first: it is what makes traffic reach the port */
-    if (!d->of && !h->o.use_ofctl && !h->o.dry_run)
-        nh_of_open(h->ctx, &h->o, d->bridge, &d->of);
-    rc = flow_add(h, d->of, d->bridge, v->mac, ofport);
+    pthread_mutex_lock(&h->flow_lock); /* one user of an OpenFlow connection at a time */
+    rc = flow_add(h, of, d->bridge, v->mac, ofport);
+    pthread_mutex_unlock(&h->flow_lock);
     if (rc < 0)
         MIG_LOG(h->ctx, WARN, "flow for %s on %s: %s", name, d->bridge, mig_strerror(rc));
+    pthread_mutex_lock(&h->lock);
+    d->flow_done = true;
+    pthread_mutex_unlock(&h->lock);
     rc = nh_ovs_apply_meta(h->ctx, &h->o, name, v);
     if (rc < 0)
         MIG_LOG(h->ctx, WARN, "tag/external_ids for %s: %s", name, mig_strerror(rc));
     pthread_mutex_lock(&h->lock);
-    d->flow_done = true;
     d->meta_done = true;
-    pthread_cond_broadcast(&h->cond);
     pthread_mutex_unlock(&h->lock);
 }
 
@@ -577,6 +599,13 @@ int nh_dst_begin(struct nh_handoff *h)
         nh_print_argv(h->o.dry_run, argv);
         return 0;
     }
+    /* Most likely the vif lands on a bridge of the same name (xl's bridge=,
+     * the pre-flight's bridge map): hold an OpenFlow connection to it now,
+     * so the switchover path forks nothing. */
+    for (unsigned i = 0; i < h->n && !h->guess_of && !h->o.use_ofctl; i++)
+        if (h->vifs[i].ovs && h->vifs[i].bridge[0] &&
+            nh_of_open(h->ctx, &h->o, h->vifs[i].bridge, &h->guess_of) == 0)
+            scopy(h->guess_bridge, sizeof(h->guess_bridge), h->vifs[i].bridge);
     if (pipe2(p, O_CLOEXEC) < 0)
         return mig__from_errno(errno);
     pid_t pid = fork();
@@ -590,6 +619,9 @@ int nh_dst_begin(struct nh_handoff *h)
         int nul = open("/dev/null", O_RDONLY);
         if (nul >= 0)
             dup2(nul, 0);
+        sigset_t none; /* the caller's thread may block signals (simhost's listener) */
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
         signal(SIGPIPE, SIG_DFL);
         execvp(argv[0], (char *const *)argv);
         _exit(127);
@@ -609,7 +641,7 @@ int nh_dst_begin(struct nh_handoff *h)
 static void stop_watch(struct nh_handoff *h)
 {
     if (h->mon_pid > 0) {
-        kill(h->mon_pid, SIGTERM);
+        kill(h->mon_pid, SIGKILL);
         while (waitpid(h->mon_pid, NULL, 0) < 0 && errno == EINTR)
             ;
         h->mon_pid = -1;
@@ -645,7 +677,9 @@ static void announce_all(struct nh_handoff *h, unsigned round)
         struct nh_vif v = here(h, i);
         if (v.ovs && v.ofport < 0)
             continue;
-        int rc = nh_announce_round(h->ctx, &h->o, h->dst[i].of, &v);
+        pthread_mutex_lock(&h->flow_lock);
+        int rc = nh_announce_round(h->ctx, &h->o, h->dst[i].use_of, &v);
+        pthread_mutex_unlock(&h->flow_lock);
         if (rc < 0)
             MIG_LOG(h->ctx, WARN, "announcement round %u for %s: %s", round, v.name,
                     mig_strerror(rc));
@@ -686,7 +720,7 @@ int nh_dst_commit(struct nh_handoff *h)
         for (;;) {
             bool all = true;
             for (unsigned i = 0; i < h->n; i++)
-                all = all && (!h->vifs[i].ovs || h->dst[i].flow_done);
+                all = all && (!h->vifs[i].ovs || h->dst[i].ofport >= 0);
             if (all || h->watch_ended)
                 break;
             if (pthread_cond_timedwait(&h->cond, &h->lock, &ts) != 0)
@@ -699,8 +733,11 @@ int nh_dst_commit(struct nh_handoff *h)
             MIG_LOG(h->ctx, WARN, "vif %s of %s did not appear within %u ms: not announced",
                     h->dst[i].ifname, h->domain, h->o.port_wait_ms);
     announce_all(h, 0);
-    MIG_LOG(h->ctx, INFO, "announced %s (round 1 of %u) %" PRIu64 " us after COMMIT", h->domain,
-            h->o.rounds, (now_ns() - h->commit_ns) / 1000u);
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    MIG_LOG(h->ctx, INFO, "announced %s (round 1 of %u) %" PRIu64 " us after COMMIT, at %lld.%06ld",
+            h->domain, h->o.rounds, (now_ns() - h->commit_ns) / 1000u, (long long)wall.tv_sec,
+            wall.tv_nsec / 1000);
     if (h->o.rounds > 1) {
         if (h->o.dry_run) {
             for (unsigned r = 1; r < h->o.rounds; r++) {
@@ -788,7 +825,9 @@ void nh_handoff_free(struct nh_handoff *h)
         nh_of_close(h->dst[i].of);
         nh_of_close(h->src_of[i]);
     }
+    nh_of_close(h->guess_of);
     pthread_cond_destroy(&h->cond);
+    pthread_mutex_destroy(&h->flow_lock);
     pthread_mutex_destroy(&h->lock);
     free(h);
 }

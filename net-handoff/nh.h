@@ -152,6 +152,9 @@ int nh_of_flow_add(struct nh_of *of, uint64_t cookie, uint16_t priority, const u
                    int out_port);
 /* Packet-out 'frame' as if received on in_port, actions=NORMAL. */
 int nh_of_packet_out(struct nh_of *of, int in_port, const uint8_t *frame, size_t len);
+/* The OpenFlow port number of port 'name' on this bridge (FEATURES_REQUEST):
+ * -MIG_ENOENT when the bridge has no such port. */
+int nh_of_port_no(struct nh_of *of, const char *name, int *port_out, unsigned timeout_ms);
 /* Barrier: returns once the switch has processed everything sent before;
  * an OpenFlow error reply to any of it becomes -MIG_BACKEND. */
 int nh_of_barrier(struct nh_of *of, unsigned timeout_ms);

@@ -29,6 +29,8 @@
 #define OFPT_ERROR 1
 #define OFPT_ECHO_REQUEST 2
 #define OFPT_ECHO_REPLY 3
+#define OFPT_FEATURES_REQUEST 5
+#define OFPT_FEATURES_REPLY 6
 #define OFPT_PACKET_OUT 13
 #define OFPT_FLOW_MOD 14
 #define OFPT_BARRIER_REQUEST 18
@@ -253,6 +255,37 @@ int nh_of_packet_out(struct nh_of *of, int in_port, const uint8_t *frame, size_t
     uint8_t buf[256];
     size_t n = nh_of_encode_packet_out(buf, sizeof(buf), ++of->xid, in_port, frame, len);
     return n ? send_all(of, buf, n) : -MIG_EINVAL;
+}
+
+int nh_of_port_no(struct nh_of *of, const char *name, int *port_out, unsigned timeout_ms)
+{
+    uint8_t req[8], body[OFP_MAX_MSG];
+    uint32_t want = ++of->xid;
+    uint64_t deadline = now_ms() + timeout_ms;
+    header(req, OFPT_FEATURES_REQUEST, 8, want);
+    int rc = send_all(of, req, 8);
+    *port_out = -1;
+    while (rc == 0) {
+        uint8_t type;
+        uint32_t xid;
+        size_t blen;
+        rc = recv_msg(of, &type, &xid, body, sizeof(body), &blen, deadline);
+        if (rc < 0 || type != OFPT_FEATURES_REPLY || xid != want)
+            continue; /* async messages (port status...) are not for us */
+        /* datapath_id 8, n_buffers 4, n_tables 1, pad 3, capabilities 4,
+         * actions 4, then ofp_phy_port[48]: port_no 2, hw_addr 6, name 16 */
+        for (size_t off = 24; off + 48 <= blen; off += 48) {
+            char pname[17];
+            memcpy(pname, body + off + 8, 16);
+            pname[16] = 0;
+            if (strcmp(pname, name) == 0) {
+                *port_out = body[off] << 8 | body[off + 1];
+                return 0;
+            }
+        }
+        return -MIG_ENOENT;
+    }
+    return rc;
 }
 
 int nh_of_barrier(struct nh_of *of, unsigned timeout_ms)

@@ -15,6 +15,9 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -235,13 +238,44 @@ int nh_ovs_del_cookie(struct mig_ctx *ctx, const struct nh_opts *o, const char *
     return nh_run(ctx, o, argv, NULL, NULL, NULL, RUN_MS);
 }
 
-static bool is_ovs_bridge(struct mig_ctx *ctx, const struct nh_opts *o, const char *bridge)
+/* A Linux bridge has /sys/class/net/BR/bridge; anything else is taken for
+ * an OVS bridge when an OVSDB is here (add-port then says if it is not). */
+static bool is_ovs_bridge(const struct nh_opts *o, const char *bridge)
 {
-    if (!ovsdb_present(o))
+    char path[PATH_MAX];
+    struct stat st;
+    snprintf(path, sizeof(path), "/sys/class/net/%s/bridge", bridge);
+    if (!o->dry_run && stat(path, &st) == 0)
         return false;
-    const char *argv[] = {"ovs-vsctl", VSCTL_TIMEOUT, "br-exists", bridge, NULL};
-    MIG_LOG(ctx, DEBUG, "is %s an OVS bridge?", bridge);
-    return nh_run(NULL, o, argv, NULL, NULL, NULL, RUN_MS) == 0;
+    return ovsdb_present(o);
+}
+
+/* ip link set dev IFNAME up, without a fork. */
+static int link_up(struct mig_ctx *ctx, const struct nh_opts *o, const char *ifname)
+{
+    const char *argv[] = {"ip", "link", "set", "dev", ifname, "up", NULL};
+    struct ifreq ifr;
+    int rc = 0;
+    if (o->dry_run)
+        return nh_run(ctx, o, argv, NULL, NULL, NULL, RUN_MS);
+    if (strlen(ifname) >= sizeof(ifr.ifr_name))
+        return -MIG_EINVAL;
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return mig__from_errno(errno);
+    memset(&ifr, 0, sizeof(ifr));
+    memcpy(ifr.ifr_name, ifname, strlen(ifname) + 1);
+    if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0) {
+        rc = mig__from_errno(errno);
+    } else if (!(ifr.ifr_flags & IFF_UP)) {
+        ifr.ifr_flags |= IFF_UP;
+        if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
+            rc = mig__from_errno(errno);
+    }
+    if (rc < 0)
+        MIG_LOG(ctx, ERROR, "%s: cannot set it up: %s", ifname, mig_strerror(rc));
+    close(fd);
+    return rc;
 }
 
 int nh_hotplug_add(struct mig_ctx *ctx, const struct nh_opts *o, const char *bridge,
@@ -251,11 +285,10 @@ int nh_hotplug_add(struct mig_ctx *ctx, const struct nh_opts *o, const char *bri
     (void)mac; /* like vif-openvswitch: the MAC is the guest's, not the port's */
     if (!safe_value(domain) || !safe_value(ifname) || !safe_value(bridge))
         return -MIG_EINVAL;
-    const char *up[] = {"ip", "link", "set", "dev", ifname, "up", NULL};
-    int rc = nh_run(ctx, o, up, NULL, NULL, NULL, RUN_MS);
+    int rc = link_up(ctx, o, ifname);
     if (rc < 0)
         return rc;
-    if (is_ovs_bridge(ctx, o, bridge)) {
+    if (is_ovs_bridge(o, bridge)) {
         snprintf(mark, sizeof(mark), "external_ids:migrate-live-domain=\"%s\"", domain);
         const char *argv[] = {"ovs-vsctl", VSCTL_TIMEOUT, "--", "--may-exist", "add-port", bridge,
                               ifname, "--", "set", "Interface", ifname, mark, NULL};

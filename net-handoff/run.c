@@ -156,6 +156,9 @@ int nh_run(struct mig_ctx *ctx, const struct nh_opts *o, const char *const *argv
         dup2(pin[0], 0);
         dup2(pout[1], 1);
         dup2(perr[1], 2);
+        sigset_t none; /* the caller's thread may block signals (simhost's listener) */
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
         signal(SIGPIPE, SIG_DFL);
         execvpe(argv[0], (char *const *)argv, envp);
         dprintf(2, "cannot run %s: %s", argv[0], strerror(errno));

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MIG_LOG_MODULE "sim"
@@ -70,6 +71,9 @@ static int pull(struct mig_ctx *ctx, pid_t from, const char *ifname)
         const char *argv[] = {"ip", "link", "set", "dev", ifname, "netns", self, NULL};
         if (setns(nsfd, CLONE_NEWNET) < 0)
             _exit(126);
+        sigset_t none; /* the caller's thread may block signals (simhost's listener) */
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
         signal(SIGPIPE, SIG_DFL);
         execvp(argv[0], (char *const *)argv);
         _exit(127);
@@ -112,9 +116,12 @@ int mig__sim_net_plug(struct mig_ctx *ctx, const char *config, const char *domai
                 return rc;
         }
         rc = nh_hotplug_add(ctx, &o, vifs[i].bridge, vifs[i].ifname, domain, vifs[i].mac);
-        if (rc == 0)
-            MIG_LOG(ctx, INFO, "vif %s of %s plugged into %s", vifs[i].ifname, domain,
-                    vifs[i].bridge);
+        if (rc == 0) {
+            struct timespec ts; /* wall clock: tests line it up with packet times */
+            clock_gettime(CLOCK_REALTIME, &ts);
+            MIG_LOG(ctx, INFO, "vif %s of %s plugged into %s at %lld.%06ld", vifs[i].ifname,
+                    domain, vifs[i].bridge, (long long)ts.tv_sec, ts.tv_nsec / 1000);
+        }
     }
     return rc;
 }
