@@ -98,8 +98,20 @@ int nh_announce_round(struct mig_ctx *ctx, const struct nh_opts *o, struct nh_of
     nh_frame_rarp(v->mac, frames[n++]);
     for (unsigned i = 0; i < v->nips && i < NH_MAX_IPS; i++)
         nh_frame_garp(v->mac, v->ips[i], frames[n++]);
-    if (!v->ovs)
+    if (!v->ovs) {
+        /* The bridge device's own frames teach the uplinks but not this
+         * bridge, which may still hold the MAC on its uplink from the
+         * guest's last visit: point its entry at the vif first (it ages as
+         * any learned one). */
+        char m[18];
+        nh_mac_format(v->mac, m);
+        const char *argv[] = {"bridge", "fdb", "replace", m, "dev", v->name, "master", "dynamic",
+                              NULL};
+        rc = nh_run(ctx, o, argv, NULL, NULL, NULL, 5000);
+        if (rc < 0)
+            MIG_LOG(ctx, WARN, "%s: cannot point %s's bridge entry at it", v->name, m);
         return raw_send(ctx, o, v, frames, n);
+    }
     if (v->ofport < 0)
         return -MIG_ENOENT;
     for (unsigned i = 0; i < n && rc == 0; i++) {

@@ -46,6 +46,8 @@ struct dst_port {
     char bridge[NH_NAME_MAX];    /* where it appeared */
     int ofport;                  /* -1 until it appears */
     bool meta_done, flow_done;
+    bool claimed;                /* someone is handling its appearance */
+    bool pending;                /* seen by COMMIT itself: flow and metadata still to do */
     uint64_t seen_ns;            /* when the watcher saw it with an ofport */
     struct nh_of *of;            /* owned: OpenFlow connection to 'bridge' (when not guess_of) */
     struct nh_of *use_of;        /* borrowed: of or the handoff's guess_of */
@@ -434,33 +436,39 @@ int nh_handoff_set_ifname(struct nh_handoff *h, unsigned vif, const char *ifname
 
 /* ---- destination: the OVSDB watcher ------------------------------------- */
 
-/* The port of vif i appeared here (watcher thread, or dry run): announce
- * may start (COMMIT waits for this), then the MAC's flow towards it, then
- * the source's metadata. The bridge: the one the destination already holds
- * an OpenFlow connection to (the source's bridge name, opened at begin) when
- * it has a port of that name with that number, else ask the OVSDB. Called
- * without the lock. */
-static void port_appeared(struct nh_handoff *h, unsigned i, const char *name, int ofport)
+/* The port of vif i appeared here. Three steps: claim it (once, whoever
+ * sees it first: the watcher, or COMMIT asking OpenFlow directly), mark it
+ * seen (COMMIT may announce from then on), then install the MAC's flow and
+ * copy the source's metadata (finish). The bridge: the one the destination
+ * holds an OpenFlow connection to (the source's bridge name, opened at
+ * begin) when it has a port of that name with that number, else the
+ * OVSDB's answer. */
+static bool claim(struct nh_handoff *h, unsigned i)
+{
+    pthread_mutex_lock(&h->lock);
+    bool mine = !h->dst[i].claimed;
+    h->dst[i].claimed = true;
+    pthread_mutex_unlock(&h->lock);
+    return mine;
+}
+
+/* Port number of 'name' on the guessed bridge (-1: not there). */
+static int guess_port(struct nh_handoff *h, const char *name)
+{
+    int port = -1;
+    if (!h->guess_of)
+        return -1;
+    pthread_mutex_lock(&h->flow_lock); /* one user of an OpenFlow connection at a time */
+    if (nh_of_port_no(h->guess_of, name, &port, 2000) < 0)
+        port = -1;
+    pthread_mutex_unlock(&h->flow_lock);
+    return port;
+}
+
+static void mark_seen(struct nh_handoff *h, unsigned i, const char *name, int ofport,
+                      const char *br, struct nh_of *of)
 {
     struct dst_port *d = &h->dst[i];
-    struct nh_vif *v = &h->vifs[i];
-    char *br = NULL;
-    struct nh_of *of = NULL;
-    int rc, port = -1;
-    if (h->guess_of && nh_of_port_no(h->guess_of, name, &port, 2000) == 0 && port == ofport) {
-        br = strdup(h->guess_bridge);
-        of = h->guess_of; /* borrowed; the handoff owns it */
-    } else {
-        const char *argv[] = {"ovs-vsctl", "--timeout=10", "port-to-br", name, NULL};
-        rc = nh_run(h->ctx, &h->o, argv, NULL, &br, v->bridge[0] ? v->bridge : "xenbr0", 10000);
-        if (rc < 0)
-            return;
-        br[strcspn(br, "\n")] = 0;
-        if (!h->o.use_ofctl && !h->o.dry_run && nh_of_open(h->ctx, &h->o, br, &d->of) == 0)
-            of = d->of;
-    }
-    if (!br)
-        return;
     pthread_mutex_lock(&h->lock);
     scopy(d->bridge, sizeof(d->bridge), br);
     scopy(d->ifname, sizeof(d->ifname), name);
@@ -469,22 +477,55 @@ static void port_appeared(struct nh_handoff *h, unsigned i, const char *name, in
     d->seen_ns = now_ns();
     pthread_cond_broadcast(&h->cond); /* COMMIT may announce now */
     pthread_mutex_unlock(&h->lock);
-    free(br);
-    MIG_LOG(h->ctx, INFO, "vif port %s appeared on %s as ofport %d", name, d->bridge, ofport);
-    pthread_mutex_lock(&h->flow_lock); /* one user of an OpenFlow connection at a time */
-    rc = flow_add(h, of, d->bridge, v->mac, ofport);
+    MIG_LOG(h->ctx, INFO, "vif port %s appeared on %s as ofport %d", name, br, ofport);
+}
+
+static void finish(struct nh_handoff *h, unsigned i)
+{
+    struct dst_port *d = &h->dst[i];
+    struct nh_vif *v = &h->vifs[i];
+    pthread_mutex_lock(&h->flow_lock);
+    int rc = flow_add(h, d->use_of, d->bridge, v->mac, d->ofport);
     pthread_mutex_unlock(&h->flow_lock);
     if (rc < 0)
-        MIG_LOG(h->ctx, WARN, "flow for %s on %s: %s", name, d->bridge, mig_strerror(rc));
+        MIG_LOG(h->ctx, WARN, "flow for %s on %s: %s", d->ifname, d->bridge, mig_strerror(rc));
     pthread_mutex_lock(&h->lock);
     d->flow_done = true;
+    d->pending = false;
     pthread_mutex_unlock(&h->lock);
-    rc = nh_ovs_apply_meta(h->ctx, &h->o, name, v);
+    rc = nh_ovs_apply_meta(h->ctx, &h->o, d->ifname, v);
     if (rc < 0)
-        MIG_LOG(h->ctx, WARN, "tag/external_ids for %s: %s", name, mig_strerror(rc));
+        MIG_LOG(h->ctx, WARN, "tag/external_ids for %s: %s", d->ifname, mig_strerror(rc));
     pthread_mutex_lock(&h->lock);
     d->meta_done = true;
     pthread_mutex_unlock(&h->lock);
+}
+
+/* The watcher (or a dry run) saw vif i's port 'name' with number 'ofport'. */
+static void port_appeared(struct nh_handoff *h, unsigned i, const char *name, int ofport)
+{
+    struct dst_port *d = &h->dst[i];
+    struct nh_vif *v = &h->vifs[i];
+    char *br = NULL;
+    struct nh_of *of = NULL;
+    if (!claim(h, i))
+        return;
+    if (guess_port(h, name) == ofport) {
+        br = strdup(h->guess_bridge);
+        of = h->guess_of; /* borrowed; the handoff owns it */
+    } else {
+        const char *argv[] = {"ovs-vsctl", "--timeout=10", "port-to-br", name, NULL};
+        if (nh_run(h->ctx, &h->o, argv, NULL, &br, v->bridge[0] ? v->bridge : "xenbr0", 10000) < 0)
+            return;
+        br[strcspn(br, "\n")] = 0;
+        if (!h->o.use_ofctl && !h->o.dry_run && nh_of_open(h->ctx, &h->o, br, &d->of) == 0)
+            of = d->of;
+    }
+    if (!br)
+        return;
+    mark_seen(h, i, name, ofport, br, of);
+    free(br);
+    finish(h, i);
 }
 
 /* Which vif does an Interface row (name, attached-mac) belong to? -1: none. */
@@ -493,7 +534,7 @@ static int match_row(struct nh_handoff *h, const char *name, const char *amac)
     int hit = -1;
     pthread_mutex_lock(&h->lock);
     for (unsigned i = 0; i < h->n && hit < 0; i++) {
-        if (h->dst[i].ofport >= 0)
+        if (h->dst[i].claimed)
             continue;
         if (h->dst[i].ifname[0] && !strcmp(h->dst[i].ifname, name))
             hit = (int)i;
@@ -690,6 +731,9 @@ static void *announce_main(void *arg)
 {
     struct nh_handoff *h = arg;
     uint64_t t = now_ns();
+    for (unsigned i = 0; i < h->n; i++)
+        if (h->dst[i].pending)
+            finish(h, i);
     for (unsigned r = 1; r < h->o.rounds && !atomic_load(&h->stop); r++) {
         t += (uint64_t)nh_announce_gap_ms(&h->o, r - 1) * 1000000u;
         sleep_until(t, &h->stop);
@@ -709,6 +753,16 @@ int nh_dst_commit(struct nh_handoff *h)
             if (h->vifs[i].ovs)
                 port_appeared(h, i, h->dst[i].ifname, h->vifs[i].ofport > 0 ? h->vifs[i].ofport : 1);
     } else if (any_ovs(h)) {
+        /* The port may be there already (the test guest plugs it in its
+         * commit): ask the bridge now rather than wait for the watcher. */
+        for (unsigned i = 0; i < h->n; i++) {
+            int port;
+            if (!h->vifs[i].ovs || h->dst[i].claimed || !h->dst[i].ifname[0] ||
+                (port = guess_port(h, h->dst[i].ifname)) <= 0 || !claim(h, i))
+                continue;
+            mark_seen(h, i, h->dst[i].ifname, port, h->guess_bridge, h->guess_of);
+            h->dst[i].pending = true;
+        }
         uint64_t deadline = h->commit_ns + (uint64_t)h->o.port_wait_ms * 1000000u;
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -748,6 +802,9 @@ int nh_dst_commit(struct nh_handoff *h)
             h->announcing = true;
         }
     }
+    for (unsigned i = 0; i < h->n && !h->announcing; i++)
+        if (h->dst[i].pending)
+            finish(h, i);
     return 0;
 }
 

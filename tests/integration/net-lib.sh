@@ -18,6 +18,8 @@ net_need() { # install what the test needs (Debian packages), once
     command -v ovs-vswitchd >/dev/null || miss+=(openvswitch-switch)
     command -v ethtool >/dev/null || miss+=(ethtool)
     command -v ip >/dev/null || miss+=(iproute2)
+    command -v ping >/dev/null || miss+=(iputils-ping)
+    command -v bridge >/dev/null || miss+=(iproute2)
     if [ ${#miss[@]} -gt 0 ]; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${miss[@]}" \
             >/dev/null || fail "cannot install ${miss[*]}"

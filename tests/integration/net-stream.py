@@ -3,6 +3,8 @@
   net-stream.py recv BIND_IP PORT OUTFILE MAX_SECONDS   -> summary JSON in OUTFILE
   net-stream.py send DST_IP PORT COUNT INTERVAL_S
   net-stream.py garp IFNAME MAC IP                      -> one gratuitous ARP from IFNAME
+  net-stream.py garp-on-port DB_SOCK PORT IFNAME MAC IP -> the same, the moment PORT has an
+      OpenFlow number in that OVSDB (as Linux netfront does when it reconnects)
 The receiver records every packet's sequence number, the time it was sent
 (the sender's timestamp: both ends share the machine's clock) and the time it
 arrived; the test judges outages by send times, which scheduling delays of a
@@ -23,11 +25,39 @@ if mode == 'send':
             s.sendto(struct.pack('!Id', i, time.time()) + b'\0' * 52, (ip, port))
         except OSError:
             pass
-elif mode == 'garp':
-    ifname, mac, ip = sys.argv[2], bytes.fromhex(sys.argv[3].replace(':', '')), socket.inet_aton(sys.argv[4])
+elif mode in ('garp', 'garp-on-port'):
+    a = sys.argv[2:] if mode == 'garp' else sys.argv[4:]
+    ifname, mac, ip = a[0], bytes.fromhex(a[1].replace(':', '')), socket.inet_aton(a[2])
     f = b'\xff' * 6 + mac + b'\x08\x06' + b'\x00\x01\x08\x00\x06\x04\x00\x01' + mac + ip + b'\0' * 6 + ip
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
     s.bind((ifname, 0))
+    if mode == 'garp-on-port':
+        # OVSDB JSON-RPC monitor on the Interface table (RFC 7047 4.1.5)
+        db, port = sys.argv[2], sys.argv[3]
+        c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        c.connect(db)
+        c.sendall(json.dumps({'method': 'monitor', 'id': 1, 'params': [
+            'Open_vSwitch', None, {'Interface': {'columns': ['name', 'ofport']}}]}).encode())
+        dec, buf, done = json.JSONDecoder(), '', False
+        while not done:
+            chunk = c.recv(65536).decode()
+            if not chunk:
+                sys.exit(1)
+            buf += chunk
+            while buf and not done:
+                try:
+                    msg, end = dec.raw_decode(buf)
+                except ValueError:
+                    break
+                buf = buf[end:].lstrip()
+                if msg.get('method') == 'echo':
+                    c.sendall(json.dumps({'id': msg['id'], 'result': msg['params'], 'error': None}).encode())
+                    continue
+                upd = msg.get('result') if msg.get('id') == 1 else (msg.get('params') or [None, {}])[1]
+                for row in ((upd or {}).get('Interface') or {}).values():
+                    new = row.get('new') or {}
+                    if new.get('name') == port and isinstance(new.get('ofport'), int) and new['ofport'] > 0:
+                        done = True
     s.send(f + b'\0' * (60 - len(f)))
 else:
     ip, port, out, maxs = sys.argv[2], int(sys.argv[3]), sys.argv[4], float(sys.argv[5])

@@ -10,8 +10,8 @@
 # host' to the first packet there, with and without the handoff and with and
 # without the guest's own gratuitous ARP. Asserts: with the handoff every
 # packet sent after port-live + 20 ms arrives (the goal), the gap after
-# port-live stays within NH_GAP_MS (default 20 ms, lenient to 60 ms when
-# NH_LOADED=1 on a busy machine), no flow of a migration is left after the
+# port-live stays within 20 ms (60 ms, said so, when the load average is
+# above the CPU count; NH_GAP_MS overrides), no flow of a migration is left after the
 # settle period, and 'net cleanup' removes a stale port and is idempotent.
 . "$(dirname "$0")/net-lib.sh"
 net_isolate "$@"
@@ -96,12 +96,8 @@ scenario() { # NAME FROM-NS FROM TO-NS TO HANDOFF(on|off) GARP(yes|no)
     if [ "$garp" = yes ]; then
         # the guest's own announcement, as Linux netfront sends one when it
         # reconnects: the moment its vif is a port with a number on the new host
-        (for _ in $(seq 3000); do
-            p=$(vsctl $tns --if-exists get interface vifg ofport 2>/dev/null || true)
-            [ -n "$p" ] && [ "$p" != "[]" ] && [ "$p" -gt 0 ] 2>/dev/null && break
-            sleep 0.002
-        done
-        ip netns exec $gst python3 "$top_srcdir/tests/integration/net-stream.py" garp eth0 $GMAC $GIP) &
+        ip netns exec $gst python3 "$top_srcdir/tests/integration/net-stream.py" garp-on-port \
+            "$T/ovs-$tns/db.sock" vifg eth0 $GMAC $GIP &
         gp=$!
     fi
     nmigrate $fns $from $to "${net[@]}"
@@ -168,10 +164,23 @@ vsctl $hA list-ports xenbr0 | grep -qx vifg || fail "cleanup removed the guest's
 grep -q "1 stale port" "$T/clean1.out" || fail "first cleanup: $(cat "$T/clean1.out")"
 grep -q "0 stale port" "$T/clean2.out" || fail "second cleanup: $(cat "$T/clean2.out")"
 
+# what one switchover step costs: forked ovs-ofctl vs our OpenFlow connection
+netops=$(dirname "$XLML")/../bench/netops
+if [ -x "$netops" ]; then
+    in_host $hA "$netops" --quick xenbr0 cvif >"$T/netops.json" || fail "bench/netops failed"
+    cat "$T/netops.json"
+fi
 echo "results (UDP 8000 x 1 ms through each move):"
 cat "$RESULTS"
+# The goal is 20 ms; on a machine busier than its cores (load average over
+# the CPU count: other builds share them) scheduling delays alone exceed it,
+# so the bound is 60 ms there and says so.
 limit=${NH_GAP_MS:-20}
-[ -n "${NH_LOADED:-}" ] && limit=60
+load=$(cut -d' ' -f1 /proc/loadavg)
+if [ -z "${NH_GAP_MS:-}" ] && python3 -c "import sys; sys.exit(0 if $load > $(nproc) else 1)"; then
+    echo "machine loaded (load $load on $(nproc) CPUs): bound 60 ms instead of the 20 ms goal"
+    limit=60
+fi
 python3 - "$RESULTS" "$limit" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
