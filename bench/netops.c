@@ -46,12 +46,12 @@ static int run_op(enum op op, struct nh_opts *o, struct nh_of *of, struct nh_vif
         return rc ? rc : nh_of_barrier(of, 2000);
     }
     case FORK_FLOW: {
-        nh_flow_text(flow, sizeof(flow), nh_cookie("bench", 1), 50, mac, v->ofport);
+        nh_flow_text(flow, sizeof(flow), nh_cookie("bench", 1), 50, mac, -1, v->ofport);
         const char *argv[] = {"ovs-ofctl", "add-flow", v->bridge, flow, NULL};
         return nh_run(NULL, o, argv, NULL, NULL, NULL, 5000);
     }
     case DIRECT_FLOW: {
-        int rc = nh_of_flow_add(of, nh_cookie("bench", 1), 50, mac, v->ofport);
+        int rc = nh_of_flow_add(of, nh_cookie("bench", 1), 50, mac, -1, v->ofport);
         return rc ? rc : nh_of_barrier(of, 2000);
     }
     case VSCTL_READ: {

@@ -77,6 +77,7 @@ struct nh_handoff {
     pthread_t watch_thr, ann_thr;
     bool watching, announcing;
     atomic_int stop;
+    atomic_int announced;                 /* COMMIT's first round went out */
     struct nh_of *guess_of;               /* owned: connection to the source's bridge name here */
     char guess_bridge[NH_NAME_MAX];
     pthread_mutex_t flow_lock;            /* serialises OpenFlow use (watcher, announcer) */
@@ -141,6 +142,7 @@ static struct nh_handoff *alloc(struct mig_ctx *ctx, const struct nh_opts *o, en
     pthread_cond_init(&h->cond, NULL);
     pthread_mutex_init(&h->flow_lock, NULL);
     atomic_init(&h->stop, 0);
+    atomic_init(&h->announced, 0);
     for (unsigned i = 0; i < NH_MAX_VIFS; i++)
         h->dst[i].ofport = -1;
     return h;
@@ -194,14 +196,14 @@ uint64_t nh_handoff_cookie(const struct nh_handoff *h)
 /* Add dl_dst=mac -> port with our cookie: direct OpenFlow, or ovs-ofctl
  * (use_ofctl, dry runs). */
 static int flow_add(struct nh_handoff *h, struct nh_of *of, const char *bridge,
-                    const uint8_t mac[6], int port)
+                    const uint8_t mac[6], int vlan, int port)
 {
     if (of && !h->o.dry_run && !h->o.use_ofctl) {
-        int rc = nh_of_flow_add(of, h->cookie, FLOW_PRIORITY, mac, port);
+        int rc = nh_of_flow_add(of, h->cookie, FLOW_PRIORITY, mac, vlan, port);
         return rc ? rc : nh_of_barrier(of, 2000);
     }
     char flow[160];
-    nh_flow_text(flow, sizeof(flow), h->cookie, FLOW_PRIORITY, mac, port);
+    nh_flow_text(flow, sizeof(flow), h->cookie, FLOW_PRIORITY, mac, vlan, port);
     const char *argv[] = {"ovs-ofctl", "add-flow", bridge, flow, NULL};
     return nh_run(h->ctx, &h->o, argv, NULL, NULL, NULL, 5000);
 }
@@ -259,7 +261,10 @@ int nh_src_commit(struct nh_handoff *h)
         /* the OpenFlow connection is to the first OVS vif's bridge */
         struct nh_of *of = h->src_of[0] && !strcmp(v->bridge, h->src_of_bridge) ? h->src_of[0]
                                                                                  : NULL;
-        rc = flow_add(h, of, v->bridge, v->mac, h->uplink_ofport);
+        /* an access port's frames carry no tag inside the switch: put
+         * their VLAN on them for the trunk (flooding keeps it by itself) */
+        rc = flow_add(h, of, v->bridge, v->mac, v->tag > 0 && h->uplink_ofport >= 0 ? v->tag : -1,
+                      h->uplink_ofport);
         if (rc == 0)
             h->src_flows = true;
     }
@@ -480,12 +485,22 @@ static void mark_seen(struct nh_handoff *h, unsigned i, const char *name, int of
     MIG_LOG(h->ctx, INFO, "vif port %s appeared on %s as ofport %d", name, br, ofport);
 }
 
+static struct nh_vif here(struct nh_handoff *h, unsigned i);
+
+/* A VLAN tag or trunks decide which frames the port sees and how the
+ * announcement is tagged: they must be on the port before it announces. */
+static bool has_vlan(const struct nh_vif *v)
+{
+    return v->tag >= 0 || v->trunks[0];
+}
+
 static void finish(struct nh_handoff *h, unsigned i)
 {
     struct dst_port *d = &h->dst[i];
     struct nh_vif *v = &h->vifs[i];
     pthread_mutex_lock(&h->flow_lock);
-    int rc = flow_add(h, d->use_of, d->bridge, v->mac, d->ofport);
+    /* towards an access port: without the trunk's tag */
+    int rc = flow_add(h, d->use_of, d->bridge, v->mac, v->tag >= 0 ? 0 : -1, d->ofport);
     pthread_mutex_unlock(&h->flow_lock);
     if (rc < 0)
         MIG_LOG(h->ctx, WARN, "flow for %s on %s: %s", d->ifname, d->bridge, mig_strerror(rc));
@@ -499,6 +514,15 @@ static void finish(struct nh_handoff *h, unsigned i)
     pthread_mutex_lock(&h->lock);
     d->meta_done = true;
     pthread_mutex_unlock(&h->lock);
+    /* Announced before the port had its VLAN settings (the switchover path
+     * does not wait for a fork; the hotplug script has usually set them
+     * already): once more, now surely on the right VLAN. */
+    if (has_vlan(v) && atomic_load(&h->announced) && !h->o.dry_run) {
+        struct nh_vif now = here(h, i);
+        pthread_mutex_lock(&h->flow_lock);
+        rc = nh_announce_round(h->ctx, &h->o, d->use_of, &now);
+        pthread_mutex_unlock(&h->flow_lock);
+    }
 }
 
 /* The watcher (or a dry run) saw vif i's port 'name' with number 'ofport'. */
@@ -760,6 +784,8 @@ int nh_dst_commit(struct nh_handoff *h)
             if (!h->vifs[i].ovs || h->dst[i].claimed || !h->dst[i].ifname[0] ||
                 (port = guess_port(h, h->dst[i].ifname)) <= 0 || !claim(h, i))
                 continue;
+            /* no fork here: flow and metadata follow from the announcer
+             * thread (finish) */
             mark_seen(h, i, h->dst[i].ifname, port, h->guess_bridge, h->guess_of);
             h->dst[i].pending = true;
         }
@@ -787,6 +813,7 @@ int nh_dst_commit(struct nh_handoff *h)
             MIG_LOG(h->ctx, WARN, "vif %s of %s did not appear within %u ms: not announced",
                     h->dst[i].ifname, h->domain, h->o.port_wait_ms);
     announce_all(h, 0);
+    atomic_store(&h->announced, 1);
     struct timespec wall;
     clock_gettime(CLOCK_REALTIME, &wall);
     MIG_LOG(h->ctx, INFO, "announced %s (round 1 of %u) %" PRIu64 " us after COMMIT, at %lld.%06ld",

@@ -147,9 +147,12 @@ struct nh_of;
 int nh_of_open(struct mig_ctx *ctx, const struct nh_opts *o, const char *bridge,
                struct nh_of **of_out);
 void nh_of_close(struct nh_of *of); /* NULL-safe */
-/* Add "cookie, priority, dl_dst=mac, actions=output:port" (port < 0: FLOOD). */
+/* Add "cookie, priority, dl_dst=mac, actions=[VLAN,]output:port" (port < 0:
+ * FLOOD). vlan: -1 leave the frame's VLAN as it is (trunk ports, no VLAN);
+ * 0 strip_vlan (towards an access port); N mod_vlan_vid:N (from an access
+ * port of VLAN N onto a trunk). */
 int nh_of_flow_add(struct nh_of *of, uint64_t cookie, uint16_t priority, const uint8_t mac[6],
-                   int out_port);
+                   int vlan, int out_port);
 /* Packet-out 'frame' as if received on in_port, actions=NORMAL. */
 int nh_of_packet_out(struct nh_of *of, int in_port, const uint8_t *frame, size_t len);
 /* The OpenFlow port number of port 'name' on this bridge (FEATURES_REQUEST):
@@ -160,13 +163,13 @@ int nh_of_port_no(struct nh_of *of, const char *name, int *port_out, unsigned ti
 int nh_of_barrier(struct nh_of *of, unsigned timeout_ms);
 /* Encoders (unit tests check them byte by byte); return the length. */
 size_t nh_of_encode_flow_add(uint8_t *buf, size_t cap, uint32_t xid, uint64_t cookie,
-                             uint16_t priority, const uint8_t mac[6], int out_port);
+                             uint16_t priority, const uint8_t mac[6], int vlan, int out_port);
 size_t nh_of_encode_packet_out(uint8_t *buf, size_t cap, uint32_t xid, int in_port,
                                const uint8_t *frame, size_t len);
 
 /* Flow text as ovs-ofctl takes it (dry runs, the ofctl path). */
 void nh_flow_text(char *buf, size_t cap, uint64_t cookie, uint16_t priority, const uint8_t mac[6],
-                  int out_port);
+                  int vlan, int out_port);
 
 /* ---- announcements (announce.c) ----------------------------------------- */
 

@@ -77,9 +77,9 @@ static void header(uint8_t *p, uint8_t type, uint16_t len, uint32_t xid)
 }
 
 size_t nh_of_encode_flow_add(uint8_t *buf, size_t cap, uint32_t xid, uint64_t cookie,
-                             uint16_t priority, const uint8_t mac[6], int out_port)
+                             uint16_t priority, const uint8_t mac[6], int vlan, int out_port)
 {
-    const size_t len = 72 + 8;
+    const size_t len = 72 + (vlan >= 0 ? 8 : 0) + 8;
     if (cap < len)
         return 0;
     memset(buf, 0, len);
@@ -95,10 +95,21 @@ size_t nh_of_encode_flow_add(uint8_t *buf, size_t cap, uint32_t xid, uint64_t co
     put32(buf + 64, 0xffffffffu);   /* buffer_id: none */
     put16(buf + 68, OFPP_NONE);     /* out_port (delete only) */
     put16(buf + 70, 0);             /* flags */
-    put16(buf + 72, 0);             /* action: OFPAT_OUTPUT */
-    put16(buf + 74, 8);
-    put16(buf + 76, out_port < 0 ? OFPP_FLOOD : (uint16_t)out_port);
-    put16(buf + 78, 0);             /* max_len: only for the controller port */
+    uint8_t *a = buf + 72;
+    if (vlan == 0) {                /* OFPAT_STRIP_VLAN: to an access port */
+        put16(a, 3);
+        put16(a + 2, 8);
+        a += 8;
+    } else if (vlan > 0) {          /* OFPAT_SET_VLAN_VID: onto a trunk, keep the VLAN */
+        put16(a, 1);
+        put16(a + 2, 8);
+        put16(a + 4, (uint16_t)vlan);
+        a += 8;
+    }
+    put16(a, 0);                    /* OFPAT_OUTPUT */
+    put16(a + 2, 8);
+    put16(a + 4, out_port < 0 ? OFPP_FLOOD : (uint16_t)out_port);
+    put16(a + 6, 0);                /* max_len: only for the controller port */
     return len;
 }
 
@@ -243,10 +254,11 @@ void nh_of_close(struct nh_of *of)
 }
 
 int nh_of_flow_add(struct nh_of *of, uint64_t cookie, uint16_t priority, const uint8_t mac[6],
-                   int out_port)
+                   int vlan, int out_port)
 {
     uint8_t buf[128];
-    size_t n = nh_of_encode_flow_add(buf, sizeof(buf), ++of->xid, cookie, priority, mac, out_port);
+    size_t n =
+        nh_of_encode_flow_add(buf, sizeof(buf), ++of->xid, cookie, priority, mac, vlan, out_port);
     return n ? send_all(of, buf, n) : -MIG_EINVAL;
 }
 

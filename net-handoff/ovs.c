@@ -41,14 +41,19 @@ uint64_t nh_cookie_domain_mask(void)
 }
 
 void nh_flow_text(char *buf, size_t cap, uint64_t cookie, uint16_t priority, const uint8_t mac[6],
-                  int out_port)
+                  int vlan, int out_port)
 {
-    char m[18], act[32];
+    char m[18], act[64];
+    int n = 0;
     nh_mac_format(mac, m);
+    if (vlan == 0)
+        n = snprintf(act, sizeof(act), "strip_vlan,");
+    else if (vlan > 0)
+        n = snprintf(act, sizeof(act), "mod_vlan_vid:%d,", vlan);
     if (out_port < 0)
-        snprintf(act, sizeof(act), "FLOOD");
+        snprintf(act + n, sizeof(act) - (size_t)n, "FLOOD");
     else
-        snprintf(act, sizeof(act), "output:%d", out_port);
+        snprintf(act + n, sizeof(act) - (size_t)n, "output:%d", out_port);
     snprintf(buf, cap, "cookie=0x%" PRIx64 ",priority=%u,dl_dst=%s,actions=%s", cookie, priority,
              m, act);
 }
@@ -288,13 +293,24 @@ int nh_hotplug_add(struct mig_ctx *ctx, const struct nh_opts *o, const char *bri
     int rc = link_up(ctx, o, ifname);
     if (rc < 0)
         return rc;
-    if (is_ovs_bridge(o, bridge)) {
+    /* xl's "bridge=BR.TAG": the port goes on BR with VLAN tag TAG */
+    char br[NH_NAME_MAX], tag[16] = "";
+    const char *dot = strrchr(bridge, '.');
+    snprintf(br, sizeof(br), "%s", bridge);
+    if (dot && dot[1] && strspn(dot + 1, "0123456789") == strlen(dot + 1) &&
+        is_ovs_bridge(o, bridge) && atoi(dot + 1) < 4096) { /* (a Linux bridge keeps its name) */
+        br[dot - bridge] = 0;
+        snprintf(tag, sizeof(tag), "tag=%d", atoi(dot + 1));
+    }
+    if (is_ovs_bridge(o, br)) {
         snprintf(mark, sizeof(mark), "external_ids:migrate-live-domain=\"%s\"", domain);
-        const char *argv[] = {"ovs-vsctl", VSCTL_TIMEOUT, "--", "--may-exist", "add-port", bridge,
-                              ifname, "--", "set", "Interface", ifname, mark, NULL};
+        const char *argv[] = {"ovs-vsctl", VSCTL_TIMEOUT, "--", "--may-exist", "add-port", br,
+                              ifname, tag[0] ? tag : "--", tag[0] ? "--" : "set",
+                              tag[0] ? "set" : "Interface", tag[0] ? "Interface" : ifname,
+                              tag[0] ? ifname : mark, tag[0] ? mark : NULL, NULL};
         return nh_run(ctx, o, argv, NULL, NULL, NULL, RUN_MS);
     }
-    const char *argv[] = {"ip", "link", "set", "dev", ifname, "master", bridge, NULL};
+    const char *argv[] = {"ip", "link", "set", "dev", ifname, "master", br, NULL};
     return nh_run(ctx, o, argv, NULL, NULL, NULL, RUN_MS);
 }
 

@@ -87,3 +87,29 @@ net_cleanup() {
 our_flows() {
     ofctl "$1" dump-flows "$2" | grep -c 'cookie=0x4d4c' || true
 }
+
+# net_start_host NS NAME RUNDIR: a test-guest host in namespace NS, state in
+# $T/host-NAME, Open vSwitch run dir RUNDIR, accepting migrations on
+# unix:$T/host-NAME/mig.sock (a unix socket is reachable from every namespace)
+net_start_host() {
+    local dir=$T/host-$2
+    mkdir -p "$dir"
+    ip netns exec "$1" env OVS_RUNDIR="$3" "$XLML" -v --dir "$dir" --state-dir "$dir" \
+        --listen "unix:$dir/mig.sock" simhost >"$T/host-$2.out" 2>"$T/host-$2.log" &
+    HOSTPIDS+=($!)
+    for _ in $(seq 100); do
+        [ -S "$dir/mig.sock" ] && "$XLML" --host "$dir" sim list >/dev/null 2>&1 && return 0
+        sleep 0.05
+    done
+    fail "host $2 did not start"
+}
+
+# net_migrate NS FROM TO RUNDIR [OPTIONS...]: the CLI, run on host FROM (in
+# namespace NS), moves guest 'web' to host TO
+net_migrate() {
+    local ns=$1 from=$2 to=$3 rundir=$4
+    shift 4
+    ip netns exec "$ns" env OVS_RUNDIR="$rundir" "$XLML" -v --host "$T/host-$from" \
+        --state-dir "$T/host-$from" "$@" sim:web "unix:$T/host-$to/mig.sock" \
+        >"$T/mig.out" 2>"$T/mig.log" || fail "migration $from -> $to failed: $(tail -5 "$T/mig.log")"
+}

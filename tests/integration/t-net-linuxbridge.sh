@@ -38,50 +38,31 @@ ip -n $gst neigh replace 10.3.0.1 lladdr 02:00:00:00:03:01 dev eth0 nud permanen
 ip -n $hA link set vifg master xenbr0 # xl's vif-bridge at create
 
 mkdir -p "$T/no-ovs" # no OVSDB on these hosts
-start_lhost() { # NS NAME
-    local dir=$T/host-$2
-    mkdir -p "$dir"
-    ip netns exec "$1" env OVS_RUNDIR="$T/no-ovs" "$XLML" -v --dir "$dir" --state-dir "$dir" \
-        --listen "unix:$dir/mig.sock" simhost >"$T/host-$2.out" 2>"$T/host-$2.log" &
-    HOSTPIDS+=($!)
-    for _ in $(seq 100); do
-        [ -S "$dir/mig.sock" ] && "$XLML" --host "$dir" sim list >/dev/null 2>&1 && return 0
-        sleep 0.05
-    done
-    fail "host $2 did not start"
-}
-start_lhost $hA A
-start_lhost $hB B
+net_start_host $hA A "$T/no-ovs"
+net_start_host $hB B "$T/no-ovs"
 "$XLML" --host "$T/host-A" sim create web --mem 64M \
     --vif "mac=$GMAC,bridge=xenbr0,vifname=vifg,ip=$GIP" >/dev/null || fail "sim create"
 ip netns exec $cli ping -c 3 -i 0.1 -W 1 $GIP >/dev/null || fail "no ping before any move"
 
-lmigrate() { # FROM-NS FROM TO [--net ...]
-    local ns=$1 from=$2 to=$3
-    shift 3
-    ip netns exec "$ns" env OVS_RUNDIR="$T/no-ovs" "$XLML" -v --host "$T/host-$from" \
-        --state-dir "$T/host-$from" "$@" sim:web "unix:$T/host-$to/mig.sock" \
-        >"$T/mig.out" 2>"$T/mig.log" || fail "migration $from -> $to: $(tail -3 "$T/mig.log")"
-}
 replies() { # how many of 10 pings, 50 ms apart, right after the move come back
     { ip netns exec $cli ping -c 10 -i 0.05 -W 1 $GIP 2>/dev/null || true; } |
         sed -n 's/.* \([0-9]*\) received.*/\1/p'
 }
 
 # 1. without the handoff: the switch still sends to A, the guest is cut off
-lmigrate $hA A B --net off=1
+net_migrate $hA A B "$T/no-ovs" --net off=1
 n=$(replies)
 echo "no handoff, A -> B: $n/10 replies"
 [ "$n" -eq 0 ] || fail "the guest answered without any announcement ($n/10): the test proves nothing"
 ip -n $sw link show swB >/dev/null
 # 2. with the handoff: back to A, announced from A's bridge at COMMIT
-lmigrate $hB B A
+net_migrate $hB B A "$T/no-ovs"
 n=$(replies)
 echo "handoff, B -> A: $n/10 replies"
 [ "$n" -ge 9 ] || fail "only $n/10 replies after a move with the handoff"
 grep -q "announced web" "$T/host-A.log" || fail "no announcement in A's log"
 # 3. and A -> B again
-lmigrate $hA A B
+net_migrate $hA A B "$T/no-ovs"
 n=$(replies)
 echo "handoff, A -> B: $n/10 replies"
 [ "$n" -ge 9 ] || fail "only $n/10 replies after a move with the handoff"

@@ -32,7 +32,7 @@ veth $hA lnk $hB lnk
 vsctl $hA add-port xenbr0 lnk -- set interface lnk ofport_request=2
 vsctl $hB add-port xenbr0 lnk -- set interface lnk ofport_request=2
 veth $cli c0 $hA cvif
-vsctl $hA add-port xenbr0 cvif -- set interface cvif ofport_request=1
+vsctl $hA add-port xenbr0 cvif tag=10 -- set interface cvif ofport_request=1
 ip -n $cli link set c0 address 02:00:00:00:02:01
 ip -n $cli addr add 10.2.0.1/24 dev c0
 # the client knows the guest's MAC: its traffic is unicast only, nothing it
@@ -42,39 +42,19 @@ veth $gst eth0 $hA vifg
 ip -n $gst link set eth0 address $GMAC
 ip -n $gst addr add $GIP/24 dev eth0
 # the guest's vif on A, as xl's hotplug script would plug it at create
-vsctl $hA add-port xenbr0 vifg -- set interface vifg external_ids:iface-id=web-eth0 \
+# (bridge=xenbr0.10: VLAN 10; the client is on VLAN 10 too, the link is a
+# trunk): the tag must follow the guest or nothing reaches it on B
+vsctl $hA add-port xenbr0 vifg tag=10 -- set interface vifg external_ids:iface-id=web-eth0 \
     external_ids:attached-mac=$GMAC external_ids:vm-id=1234-abcd
-vsctl $hA set port vifg tag=0 || true
-vsctl $hA clear port vifg tag
 
-# one test-guest host per OVS host, each in its namespace, listening on a
-# unix socket (reachable from every namespace)
-start_nhost() { # NS NAME
-    local dir=$T/host-$2
-    mkdir -p "$dir"
-    in_host "$1" "$XLML" -v --dir "$dir" --state-dir "$dir" --listen "unix:$dir/mig.sock" simhost \
-        >"$T/host-$2.out" 2>"$T/host-$2.log" &
-    HOSTPIDS+=($!)
-    for _ in $(seq 100); do
-        [ -S "$dir/mig.sock" ] && "$XLML" --host "$dir" sim list >/dev/null 2>&1 && return 0
-        sleep 0.05
-    done
-    fail "host $2 did not start"
-}
-start_nhost $hA A
-start_nhost $hB B
+# one test-guest host per OVS host, each in its namespace; the migrations
+# below are the CLI alone (net_migrate), --net options on the source
+net_start_host $hA A "$T/ovs-$hA"
+net_start_host $hB B "$T/ovs-$hB"
 "$XLML" --host "$T/host-A" sim create web --mem 64M --dirty 20M \
-    --vif "mac=$GMAC,bridge=xenbr0,vifname=vifg,ip=$GIP" >/dev/null || fail "sim create"
+    --vif "mac=$GMAC,bridge=xenbr0.10,vifname=vifg,ip=$GIP" >/dev/null || fail "sim create"
 ip netns exec $cli ping -c 2 -i 0.2 -W 1 $GIP >/dev/null 2>&1 || true # (one-way stream below)
 
-# the migration itself: only the CLI; --net options on the source
-nmigrate() { # FROM-NS FROM TO [--net ...]
-    local ns=$1 from=$2 to=$3
-    shift 3
-    in_host "$ns" "$XLML" -v --host "$T/host-$from" --state-dir "$T/host-$from" "$@" \
-        sim:web "unix:$T/host-$to/mig.sock" >"$T/mig.out" 2>"$T/mig.log" ||
-        fail "migration $from -> $to failed: $(tail -5 "$T/mig.log")"
-}
 
 RESULTS=$T/results.txt
 : >"$RESULTS"
@@ -100,12 +80,12 @@ scenario() { # NAME FROM-NS FROM TO-NS TO HANDOFF(on|off) GARP(yes|no)
             "$T/ovs-$tns/db.sock" vifg eth0 $GMAC $GIP &
         gp=$!
     fi
-    nmigrate $fns $from $to "${net[@]}"
+    net_migrate $fns $from $to "$T/ovs-$fns" "${net[@]}"
     wait $sp
     wait $rp || true
     [ -z "$gp" ] || wait $gp
     local live
-    live=$(grep -o "vif vifg of web plugged into xenbr0 at [0-9.]*" "$T/host-$to.log" | tail -1 | awk '{print $NF}')
+    live=$(grep -o "vif vifg of web plugged into xenbr0[.0-9]* at [0-9.]*" "$T/host-$to.log" | tail -1 | awk '{print $NF}')
     [ -n "$live" ] || fail "$name: no port-live time in host $to's log"
     python3 - "$T/udp-$name.json" "$live" "$name" "$handoff" "$garp" >>"$RESULTS" <<'PY'
 import json, sys
@@ -142,6 +122,7 @@ sleep 2.5 # the destination settles on its own after COMMIT
 # the source's port metadata followed the guest
 [ "$(vsctl $hB get interface vifg external_ids:iface-id | tr -d '"')" = web-eth0 ] || fail "iface-id not copied"
 [ "$(vsctl $hB get interface vifg external_ids:vm-id | tr -d '"')" = 1234-abcd ] || fail "vm-id not copied"
+[ "$(vsctl $hB get port vifg tag)" = 10 ] || fail "VLAN tag not copied"
 vsctl $hA list-ports xenbr0 | grep -qx vifg && fail "the old port is still on A"
 scenario nohandoff-noGARP $hB B $hA A off no
 scenario nohandoff-GARP $hA A $hB B off yes

@@ -82,7 +82,7 @@ static void flow_mod_bytes(void **state)
 {
     (void)state;
     uint8_t b[128];
-    size_t n = nh_of_encode_flow_add(b, sizeof(b), 7, 0x4d4c123456000001ull, 100, MAC, 10);
+    size_t n = nh_of_encode_flow_add(b, sizeof(b), 7, 0x4d4c123456000001ull, 100, MAC, -1, 10);
     assert_int_equal(n, 80);
     static const uint8_t want[80] = {
         0x01, 14, 0x00, 80, 0, 0, 0, 7,              /* OF1.0 FLOW_MOD, len 80, xid 7 */
@@ -100,10 +100,20 @@ static void flow_mod_bytes(void **state)
         0, 0, 0, 8, 0, 10, 0, 0};                    /* OUTPUT:10, max_len 0 */
     assert_memory_equal(b, want, 80);
     /* FLOOD for a source without an uplink */
-    n = nh_of_encode_flow_add(b, sizeof(b), 8, 1, 100, MAC, -1);
+    n = nh_of_encode_flow_add(b, sizeof(b), 8, 1, 100, MAC, -1, -1);
     assert_int_equal(b[76], 0xff);
     assert_int_equal(b[77], 0xfb);
-    assert_int_equal(nh_of_encode_flow_add(b, 79, 9, 1, 100, MAC, 1), 0); /* too small */
+    assert_int_equal(nh_of_encode_flow_add(b, 79, 9, 1, 100, MAC, -1, 1), 0); /* too small */
+    /* onto a trunk for VLAN 10: SET_VLAN_VID(10), then OUTPUT:2 */
+    n = nh_of_encode_flow_add(b, sizeof(b), 9, 1, 100, MAC, 10, 2);
+    assert_int_equal(n, 88);
+    assert_int_equal(b[3], 88);
+    static const uint8_t vid[16] = {0, 1, 0, 8, 0, 10, 0, 0, 0, 0, 0, 8, 0, 2, 0, 0};
+    assert_memory_equal(b + 72, vid, 16);
+    /* to an access port: STRIP_VLAN, then OUTPUT:7 */
+    n = nh_of_encode_flow_add(b, sizeof(b), 10, 1, 100, MAC, 0, 7);
+    static const uint8_t strip[16] = {0, 3, 0, 8, 0, 0, 0, 0, 0, 0, 0, 8, 0, 7, 0, 0};
+    assert_memory_equal(b + 72, strip, 16);
 }
 
 static void packet_out_bytes(void **state)
@@ -132,9 +142,15 @@ static void cookies(void **state)
     assert_true((a & nh_cookie_domain_mask()) != (c & nh_cookie_domain_mask()));
     assert_int_equal(nh_cookie("web01", 0x1000001) & 0xffffff, 1);
     char t[160];
-    nh_flow_text(t, sizeof(t), 0x4d4c000000000001ull, 100, MAC, 7);
+    nh_flow_text(t, sizeof(t), 0x4d4c000000000001ull, 100, MAC, -1, 7);
     assert_string_equal(t, "cookie=0x4d4c000000000001,priority=100,dl_dst=02:00:00:00:02:10,"
                            "actions=output:7");
+    nh_flow_text(t, sizeof(t), 1, 100, MAC, 10, 2);
+    assert_string_equal(t, "cookie=0x1,priority=100,dl_dst=02:00:00:00:02:10,"
+                           "actions=mod_vlan_vid:10,output:2");
+    nh_flow_text(t, sizeof(t), 1, 100, MAC, 0, 7);
+    assert_string_equal(t, "cookie=0x1,priority=100,dl_dst=02:00:00:00:02:10,"
+                           "actions=strip_vlan,output:7");
 }
 
 static struct nh_handoff *source_with_vif(struct nh_opts *o)
