@@ -12,12 +12,15 @@ top=$PWD
 mode=${1:-demo}
 jobs=$(nproc 2>/dev/null || echo 2)
 
-# Debian packages for building and unit testing. Integration tests install
-# their own components (OVS, qemu, nbd tools, ansible) in their scripts.
+# Debian packages for building and unit testing, and Open vSwitch (started
+# by hand in namespaces by the network tests: openvswitch-switch, ethtool,
+# iproute2, iputils-ping). Integration tests install their other components
+# (qemu, nbd tools, ansible) in their scripts.
 PACKAGES="build-essential autoconf automake libtool pkg-config \
 libxen-dev libssl-dev libyaml-dev libzstd-dev libcmocka-dev \
 clang python3 python3-jsonschema \
-openssl openssh-server openssh-client"
+openssl openssh-server openssh-client \
+openvswitch-switch ethtool iproute2 iputils-ping"
 
 declare -a stage_report=()
 overall_rc=0
