@@ -37,6 +37,7 @@
 #include "profile-internal.h"
 
 #define FLOW_PRIORITY 100    /* above the bridge's own (priority 0, NORMAL) */
+#define DEST_EXTRA_SETTLE_MS 500u /* see nh_settle */
 #define MAX_LINE 65536       /* bytes: one line of ovsdb-client monitor */
 
 enum side { SIDE_SOURCE, SIDE_DEST };
@@ -869,8 +870,11 @@ int nh_settle(struct nh_handoff *h)
 {
     if (h->settled)
         return 0;
+    /* The destination keeps its flows a little longer than the source its
+     * forwarding: what the source forwards last still finds the vif. */
+    uint64_t settle_ms = h->o.settle_ms + (h->side == SIDE_DEST ? DEST_EXTRA_SETTLE_MS : 0);
     if (!h->o.dry_run)
-        sleep_until(h->commit_ns + (uint64_t)h->o.settle_ms * 1000000u, NULL);
+        sleep_until(h->commit_ns + settle_ms * 1000000u, NULL);
     else
         fprintf(h->o.dry_run, "# settle %u ms\n", h->o.settle_ms);
     if (h->announcing) {
