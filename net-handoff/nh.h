@@ -73,7 +73,8 @@ struct nh_opts {
     unsigned settle_ms;     /* ms: source forwarding and destination flows kept (default 2000) */
     unsigned rounds;        /* announcement rounds (default 5) */
     unsigned first_gap_ms;  /* ms: gap after the first round; grows by itself each round (50) */
-    unsigned port_wait_ms;  /* ms: at COMMIT, wait this long for the vif port (default 3000) */
+    unsigned port_wait_ms;  /* ms: at COMMIT, wait this long for the vif port (default 1000;
+                             * it delays the COMMIT-ACK, so it stays short) */
     bool use_ofctl;         /* switchover path through forked ovs-ofctl instead of direct
                              * OpenFlow (slower; for comparison) */
     FILE *dry_run;          /* non-NULL: print every command there, run none (borrowed) */

@@ -29,7 +29,7 @@ void nh_opts_init(struct nh_opts *o)
     o->settle_ms = 2000;
     o->rounds = 5;
     o->first_gap_ms = 50;
-    o->port_wait_ms = 3000;
+    o->port_wait_ms = 1000;
 }
 
 const char *nh_rundir(const struct nh_opts *o)
