@@ -62,6 +62,10 @@ elif mode in ('garp', 'garp-on-port'):
 else:
     ip, port, out, maxs = sys.argv[2], int(sys.argv[3]), sys.argv[4], float(sys.argv[5])
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:  # a receiver starved by a busy machine must not drop what arrived
+        s.setsockopt(socket.SOL_SOCKET, 33, 8 << 20)  # SO_RCVBUFFORCE (root)
+    except OSError:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
     s.bind((ip, port))
     s.settimeout(0.5)
     pkts = []  # [seq, sent (sender's clock), received]; one machine, one clock
