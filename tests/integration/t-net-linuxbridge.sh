@@ -11,7 +11,7 @@
 net_isolate "$@"
 . "$(dirname "$0")/lib.sh"
 set -e
-trap 'rc=$?; net_cleanup; (exit $rc); cleanup' EXIT
+trap 'rc=$?; set +e; net_cleanup; (exit $rc); cleanup' EXIT
 net_need
 
 GMAC=02:00:00:00:03:10

@@ -17,7 +17,7 @@
 net_isolate "$@"
 . "$(dirname "$0")/lib.sh"
 set -e
-trap 'rc=$?; [ -n "${NH_KEEP:-}" ] && cp -r "$T" "$NH_KEEP"; net_cleanup; (exit $rc); cleanup' EXIT
+trap 'rc=$?; set +e; [ -n "${NH_KEEP:-}" ] && cp -r "$T" "$NH_KEEP"; net_cleanup; (exit $rc); cleanup' EXIT
 net_need
 
 GMAC=02:00:00:00:02:10
