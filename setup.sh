@@ -12,8 +12,10 @@ top=$PWD
 mode=${1:-demo}
 jobs=$(nproc 2>/dev/null || echo 2)
 
-# Debian packages for building and unit testing. Integration tests install
-# their own components (OVS, qemu, nbd tools) in their scripts.
+# Debian packages for building and unit testing, and Open vSwitch (started
+# by hand in namespaces by the network tests: openvswitch-switch, ethtool,
+# iproute2, iputils-ping). Integration tests install their other components
+# in their scripts as well.
 # qemu-system-x86: the QMP client's test against a real QEMU (make check);
 # ansible-core, python3-voluptuous and python3-pyflakes: the Ansible
 # collection's test (t-ansible.sh) and its sanity checks.
@@ -22,7 +24,8 @@ libxen-dev libssl-dev libyaml-dev libzstd-dev libcmocka-dev \
 clang python3 python3-jsonschema \
 openssl openssh-server openssh-client \
 qemu-system-x86 qemu-utils libnbd-bin \
-ansible-core python3-voluptuous python3-pyflakes"
+ansible-core python3-voluptuous python3-pyflakes \
+openvswitch-switch ethtool iproute2 iputils-ping"
 
 declare -a stage_report=()
 overall_rc=0

@@ -56,6 +56,10 @@ struct cli {
      * (mp.hook_args points here once there is one) */
     char *hook_args[33];
     unsigned n_hook_args;
+    /* --vif XLSPEC for sim create (borrowed); --net KEY=VALUE goes to
+     * hook_args as "net:KEY=VALUE" */
+    const char *vifs[8];
+    unsigned nvifs;
     /* owned strings built while parsing (URIs) */
     char *domain_uri;
     char *dest_uri;
@@ -69,6 +73,7 @@ int cmd_resolve(struct cli *c, struct mig_ctx *ctx);
 int xlml_profile_main(struct cli *c, struct mig_ctx *ctx);
 int xlml_nbd_serve_main(struct cli *c, struct mig_ctx *ctx); /* nbd.c */
 int xlml_disk_serve_main(struct cli *c, struct mig_ctx *ctx); /* disk.c */
+int xlml_net_main(struct cli *c, struct mig_ctx *ctx); /* net.c */
 
 /* Print "xl-migrate-live: MSG" and the usage hint; returns EXIT_USAGE. */
 int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

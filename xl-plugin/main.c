@@ -30,6 +30,7 @@ enum {
     OPT_CONFIG, OPT_RECEIVE_ARGS, OPT_PROFILE, OPT_CHECK, OPT_POLICY_FILE,
     OPT_SOCKET, OPT_TCP_PORT, OPT_READ_ONLY, OPT_DAEMON,
     OPT_DISK_MAP, OPT_DOMAIN, OPT_DISK_NAME, OPT_DISK_DIR, OPT_DISK,
+    OPT_NET, OPT_VIF,
 };
 
 static const struct option options[] = {
@@ -78,6 +79,8 @@ static const struct option options[] = {
     {"disk-name", required_argument, NULL, OPT_DISK_NAME},
     {"disk-dir", required_argument, NULL, OPT_DISK_DIR},
     {"disk", required_argument, NULL, OPT_DISK},
+    {"net", required_argument, NULL, OPT_NET},
+    {"vif", required_argument, NULL, OPT_VIF},
     {NULL, 0, NULL, 0},
 };
 
@@ -95,6 +98,7 @@ static void usage(FILE *f)
 "                                  (sim create ... --disk SIZE: with a managed disk)\n"
 "       xl-migrate-live nbd-serve --socket PATH|--tcp-port N [--read-only] [--daemon] FILE\n"
 "       xl-migrate-live disk-serve --domain DOM --socket PATH [--disk-name N] [--daemon] IMAGE\n"
+"       xl-migrate-live net show VIF|announce VIF MAC [IP..]|cleanup DOMAIN|plan DOMAIN VIF..\n"
 "       xl-migrate-live demo\n"
 "\n"
 "Live-migrate DOMAIN ([xen:|sim:]NAME, UUID or domain id) to HOST (a host name\n"
@@ -118,7 +122,10 @@ static void usage(FILE *f)
 "  --insecure             tcp: no authentication (trusted networks only)\n"
 "  --pki DIR              tls: certificates (default /etc/pki/migrate-live)\n"
 "  --state-dir DIR        journal and locks (default /var/lib/migrate-live)\n"
+"  --net KEY=VALUE        network handoff: uplink=PORT, settle=MS, rounds=N, gap=MS,\n"
+"                         wait=MS, rundir=DIR (Open vSwitch), ofctl=1, off=1\n"
 "  --host DIR             act on the test-guest host in DIR (sim: domains)\n"
+"  --vif SPEC             sim create: a NIC, as xl: mac=M,bridge=B,vifname=V[,ip=A]\n"
 "  --dry-run              print the plan and exit\n"
 "  --json                 one JSON object per second and a final report\n"
 "  --disk-map SRC=DST     receive/listen/simhost (and ssh: migrations, passed to the\n"
@@ -369,6 +376,28 @@ static int apply(struct cli *c, int opt, const char *arg, const char *where)
     case OPT_DISK_NAME:
         c->disk_name = arg;
         break;
+    case OPT_NET: {
+        static const char *const keys[] = {"off=", "rundir=", "uplink=", "settle=", "rounds=",
+                                           "gap=", "wait=", "ofctl=", NULL};
+        bool known = false;
+        for (unsigned i = 0; keys[i]; i++)
+            known = known || strncmp(arg, keys[i], strlen(keys[i])) == 0;
+        if (!known)
+            return usage_error("%s--net: '%s' is not off=, rundir=, uplink=, settle=, rounds=, "
+                               "gap=, wait= or ofctl= with a value", where, arg);
+        if (c->n_hook_args >= 32)
+            return usage_error("%s--net: too many", where);
+        if (asprintf(&c->hook_args[c->n_hook_args], "net:%s", arg) < 0)
+            return EXIT_FAILED;
+        c->n_hook_args++;
+        c->mp.hook_args = (const char *const *)c->hook_args;
+        break;
+    }
+    case OPT_VIF:
+        if (c->nvifs >= 8)
+            return usage_error("%s--vif: at most 8", where);
+        c->vifs[c->nvifs++] = arg;
+        break;
     default:
         return EXIT_USAGE;
     }
@@ -533,7 +562,8 @@ int main(int argc, char **argv)
     bool migrating = strcmp(cmd, "receive") && strcmp(cmd, "listen") && strcmp(cmd, "resolve") &&
                      strcmp(cmd, "facts") && strcmp(cmd, "simhost") && strcmp(cmd, "sim") &&
                      strcmp(cmd, "profile") && strcmp(cmd, "policy") && strcmp(cmd, "nbd-serve") &&
-                     strcmp(cmd, "disk-serve");
+                     strcmp(cmd, "disk-serve") &&
+                     strcmp(cmd, "net");
     if (!migrating) {
         /* only a migration turns Ctrl-C into a cancel; the rest stop as usual
          * (listen and simhost install their own handling) */
@@ -562,6 +592,8 @@ int main(int argc, char **argv)
         rc = xlml_disk_serve_main(&c, ctx);
     else if (strcmp(cmd, "demo") == 0)
         rc = xlml_demo_main(&c, ctx);
+    else if (strcmp(cmd, "net") == 0)
+        rc = xlml_net_main(&c, ctx);
     else
         rc = cmd_migrate(&c, ctx);
 out:

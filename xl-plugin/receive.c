@@ -55,7 +55,7 @@ static void recv_params(const struct cli *c, struct mig_recv_params *rp, char *b
     rp->backend = backend_for(c, buf, len);
     rp->link = c->mp.link;
     rp->state_dir = c->mp.state_dir;
-    rp->hook_args = c->mp.hook_args; /* --disk-map */
+    rp->hook_args = c->mp.hook_args; /* --disk-map, --disk-dir, --net */
 }
 
 int cmd_receive(struct cli *c, struct mig_ctx *ctx)

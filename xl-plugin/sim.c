@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <libmig/net.h>
 #include <libmig/sim.h>
 
 #include "cli.h"
@@ -80,7 +81,7 @@ int xlml_simhost_main(struct cli *c, struct mig_ctx *ctx)
         l.rp.link = c->mp.link;
         l.rp.state_dir = c->mp.state_dir;
         cli_default_disk_dir(c);
-        l.rp.hook_args = c->mp.hook_args; /* --disk-map, --disk-dir */
+        l.rp.hook_args = c->mp.hook_args; /* --disk-map, --disk-dir, --net */
         l.uri = c->listen_uri;
         /* Block the host's signals in the listener thread: the host loop
          * handles SIGTERM/SIGINT/SIGCHLD. */
@@ -170,6 +171,13 @@ int xlml_sim_main(struct cli *c, struct mig_ctx *ctx)
                             (unsigned long long)(c->sim_disk >> 10));
         if (c->sim_extra && (size_t)len < sizeof(config))
             len += snprintf(config + len, sizeof(config) - len, "%s,", c->sim_extra);
+        for (unsigned i = 0; i < c->nvifs && (size_t)len < sizeof(config); i++) {
+            char vif[256];
+            if (mig_net_vif_from_xl(c->vifs[i], vif, sizeof(vif)) < 0)
+                return usage_error("--vif '%s': want mac=M,bridge=B,vifname=V[,ip=A B]",
+                                   c->vifs[i]);
+            len += snprintf(config + len, sizeof(config) - len, "vif%u=%s,", i, vif);
+        }
         if (len > 0 && (size_t)len <= sizeof(config))
             config[len - 1] = 0; /* the last comma */
         rc = mig_simhost_create(ctx, c->host_dir, c->pos[2], config);

@@ -32,6 +32,11 @@ golden dry-run-default.txt "$X" --dry-run web01 host2
 golden dry-run-options.txt "$X" --dry-run --transport tls --parallel 4 --bandwidth 1Gbit \
     --compress zstd --policy xl --timeout 600 --on-timeout switchover --no-throttle \
     --state-dir /srv/ml xen:web01 host2
+# the network handoff: every command both hosts would run, in order
+golden net-plan.txt "$X" net plan web01 'mac=02:00:00:00:02:10,bridge=xenbr0,vifname=vif3.0,ip=10.2.0.10' \
+    02:00:00:00:02:11/vif3.1/xenbr1 --net uplink=eth1 --net rounds=3
+golden net-cleanup.txt "$X" --dry-run net cleanup web01
+golden net-announce.txt "$X" --dry-run --net rounds=2 net announce vif3.0 02:00:00:00:02:10 10.2.0.10
 
 usage() { # EXPECTED-MESSAGE ARGS...: exit 2, exactly two lines on stderr
     local want=$1
@@ -55,6 +60,9 @@ usage "--mem: '12X' is not a size of at least 1M (e.g. 512M, 2G)" --host /nonexi
 usage "--downtime: '-5' is not a number of milliseconds" --downtime -5 web01 host2
 usage "missing HOST (usage: xl-migrate-live [OPTIONS] DOMAIN HOST)" web01
 usage "missing DOMAIN and HOST"
+usage "--net: 'bogus' is not off=, rundir=, uplink=, settle=, rounds=, gap=, wait= or ofctl= with a value" --net bogus web01 host2
+usage "net announce: bad MAC or IPv4 address" --dry-run net announce vif1.0 ff:ff:ff:ff:ff:ff
+usage "--vif 'mac=02:00:00:00:00:01': want mac=M,bridge=B,vifname=V[,ip=A B]" --host /nonexistent --vif mac=02:00:00:00:00:01 sim create g
 usage "--parallel 2: ssh carries one channel; use tls: for parallel channels" --parallel 2 web01 host2
 usage "--compress: 'lz4' is not none or zstd" --compress lz4 web01 host2
 usage "policy enter takes one HOST" policy enter

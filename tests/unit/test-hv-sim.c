@@ -172,6 +172,25 @@ static void config_parse(void **state)
     assert_int_equal(c.tracking, MIG_SIM_TRACK_SYNC);
     assert_int_equal(mig__sim_config_parse("mem=1000", &c), -MIG_EPARSE);
     assert_int_equal(mig__sim_config_parse("bogus=1", &c), -MIG_EPARSE);
+    /* NICs (sim-net.c): MAC/IFNAME/BRIDGE[/IPS], and where they are now */
+    assert_int_equal(mig__sim_config_parse("vif0=02:00:00:00:02:10/vifg/xenbr0.10/10.2.0.10,"
+                                           "vif1=02:00:00:00:02:11/vifh/br1,netns=1234", &c), 0);
+    assert_int_equal(mig__sim_config_parse("vif0=02:00:00:00:02:10/vifg", &c), -MIG_EPARSE);
+    assert_int_equal(mig__sim_config_parse("vif0=ff:ff:ff:ff:ff:ff/vifg/br0", &c), -MIG_EPARSE);
+    assert_int_equal(mig__sim_config_parse("vif0=02:00:00:00:02:10/a;b/br0", &c), -MIG_EPARSE);
+    assert_int_equal(mig__sim_config_parse("vif0=02:00:00:00:02:10/vifg/br0/1.2.3", &c),
+                     -MIG_EPARSE);
+    assert_int_equal(mig__sim_config_parse("vif8=02:00:00:00:02:10/vifg/br0", &c), -MIG_EPARSE);
+    assert_int_equal(mig__sim_config_parse("netns=0", &c), -MIG_EPARSE);
+    /* what the source sends: the config with this host's netns, a previous one dropped */
+    char out[512];
+    assert_int_equal(mig__sim_net_info("mem=64M,vif0=02:00:00:00:02:10/vifg/br0,netns=7", 42, out,
+                                       sizeof(out)), 0);
+    assert_string_equal(out, "mem=64M,vif0=02:00:00:00:02:10/vifg/br0,netns=42");
+    assert_int_equal(mig__sim_net_info("mem=64M", 42, out, sizeof(out)), 0);
+    assert_string_equal(out, "mem=64M");
+    assert_int_equal(mig__sim_net_info("mem=64M,vif0=02:00:00:00:02:10/vifg/br0", 42, out, 20),
+                     -MIG_ETOOBIG);
     assert_int_equal(mig__sim_config_parse("pattern=zigzag", &c), -MIG_EPARSE);
     assert_int_equal(mig__sim_config_parse("touch=101%", &c), -MIG_EPARSE);
 }

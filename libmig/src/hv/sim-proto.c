@@ -20,6 +20,7 @@
 
 #define MIG_LOG_MODULE "sim"
 #include "sim.h"
+#include "nh.h"
 
 /* ---- pages ---------------------------------------------------------------- */
 
@@ -262,6 +263,16 @@ int mig__sim_config_parse(const char *text, struct mig__sim_config *cfg_out)
             if (!rc && (n < 10 || n > 1000000))
                 rc = -MIG_EPARSE;
             c.tick_us = (unsigned)n;
+        } else if (!strncmp(tok, "vif", 3) && tok[3] >= '0' && tok[3] <= '7' && !tok[4]) {
+            /* the guest's NIC: MAC/IFNAME/BRIDGE[/IPS] (net-handoff/config.c) */
+            struct nh_vif_spec vif;
+            rc = nh_vif_parse(v, &vif);
+        } else if (!strcmp(tok, "netns")) {
+            /* where the vifs are now: a process in the source host's
+             * network namespace (set by the source's info op) */
+            rc = mig__sim_parse_size(v, &n);
+            if (!rc && (n < 1 || n > INT32_MAX))
+                rc = -MIG_EPARSE;
         } else {
             rc = -MIG_EPARSE;
         }

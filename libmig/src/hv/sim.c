@@ -495,8 +495,7 @@ static int sim_info(struct mig__hv *hv, struct mig__dom_info *info_out)
     info_out->nr_pages = s->nr_pages;
     info_out->page_size = MIG_SIM_PAGE;
     info_out->vcpus = s->vcpus;
-    snprintf(info_out->config, sizeof(info_out->config), "%s", s->config);
-    return 0;
+    return mig__sim_net_info(s->config, s->pid, info_out->config, sizeof(info_out->config));
 }
 
 static const char *sim_tracking(struct mig__hv *hv)
@@ -897,6 +896,7 @@ static int sim_destroy(struct mig__hv *hv)
     if (!rc) {
         s->destroyed = true;
         s->tracking_on = false;
+        mig__sim_net_unplug(s->base.ctx, s->config); /* xl: the vif's hotplug "offline" */
     }
     return rc;
 }
@@ -1017,8 +1017,18 @@ static int sim_commit(struct mig__hv *hv)
         return -MIG_ESTATE;
     snprintf(req, sizeof(req), "commit %s", s->name);
     int rc = mig__sim_host_call(s->dir, req, NULL, 0, NULL, NULL);
-    if (!rc)
+    if (!rc) {
         s->committed = true;
+        /* The guest runs here now: its NICs follow (a failure leaves it
+         * running without network, logged; the commit stands). */
+        char final[80];
+        snprintf(final, sizeof(final), "%s", s->name);
+        char *suffix = strstr(final, MIG_SIM_INCOMING_SUFFIX);
+        if (suffix)
+            *suffix = 0;
+        if (mig__sim_net_plug(s->base.ctx, s->config, final) < 0)
+            MIG_LOG(s->base.ctx, ERROR, "sim: %s runs without its network", final);
+    }
     return rc;
 }
 

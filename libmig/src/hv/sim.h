@@ -96,6 +96,14 @@ struct mig__sim_config {
     uint64_t disk_bps;   /* bytes/s the guest writes to its disk (4 KiB blocks) */
 };
 
+/* ---- NICs (sim-net.c) ---------------------------------------------------- */
+/* 'config' plus netns=PID when it lists vifs (what info() sends). */
+MIG_HIDDEN int mig__sim_net_info(const char *config, pid_t pid, char *out, size_t cap);
+/* Destination, at COMMIT: bring every vif here and plug it (hotplug). */
+MIG_HIDDEN int mig__sim_net_plug(struct mig_ctx *ctx, const char *config, const char *domain);
+/* Source, after COMMIT: remove what is left of the vifs' ports here. */
+MIG_HIDDEN void mig__sim_net_unplug(struct mig_ctx *ctx, const char *config);
+
 /* Parse "mem=2G,vcpus=2,dirty=200M,pattern=hotset,...". Unknown keys fail. */
 MIG_HIDDEN int mig__sim_config_parse(const char *text, struct mig__sim_config *cfg_out);
 /* A 64-bit finaliser (murmur3's): page checksums, the disk's write sequence. */

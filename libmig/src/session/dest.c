@@ -579,11 +579,15 @@ static int serve(struct dest *d)
                 return send_error(d, rc, "cannot start the domain: %s", mig_strerror(rc));
             }
             d->created = false;
-            mig__outcome_write(d->p->state_dir, d->link->session_id, "committed", d->info.name);
-            mig_fsm_transition(&d->fsm, MIG_STATE_READY, MIG_STATE_COMMITTED);
+            /* The hooks first (net: the announcement that brings the
+             * domain's traffic here), then the durable record: a crash in
+             * between leaves "committing", which resolve settles by asking
+             * the backend (probe). */
             if (mig__hooks_dst_commit(d->hooks) < 0)
                 MIG_LOG(d->ctx, ERROR, "%s runs here, but a hook failed after COMMIT: %s",
                         d->info.name, hook_why(d, -MIG_EIO));
+            mig__outcome_write(d->p->state_dir, d->link->session_id, "committed", d->info.name);
+            mig_fsm_transition(&d->fsm, MIG_STATE_READY, MIG_STATE_COMMITTED);
             MIG_LOG(d->ctx, INFO, "%s committed: running here", d->info.name);
             if (fault(d, "dest-commit-done", 0) < 0)
                 return 0; /* committed; only the acknowledgement is lost */

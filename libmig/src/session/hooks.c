@@ -77,10 +77,14 @@ int mig__hook_register(struct mig_ctx *ctx, const struct mig__hook_class *cls)
 }
 
 extern const struct mig__hook_class mig__blk_hook_class; /* blk/blk-hook.c */
+int mig__net_hook_register(struct mig_ctx *ctx);               /* net-handoff/hook.c */
 
 int mig__hook_register_builtins(struct mig_ctx *ctx)
 {
-    return mig__hook_register(ctx, &mig__blk_hook_class);
+    int rc = mig__hook_register(ctx, &mig__blk_hook_class);
+    if (rc == 0)
+        rc = mig__net_hook_register(ctx);
+    return rc;
 }
 
 const char *mig__hook_arg(const struct mig__hook_env *env, const char *cls, const char *key,
