@@ -235,9 +235,13 @@ int cmd_migrate(struct cli *c, struct mig_ctx *ctx)
         return usage_error("--parallel %u: ssh carries one channel; use tls: for parallel "
                            "channels",
                            c->mp.link.channels);
-    if (c->n_hook_args) {
-        /* --disk-map names paths on the destination: ssh runs the receiver
-         * for us, so it goes there; a tls:/tcp: listener has its own. */
+    unsigned n_blk = 0;
+    for (unsigned i = 0; i < c->n_hook_args; i++)
+        n_blk += strncmp(c->hook_args[i], "blk:", 4) == 0;
+    if (n_blk) {
+        /* --disk-map / --disk-dir name paths on the destination: ssh runs
+         * the receiver for us, so they go there; a tls:/tcp: listener has
+         * its own. (--net applies on both sides and stays here.) */
         if (strncmp(c->dest_uri, "ssh:", 4) != 0)
             return usage_error("--disk-map: give it to the listener on the destination "
                                "(xl-migrate-live listen --disk-map SRC=DST URI); only an ssh: "
@@ -250,12 +254,19 @@ int cmd_migrate(struct cli *c, struct mig_ctx *ctx)
             return EXIT_FAILED;
         strcpy(c->remote_args, c->mp.link.remote_args ? c->mp.link.remote_args : "");
         for (unsigned i = 0; i < c->n_hook_args; i++) {
-            if (strpbrk(c->hook_args[i], " \t\n'\"\\"))
-                return usage_error("--disk-map %s: paths with blanks or quotes cannot be "
-                                   "passed over ssh",
-                                   c->hook_args[i] + 8);
-            strcat(c->remote_args, " --disk-map ");
-            strcat(c->remote_args, c->hook_args[i] + strlen("blk:map="));
+            const char *a = c->hook_args[i], *opt;
+            if (strncmp(a, "blk:map=", 8) == 0)
+                opt = " --disk-map ";
+            else if (strncmp(a, "blk:target-dir=", 15) == 0)
+                opt = " --disk-dir ";
+            else
+                continue;
+            a = strchr(a, '=') + 1;
+            if (strpbrk(a, " \t\n'\"\\"))
+                return usage_error("%s%s: paths with blanks or quotes cannot be passed over ssh",
+                                   opt + 1, a);
+            strcat(c->remote_args, opt);
+            strcat(c->remote_args, a);
         }
         c->mp.link.remote_args = c->remote_args;
     }

@@ -7,6 +7,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 export XLML
 pass=0
 failn=0
+# each run keeps its tests' output apart (several trees may run at once)
+out=$(mktemp -d "${TMPDIR:-/tmp}/mlit-run.XXXXXX")
+trap 'rm -rf "$out"' EXIT
 for t in "$here"/t-*.sh; do
     name=$(basename "$t" .sh)
     [ -n "${ONLY:-}" ] && [[ "$name" != *"$ONLY"* ]] && continue
@@ -18,13 +21,13 @@ for t in "$here"/t-*.sh; do
         continue
     fi
     start=$(date +%s)
-    if timeout -k 5 "${TEST_TIMEOUT:-300}" bash "$t" >"/tmp/$name.out" 2>&1; then
+    if timeout -k 5 "${TEST_TIMEOUT:-300}" bash "$t" >"$out/$name.out" 2>&1; then
         echo "PASS: $name ($(($(date +%s) - start))s)"
-        sed 's/^/    /' "/tmp/$name.out" | tail -8
+        sed 's/^/    /' "$out/$name.out" | tail -8
         pass=$((pass + 1))
     else
         echo "FAIL: $name ($(($(date +%s) - start))s)"
-        sed 's/^/    /' "/tmp/$name.out" | tail -40
+        sed 's/^/    /' "$out/$name.out" | tail -40
         failn=$((failn + 1))
     fi
 done

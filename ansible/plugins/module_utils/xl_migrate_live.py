@@ -226,7 +226,6 @@ class XlMigrateLive(object):
         """Fail for an exit the command gives before its JSON report: bad
         usage (the options were refused, nothing happened), the domain's
         lock held by another run, or a failure before the session started."""
-        params = self.module.params
         text = last_line(err) or last_line(out)
         if rc == EXIT_USAGE:
             msg = '%s: xl-migrate-live refused the options (exit %d): %s' % (what, rc, text)
