@@ -46,6 +46,7 @@
 #define MIG_BLK_REGION (64u << 10)   /* bytes per bitmap bit */
 #define MIG_BLK_STRIPE (1u << 20)    /* bytes: records of one stripe share a channel */
 #define MIG_BLK_MAX_DISKS 16u
+#define MIG_BLK_OOS_EXTENT (4u << 20) /* bytes per bit of the persistent out-of-sync log */
 #define MIG_BLK_INCOMPLETE ".incomplete" /* marker next to a target being written */
 #define MIG_BLK_KIND_ZERO MIG_HOOK_KIND_CLASS /* HOOK_DATA: u32 disk, u32 0, u64 off, u64 len */
 
@@ -68,6 +69,20 @@ struct mig__blk_stats {
 /* Open 'path' (file or block device) read-write as a managed disk. */
 int mig__blk_mirror_open(struct mig_ctx *ctx, const char *path, struct mig__blk_mirror **m_out);
 void mig__blk_mirror_free(struct mig__blk_mirror *m); /* NULL-safe; must be stopped */
+/* Keep the out-of-sync log in the file log_path (created 0600 if missing,
+ * loaded if present; a file that does not match the disk loads as all out
+ * of sync). From now on the first write to a 4 MiB extent not yet marked
+ * (MIG_BLK_OOS_EXTENT) marks it in the file and fdatasyncs the file before
+ * the write is applied, so after a crash every extent written since the
+ * last completed sync (a COMMIT that moved the disk, which clears the log)
+ * is marked. Call once, before the export serves. */
+int mig__blk_mirror_persist(struct mig__blk_mirror *m, const char *log_path);
+/* Bytes marked in the log now (0 if not persisted); *loaded_out: marked
+ * when it was loaded; *syncs_out: log writes so far (each one fdatasync).
+ * Either may be NULL. */
+uint64_t mig__blk_mirror_oos_bytes(struct mig__blk_mirror *m, uint64_t *loaded_out,
+                                   uint64_t *syncs_out);
+bool mig__blk_mirror_oos_test(struct mig__blk_mirror *m, uint64_t off); /* extent of off marked */
 const char *mig__blk_mirror_path(const struct mig__blk_mirror *m); /* borrowed */
 
 /* The export (signatures of struct mig__nbd_export_ops; opaque = the
