@@ -176,6 +176,44 @@ const char *mig__blk_server_ctl_path(const struct mig__blk_server *s); /* borrow
 struct mig__blk_mirror *mig__blk_server_mirror(struct mig__blk_server *s); /* borrowed */
 void mig__blk_server_free(struct mig__blk_server *s); /* NULL-safe: stops everything */
 
+/* ---- qdisk disks: QEMU mirrors them for us (qdisk.c) ------------------ */
+
+/* A disk served to the domain by its own QEMU (Xen's qdisk backend): for
+ * one migration, QEMU mirrors it over QMP (blockdev-mirror, sync full,
+ * copy-mode write-blocking) into an NBD export of the destination target.
+ * docs/block-mirror.md "qdisk disks". */
+struct mig__qmp;
+struct mig__blk_qdisk;
+struct mig__blk_qdisk_params {
+    const char *device;     /* the disk's node name in QEMU (query-named-block-nodes) */
+    const char *job_id;     /* the block job's id, <= 40 chars; the target node is
+                               JOB-target */
+    const char *nbd_socket; /* unix socket of the NBD server serving the target */
+    const char *nbd_export; /* export name; NULL: "" */
+    uint64_t speed;         /* bytes/s, 0: unlimited */
+};
+struct mig__blk_qdisk_job { /* one query-block-jobs entry */
+    uint64_t offset, len;   /* bytes: progress */
+    bool ready;
+    char status[24];        /* "running", "ready", "concluded", ... */
+    char error[160];        /* QEMU's error text, "" if none */
+};
+/* q borrowed for the life of *d_out. Adds the NBD node, starts the job. On
+ * failure nothing stays in QEMU. */
+int mig__blk_qdisk_start(struct mig_ctx *ctx, struct mig__qmp *q,
+                         const struct mig__blk_qdisk_params *p, struct mig__blk_qdisk **d_out);
+int mig__blk_qdisk_job(struct mig__blk_qdisk *d, struct mig__blk_qdisk_job *out);
+/* Poll until the job is ready (0), failed (-MIG_EIO) or timeout_ms passed. */
+int mig__blk_qdisk_wait_ready(struct mig__blk_qdisk *d, unsigned timeout_ms);
+/* Switchover (guest paused): cancel the ready job gracefully (the target
+ * then equals the source; the domain stays on its own disk), check that it
+ * ended without error, dismiss it, remove the NBD node. */
+int mig__blk_qdisk_complete(struct mig__blk_qdisk *d, unsigned timeout_ms);
+/* Failure before COMMIT: forced cancel, dismiss, remove the node. The
+ * source disk is never written by the job. NULL-safe. */
+void mig__blk_qdisk_abort(struct mig__blk_qdisk *d);
+void mig__blk_qdisk_free(struct mig__blk_qdisk *d); /* aborts what is left; NULL-safe */
+
 /* ---- destination --------------------------------------------------------- */
 
 struct mig__blk_target;
