@@ -71,6 +71,7 @@ struct mig__blk_mirror {
     uint64_t noos;
     uint64_t oos_loaded;                /* bytes marked when the log was loaded */
     uint64_t oos_syncs;                 /* count: log writes (each one fdatasync) */
+    bool oos_broken;                    /* a log write failed: the file may lack bits */
 
     uint8_t *buf;                       /* owned: one stripe, for rounds (session thread) */
     uint64_t *snap;                     /* owned, nregions bits: a round's get-and-clear */
@@ -509,9 +510,9 @@ static int oos_mark(struct mig__blk_mirror *m, uint64_t off, uint64_t len)
     if (m->oos_fd < 0)
         return 0;
     uint64_t first = off / MIG_BLK_OOS_EXTENT, last = (off + len - 1) / MIG_BLK_OOS_EXTENT;
+    uint64_t w0 = UINT64_MAX, w1 = 0;
     int rc = 0;
     pthread_mutex_lock(&m->oos_lock);
-    uint64_t w0 = UINT64_MAX, w1 = 0;
     for (uint64_t e = first; e <= last; e++)
         if (!test_bit(m->oos, e)) {
             set_bit(m->oos, e);
@@ -519,21 +520,29 @@ static int oos_mark(struct mig__blk_mirror *m, uint64_t off, uint64_t len)
                 w0 = e / BITS;
             w1 = e / BITS;
         }
-    if (w0 != UINT64_MAX) {
-        /* held under oos_lock: a concurrent write to the same extent waits
-         * here until the mark is durable */
-        rc = full_pwrite(m->oos_fd, m->oos + w0, (size_t)(w1 - w0 + 1) * 8, OOS_HDR + w0 * 8);
+    /* Held under oos_lock: a concurrent write to the same extent waits here
+     * until the mark is durable. After a failed log write the file may lack
+     * bits memory has: it is rewritten whole before any write goes on. */
+    if (m->oos_broken) {
+        rc = oos_write_all(m);
+        if (rc == 0)
+            m->oos_broken = false;
+    } else if (w0 != UINT64_MAX) {
+        /* test builds: the log's disk fails (MIG_FAULT=blk-oos-write=error) */
+        int f = mig__fault(m->ctx, "blk-oos-write", 0);
+        rc = f < 0 ? f : f ? -MIG_EIO : 0;
+        if (rc == 0)
+            rc = full_pwrite(m->oos_fd, m->oos + w0, (size_t)(w1 - w0 + 1) * 8, OOS_HDR + w0 * 8);
         if (rc == 0 && fdatasync(m->oos_fd) < 0)
             rc = mig__from_errno(errno);
-        if (rc < 0) {
-            /* not durable: the write is refused (EIO), the bits stay set in
-             * memory so a later write retries the whole word */
-            MIG_LOG(m->ctx, ERROR, "disk %s: out-of-sync log: %s", m->path, mig_strerror(rc));
-            for (uint64_t e = first; e <= last; e++)
-                m->oos[e / BITS] &= ~(1ull << (e % BITS));
-        } else {
-            m->oos_syncs++;
-        }
+    }
+    if (rc < 0) {
+        /* the write is refused (EIO) and not applied; memory keeps the bits
+         * (a superset of what was written), the file is retried next time */
+        m->oos_broken = true;
+        MIG_LOG(m->ctx, ERROR, "disk %s: out-of-sync log: %s", m->path, mig_strerror(rc));
+    } else if (w0 != UINT64_MAX) {
+        m->oos_syncs++;
     }
     pthread_mutex_unlock(&m->oos_lock);
     return rc;
@@ -570,6 +579,7 @@ static void oos_clear(struct mig__blk_mirror *m)
     if (m->oos_fd >= 0) {
         memset(m->oos, 0, words(m->noos) * 8);
         int rc = oos_write_all(m);
+        m->oos_broken = rc < 0;
         if (rc < 0)
             MIG_LOG(m->ctx, WARN, "disk %s: clearing the out-of-sync log: %s", m->path,
                     mig_strerror(rc));
