@@ -12,8 +12,8 @@
  * Checks: the copy becomes ready; after ready a write is in the target when
  * QEMU acknowledges it (write-blocking); completion at "switchover" leaves
  * the target byte-identical to the source and QEMU on its own disk (no
- * target node left); an abort before ready leaves the source untouched and
- * QEMU clean. Timings are printed (loaded 2-core machine).
+ * target node left); an abort before or after ready leaves the source
+ * untouched and QEMU clean. Timings are printed (loaded 2-core machine).
  */
 #include <config.h>
 
@@ -314,6 +314,17 @@ static void test_abort_leaves_source(void **state)
     mig__blk_qdisk_abort(qd);
     assert_int_equal(mig__blk_qdisk_job(qd, &j), -MIG_ENOENT);
     assert_false(has_node(q, "mig-xvdb-target"));
+    mig__blk_qdisk_free(qd);
+
+    /* a failure after ready (before COMMIT): the same */
+    struct mig__blk_qdisk_params p2 = {.device = "disk0", .job_id = "mig-xvde",
+                                       .nbd_socket = nsock};
+    assert_int_equal(mig__blk_qdisk_start(ctx, q, &p2, &qd), 0);
+    assert_int_equal(mig__blk_qdisk_wait_ready(qd, 60000), 0);
+    mig__blk_qdisk_abort(qd);
+    assert_int_equal(mig__blk_qdisk_job(qd, &j), -MIG_ENOENT);
+    assert_false(has_node(q, "mig-xvde-target"));
+    assert_true(has_node(q, "disk0"));
     mig__blk_qdisk_free(qd);
 
     /* a target QEMU cannot reach: start fails and leaves nothing behind */
