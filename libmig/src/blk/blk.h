@@ -46,6 +46,7 @@
 #define MIG_BLK_REGION (64u << 10)   /* bytes per bitmap bit */
 #define MIG_BLK_STRIPE (1u << 20)    /* bytes: records of one stripe share a channel */
 #define MIG_BLK_MAX_DISKS 16u
+#define MIG_BLK_OOS_EXTENT (4u << 20) /* bytes per bit of the persistent out-of-sync log */
 #define MIG_BLK_INCOMPLETE ".incomplete" /* marker next to a target being written */
 #define MIG_BLK_KIND_ZERO MIG_HOOK_KIND_CLASS /* HOOK_DATA: u32 disk, u32 0, u64 off, u64 len */
 
@@ -68,6 +69,20 @@ struct mig__blk_stats {
 /* Open 'path' (file or block device) read-write as a managed disk. */
 int mig__blk_mirror_open(struct mig_ctx *ctx, const char *path, struct mig__blk_mirror **m_out);
 void mig__blk_mirror_free(struct mig__blk_mirror *m); /* NULL-safe; must be stopped */
+/* Keep the out-of-sync log in the file log_path (created 0600 if missing,
+ * loaded if present; a file that does not match the disk loads as all out
+ * of sync). From now on the first write to a 4 MiB extent not yet marked
+ * (MIG_BLK_OOS_EXTENT) marks it in the file and fdatasyncs the file before
+ * the write is applied, so after a crash every extent written since the
+ * last completed sync (a COMMIT that moved the disk, which clears the log)
+ * is marked. Call once, before the export serves. */
+int mig__blk_mirror_persist(struct mig__blk_mirror *m, const char *log_path);
+/* Bytes marked in the log now (0 if not persisted); *loaded_out: marked
+ * when it was loaded; *syncs_out: log writes so far (each one fdatasync).
+ * Either may be NULL. */
+uint64_t mig__blk_mirror_oos_bytes(struct mig__blk_mirror *m, uint64_t *loaded_out,
+                                   uint64_t *syncs_out);
+bool mig__blk_mirror_oos_test(struct mig__blk_mirror *m, uint64_t off); /* extent of off marked */
 const char *mig__blk_mirror_path(const struct mig__blk_mirror *m); /* borrowed */
 
 /* The export (signatures of struct mig__nbd_export_ops; opaque = the
@@ -160,6 +175,44 @@ int mig__blk_server_start(struct mig_ctx *ctx, const struct mig_disk_serve_param
 const char *mig__blk_server_ctl_path(const struct mig__blk_server *s); /* borrowed */
 struct mig__blk_mirror *mig__blk_server_mirror(struct mig__blk_server *s); /* borrowed */
 void mig__blk_server_free(struct mig__blk_server *s); /* NULL-safe: stops everything */
+
+/* ---- qdisk disks: QEMU mirrors them for us (qdisk.c) ------------------ */
+
+/* A disk served to the domain by its own QEMU (Xen's qdisk backend): for
+ * one migration, QEMU mirrors it over QMP (blockdev-mirror, sync full,
+ * copy-mode write-blocking) into an NBD export of the destination target.
+ * docs/block-mirror.md "qdisk disks". */
+struct mig__qmp;
+struct mig__blk_qdisk;
+struct mig__blk_qdisk_params {
+    const char *device;     /* the disk's node name in QEMU (query-named-block-nodes) */
+    const char *job_id;     /* the block job's id, <= 40 chars; the target node is
+                               JOB-target */
+    const char *nbd_socket; /* unix socket of the NBD server serving the target */
+    const char *nbd_export; /* export name; NULL: "" */
+    uint64_t speed;         /* bytes/s, 0: unlimited */
+};
+struct mig__blk_qdisk_job { /* one query-block-jobs entry */
+    uint64_t offset, len;   /* bytes: progress */
+    bool ready;
+    char status[24];        /* "running", "ready", "concluded", ... */
+    char error[160];        /* QEMU's error text, "" if none */
+};
+/* q borrowed for the life of *d_out. Adds the NBD node, starts the job. On
+ * failure nothing stays in QEMU. */
+int mig__blk_qdisk_start(struct mig_ctx *ctx, struct mig__qmp *q,
+                         const struct mig__blk_qdisk_params *p, struct mig__blk_qdisk **d_out);
+int mig__blk_qdisk_job(struct mig__blk_qdisk *d, struct mig__blk_qdisk_job *out);
+/* Poll until the job is ready (0), failed (-MIG_EIO) or timeout_ms passed. */
+int mig__blk_qdisk_wait_ready(struct mig__blk_qdisk *d, unsigned timeout_ms);
+/* Switchover (guest paused): cancel the ready job gracefully (the target
+ * then equals the source; the domain stays on its own disk), check that it
+ * ended without error, dismiss it, remove the NBD node. */
+int mig__blk_qdisk_complete(struct mig__blk_qdisk *d, unsigned timeout_ms);
+/* Failure before COMMIT: forced cancel, dismiss, remove the node. The
+ * source disk is never written by the job. NULL-safe. */
+void mig__blk_qdisk_abort(struct mig__blk_qdisk *d);
+void mig__blk_qdisk_free(struct mig__blk_qdisk *d); /* aborts what is left; NULL-safe */
 
 /* ---- destination --------------------------------------------------------- */
 

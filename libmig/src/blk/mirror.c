@@ -62,6 +62,17 @@ struct mig__blk_mirror {
     int fwd_err;                        /* first forwarding failure (sticky) */
     struct mig__blk_stats st;
 
+    /* The persistent out-of-sync log (mig__blk_mirror_persist): one bit per
+     * MIG_BLK_OOS_EXTENT, set on disk (fdatasync'ed) before the first write
+     * to a clean extent is applied, cleared only when the disk moved. */
+    pthread_mutex_t oos_lock;           /* guards oos[], oos_fd's contents */
+    int oos_fd;                         /* owned, -1: not persisted */
+    uint64_t *oos;                      /* owned, noos bits: as on disk */
+    uint64_t noos;
+    uint64_t oos_loaded;                /* bytes marked when the log was loaded */
+    uint64_t oos_syncs;                 /* count: log writes (each one fdatasync) */
+    bool oos_broken;                    /* a log write failed: the file may lack bits */
+
     uint8_t *buf;                       /* owned: one stripe, for rounds (session thread) */
     uint64_t *snap;                     /* owned, nregions bits: a round's get-and-clear */
     struct mig_ratelimit rl;
@@ -91,9 +102,11 @@ int mig__blk_mirror_open(struct mig_ctx *ctx, const char *path, struct mig__blk_
         return -MIG_ENOMEM;
     m->ctx = ctx;
     m->fd = -1;
+    m->oos_fd = -1;
     for (unsigned i = 0; i < STRIPE_LOCKS; i++)
         pthread_mutex_init(&m->stripe[i], NULL);
     pthread_mutex_init(&m->lock, NULL);
+    pthread_mutex_init(&m->oos_lock, NULL);
     pthread_cond_init(&m->thaw, NULL);
     mig__ratelimit_init(&m->rl, 1000, 5);
     if (strlen(path) >= sizeof(m->path)) {
@@ -144,9 +157,13 @@ void mig__blk_mirror_free(struct mig__blk_mirror *m)
         return;
     if (m->fd >= 0)
         close(m->fd);
+    if (m->oos_fd >= 0)
+        close(m->oos_fd);
+    free(m->oos);
     for (unsigned i = 0; i < STRIPE_LOCKS; i++)
         pthread_mutex_destroy(&m->stripe[i]);
     pthread_mutex_destroy(&m->lock);
+    pthread_mutex_destroy(&m->oos_lock);
     pthread_cond_destroy(&m->thaw);
     free(m->dirty);
     free(m->sent);
@@ -391,6 +408,185 @@ static int zero_range(int fd, bool blockdev, uint64_t off, uint64_t len, bool ma
     return 0;
 }
 
+/* ---- the persistent out-of-sync log -------------------------------------- */
+
+/*
+ * File layout (host byte order; the file never leaves the host):
+ *   0  8  magic "MIGOOS1\0"
+ *   8  8  disk size in bytes
+ *   16 4  extent size in bytes (MIG_BLK_OOS_EXTENT)
+ *   20 4  0
+ *   24 .. one bit per extent, LSB first, in 64-bit words
+ * A file that does not match this disk (size, extent, length, magic) loads
+ * as "every extent out of sync": a damaged log can cost a full copy, never
+ * a missed region.
+ */
+#define OOS_HDR 24u
+static const char oos_magic[8] = "MIGOOS1";
+
+static int oos_write_all(struct mig__blk_mirror *m)
+{
+    uint8_t hdr[OOS_HDR] = {0};
+    uint32_t ext = MIG_BLK_OOS_EXTENT;
+    memcpy(hdr, oos_magic, 8);
+    memcpy(hdr + 8, &m->size, 8);
+    memcpy(hdr + 16, &ext, 4);
+    int rc = full_pwrite(m->oos_fd, hdr, OOS_HDR, 0);
+    if (rc == 0)
+        rc = full_pwrite(m->oos_fd, m->oos, (size_t)words(m->noos) * 8, OOS_HDR);
+    if (rc == 0 && ftruncate(m->oos_fd, (off_t)(OOS_HDR + words(m->noos) * 8)) < 0)
+        rc = mig__from_errno(errno);
+    if (rc == 0 && fdatasync(m->oos_fd) < 0)
+        rc = mig__from_errno(errno);
+    return rc;
+}
+
+int mig__blk_mirror_persist(struct mig__blk_mirror *m, const char *log_path)
+{
+    uint64_t nw;
+    int rc = 0;
+    if (m->oos_fd >= 0)
+        return -MIG_EBUSY;
+    m->noos = (m->size + MIG_BLK_OOS_EXTENT - 1) / MIG_BLK_OOS_EXTENT;
+    nw = words(m->noos);
+    m->oos = calloc(nw + 1, sizeof(uint64_t));
+    if (!m->oos)
+        return -MIG_ENOMEM;
+    m->oos_fd = open(log_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (m->oos_fd < 0) {
+        rc = mig__from_errno(errno);
+        MIG_LOG(m->ctx, ERROR, "out-of-sync log %s: %s", log_path, strerror(errno));
+        goto out;
+    }
+    struct stat sb;
+    uint8_t hdr[OOS_HDR];
+    uint64_t size = 0;
+    uint32_t ext = 0;
+    bool fresh = fstat(m->oos_fd, &sb) == 0 && sb.st_size == 0;
+    bool ok = !fresh && sb.st_size == (off_t)(OOS_HDR + nw * 8) &&
+              pread(m->oos_fd, hdr, OOS_HDR, 0) == OOS_HDR && !memcmp(hdr, oos_magic, 8);
+    if (ok) {
+        memcpy(&size, hdr + 8, 8);
+        memcpy(&ext, hdr + 16, 4);
+        ok = size == m->size && ext == MIG_BLK_OOS_EXTENT &&
+             pread(m->oos_fd, m->oos, nw * 8, OOS_HDR) == (ssize_t)(nw * 8);
+    }
+    if (!ok) {
+        /* new (0 bytes): nothing written since; anything else: unknown,
+         * so every extent is out of sync */
+        memset(m->oos, fresh ? 0 : 0xff, nw * 8);
+        if (m->noos % BITS)
+            m->oos[nw - 1] &= (1ull << (m->noos % BITS)) - 1;
+        if (!fresh)
+            MIG_LOG(m->ctx, WARN,
+                    "out-of-sync log %s does not match %s: every extent out of sync",
+                    log_path, m->path);
+        rc = oos_write_all(m);
+        if (rc < 0)
+            goto out;
+    }
+    uint64_t n = 0;
+    for (uint64_t i = 0; i < nw; i++)
+        n += (uint64_t)__builtin_popcountll(m->oos[i]);
+    m->oos_loaded = n * MIG_BLK_OOS_EXTENT;
+    MIG_LOG(m->ctx, INFO, "disk %s: out-of-sync log %s, %" PRIu64 " MiB written since the last sync",
+            m->path, log_path, m->oos_loaded >> 20);
+out:
+    if (rc < 0) {
+        if (m->oos_fd >= 0)
+            close(m->oos_fd);
+        m->oos_fd = -1;
+        free(m->oos);
+        m->oos = NULL;
+    }
+    return rc;
+}
+
+/* Before a change of [off, off+len) is applied: make sure each extent it
+ * touches is marked in the log on disk. A clean extent costs one pwrite of
+ * its word and one fdatasync of the log; a marked one costs a bit test. */
+static int oos_mark(struct mig__blk_mirror *m, uint64_t off, uint64_t len)
+{
+    if (m->oos_fd < 0)
+        return 0;
+    uint64_t first = off / MIG_BLK_OOS_EXTENT, last = (off + len - 1) / MIG_BLK_OOS_EXTENT;
+    uint64_t w0 = UINT64_MAX, w1 = 0;
+    int rc = 0;
+    pthread_mutex_lock(&m->oos_lock);
+    for (uint64_t e = first; e <= last; e++)
+        if (!test_bit(m->oos, e)) {
+            set_bit(m->oos, e);
+            if (w0 == UINT64_MAX)
+                w0 = e / BITS;
+            w1 = e / BITS;
+        }
+    /* Held under oos_lock: a concurrent write to the same extent waits here
+     * until the mark is durable. After a failed log write the file may lack
+     * bits memory has: it is rewritten whole before any write goes on. */
+    if (m->oos_broken) {
+        rc = oos_write_all(m);
+        if (rc == 0)
+            m->oos_broken = false;
+    } else if (w0 != UINT64_MAX) {
+        /* test builds: the log's disk fails (MIG_FAULT=blk-oos-write=error) */
+        int f = mig__fault(m->ctx, "blk-oos-write", 0);
+        rc = f < 0 ? f : f ? -MIG_EIO : 0;
+        if (rc == 0)
+            rc = full_pwrite(m->oos_fd, m->oos + w0, (size_t)(w1 - w0 + 1) * 8, OOS_HDR + w0 * 8);
+        if (rc == 0 && fdatasync(m->oos_fd) < 0)
+            rc = mig__from_errno(errno);
+    }
+    if (rc < 0) {
+        /* the write is refused (EIO) and not applied; memory keeps the bits
+         * (a superset of what was written), the file is retried next time */
+        m->oos_broken = true;
+        MIG_LOG(m->ctx, ERROR, "disk %s: out-of-sync log: %s", m->path, mig_strerror(rc));
+    } else if (w0 != UINT64_MAX) {
+        m->oos_syncs++;
+    }
+    pthread_mutex_unlock(&m->oos_lock);
+    return rc;
+}
+
+uint64_t mig__blk_mirror_oos_bytes(struct mig__blk_mirror *m, uint64_t *loaded_out,
+                                   uint64_t *syncs_out)
+{
+    uint64_t n = 0;
+    pthread_mutex_lock(&m->oos_lock);
+    for (uint64_t i = 0; m->oos && i < words(m->noos); i++)
+        n += (uint64_t)__builtin_popcountll(m->oos[i]);
+    if (loaded_out)
+        *loaded_out = m->oos_loaded;
+    if (syncs_out)
+        *syncs_out = m->oos_syncs;
+    pthread_mutex_unlock(&m->oos_lock);
+    return n * MIG_BLK_OOS_EXTENT;
+}
+
+bool mig__blk_mirror_oos_test(struct mig__blk_mirror *m, uint64_t off)
+{
+    pthread_mutex_lock(&m->oos_lock);
+    bool b = m->oos && off < m->size && test_bit(m->oos, off / MIG_BLK_OOS_EXTENT);
+    pthread_mutex_unlock(&m->oos_lock);
+    return b;
+}
+
+/* The disk moved (COMMIT): the destination holds every acknowledged write,
+ * this copy is the new baseline. Writes are refused from now on. */
+static void oos_clear(struct mig__blk_mirror *m)
+{
+    pthread_mutex_lock(&m->oos_lock);
+    if (m->oos_fd >= 0) {
+        memset(m->oos, 0, words(m->noos) * 8);
+        int rc = oos_write_all(m);
+        m->oos_broken = rc < 0;
+        if (rc < 0)
+            MIG_LOG(m->ctx, WARN, "disk %s: clearing the out-of-sync log: %s", m->path,
+                    mig_strerror(rc));
+    }
+    pthread_mutex_unlock(&m->oos_lock);
+}
+
 /* One change of the disk: wait out a switchover hold, apply it (buf: data;
  * NULL: zeroes), make it durable with fua, then mark or forward it, all
  * under the stripes' locks. */
@@ -401,6 +597,8 @@ static int change(struct mig__blk_mirror *m, uint64_t off, uint64_t len, const v
     if (rc == 0)
         rc = may_write(m);
     if (rc < 0)
+        return rc;
+    if ((rc = oos_mark(m, off, len)) < 0)
         return rc;
     uint64_t s0 = off / MIG_BLK_STRIPE, s1 = (off + len - 1) / MIG_BLK_STRIPE;
     lock_stripes(m, s0, s1);
@@ -470,8 +668,9 @@ int mig__blk_mirror_start(struct mig__blk_mirror *m, struct mig__hook_io *io, ui
     m->st.allocated = allocated;
     pthread_mutex_unlock(&m->lock);
     unlock_stripes(m, 0, STRIPE_LOCKS);
-    MIG_LOG(m->ctx, INFO, "disk %u (%s): %" PRIu64 " MiB, %" PRIu64 " MiB allocated", disk_id,
-            m->path, m->size >> 20, allocated >> 20);
+    MIG_LOG(m->ctx, INFO, "disk %u (%s): %" PRIu64 " MiB, %" PRIu64 " MiB allocated%s", disk_id,
+            m->path, m->size >> 20, allocated >> 20,
+            m->oos_fd >= 0 ? "; full copy: the target is new (out-of-sync log kept)" : "");
     return 0;
 }
 
@@ -631,6 +830,8 @@ void mig__blk_mirror_release(struct mig__blk_mirror *m, bool moved)
     m->phase = moved ? MOVED : LIVE;
     pthread_cond_broadcast(&m->thaw);
     pthread_mutex_unlock(&m->lock);
+    if (moved)
+        oos_clear(m);
 }
 
 void mig__blk_mirror_unhold(struct mig__blk_mirror *m)

@@ -246,6 +246,12 @@ int mig__blk_server_start(struct mig_ctx *ctx, const struct mig_disk_serve_param
         MIG_LOG(ctx, ERROR, "cannot create %s: %s", dir, mig_strerror(rc));
         goto out;
     }
+    /* the out-of-sync log next to the control socket: loaded before the
+     * export serves its first write */
+    char oos_path[PATH_MAX + 8];
+    snprintf(oos_path, sizeof(oos_path), "%s/%s.oos", dir, name);
+    if ((rc = mig__blk_mirror_persist(s->mirror, oos_path)) < 0)
+        goto out;
     if ((rc = listen_at(s->ctl_path, &s->listen_fd)) < 0) {
         MIG_LOG(ctx, ERROR, "control socket %s: %s", s->ctl_path, mig_strerror(rc));
         goto out;

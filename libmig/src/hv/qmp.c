@@ -522,7 +522,7 @@ static void args_jstr(struct mig__qmp_args *a, const char *s)
 
 static void args_key(struct mig__qmp_args *a, const char *key)
 {
-    if (a->len)
+    if (a->len && a->buf[a->len - 1] != '{')
         args_put(a, ",", 1);
     args_jstr(a, key);
     args_put(a, ":", 1);
@@ -553,6 +553,17 @@ void mig__qmp_args_int(struct mig__qmp_args *a, const char *key, int64_t val)
     int n = snprintf(num, sizeof(num), "%" PRId64, val);
     args_key(a, key);
     args_put(a, num, (size_t)n);
+}
+
+void mig__qmp_args_obj_begin(struct mig__qmp_args *a, const char *key)
+{
+    args_key(a, key);
+    args_put(a, "{", 1);
+}
+
+void mig__qmp_args_obj_end(struct mig__qmp_args *a)
+{
+    args_put(a, "}", 1);
 }
 
 /* ==== the connection =================================================== */

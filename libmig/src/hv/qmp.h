@@ -76,6 +76,10 @@ MIG_HIDDEN void mig__qmp_args_init(struct mig__qmp_args *a);
 MIG_HIDDEN void mig__qmp_args_str(struct mig__qmp_args *a, const char *key, const char *val);
 MIG_HIDDEN void mig__qmp_args_bool(struct mig__qmp_args *a, const char *key, bool val);
 MIG_HIDDEN void mig__qmp_args_int(struct mig__qmp_args *a, const char *key, int64_t val);
+/* A nested object: members added between begin and end go inside it
+ * ("server": {"type": "unix", ...} of blockdev-add). */
+MIG_HIDDEN void mig__qmp_args_obj_begin(struct mig__qmp_args *a, const char *key);
+MIG_HIDDEN void mig__qmp_args_obj_end(struct mig__qmp_args *a);
 
 /* ---- the connection --------------------------------------------------- */
 

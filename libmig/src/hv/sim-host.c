@@ -190,6 +190,9 @@ static void disk_remove(struct host *h, struct hguest *g)
     g->disk = NULL;
     if (disk_path(h, g->disk_name, MIG_SIM_DISK_NAME ".img", path, sizeof(path)) == 0)
         unlink(path);
+    /* the disk server's out-of-sync log (blk.h) goes with the disk */
+    if (disk_path(h, g->disk_name, MIG_SIM_DISK_NAME ".oos", path, sizeof(path)) == 0)
+        unlink(path);
     if (disk_path(h, g->disk_name, NULL, path, sizeof(path)) == 0)
         rmdir(path);
     g->disk_name[0] = 0;
