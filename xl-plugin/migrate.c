@@ -235,7 +235,10 @@ int cmd_migrate(struct cli *c, struct mig_ctx *ctx)
         return usage_error("--parallel %u: ssh carries one channel; use tls: for parallel "
                            "channels",
                            c->mp.link.channels);
-    if (c->n_hook_args) {
+    unsigned n_maps = 0; /* --disk-map only: --net and the others are the source's own */
+    for (unsigned i = 0; i < c->n_hook_args; i++)
+        n_maps += strncmp(c->hook_args[i], "blk:map=", 8) == 0;
+    if (n_maps) {
         /* --disk-map names paths on the destination: ssh runs the receiver
          * for us, so it goes there; a tls:/tcp: listener has its own. */
         if (strncmp(c->dest_uri, "ssh:", 4) != 0)
@@ -250,6 +253,8 @@ int cmd_migrate(struct cli *c, struct mig_ctx *ctx)
             return EXIT_FAILED;
         strcpy(c->remote_args, c->mp.link.remote_args ? c->mp.link.remote_args : "");
         for (unsigned i = 0; i < c->n_hook_args; i++) {
+            if (strncmp(c->hook_args[i], "blk:map=", 8) != 0)
+                continue;
             if (strpbrk(c->hook_args[i], " \t\n'\"\\"))
                 return usage_error("--disk-map %s: paths with blanks or quotes cannot be "
                                    "passed over ssh",

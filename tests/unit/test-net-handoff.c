@@ -114,6 +114,16 @@ static void flow_mod_bytes(void **state)
     n = nh_of_encode_flow_add(b, sizeof(b), 10, 1, 100, MAC, 0, 7);
     static const uint8_t strip[16] = {0, 3, 0, 8, 0, 0, 0, 0, 0, 0, 0, 8, 0, 7, 0, 0};
     assert_memory_equal(b + 72, strip, 16);
+    /* a source without an uplink: SET_VLAN_VID(10), then one OUTPUT per
+     * trunk port carrying VLAN 10 (not FLOOD: it would leave untagged) */
+    const int trunks[2] = {2, 5};
+    n = nh_of_encode_flow_add_ports(b, sizeof(b), 11, 1, 100, MAC, 10, trunks, 2);
+    assert_int_equal(n, 96);
+    assert_int_equal(b[3], 96);
+    static const uint8_t multi[24] = {0, 1, 0, 8, 0, 10, 0, 0, 0, 0, 0, 8,
+                                      0, 2, 0, 0, 0, 0, 0, 8, 0, 5, 0, 0};
+    assert_memory_equal(b + 72, multi, 24);
+    assert_int_equal(nh_of_encode_flow_add_ports(b, 95, 12, 1, 100, MAC, 10, trunks, 2), 0);
 }
 
 static void packet_out_bytes(void **state)
@@ -151,6 +161,10 @@ static void cookies(void **state)
     nh_flow_text(t, sizeof(t), 1, 100, MAC, 0, 7);
     assert_string_equal(t, "cookie=0x1,priority=100,dl_dst=02:00:00:00:02:10,"
                            "actions=strip_vlan,output:7");
+    const int trunks[2] = {2, 5};
+    nh_flow_text_ports(t, sizeof(t), 1, 100, MAC, 10, trunks, 2);
+    assert_string_equal(t, "cookie=0x1,priority=100,dl_dst=02:00:00:00:02:10,"
+                           "actions=mod_vlan_vid:10,output:2,output:5");
 }
 
 static struct nh_handoff *source_with_vif(struct nh_opts *o)
