@@ -239,6 +239,15 @@ int nh_src_begin(struct nh_handoff *h)
     for (unsigned i = 0; i < h->n; i++) {
         struct nh_vif *v = &h->vifs[i];
         int rc = nh_ovs_read_port(h->ctx, &h->o, v);
+        if (rc == -MIG_ENOENT) {
+            /* on no bridge (a routed vif, vif-route): nothing a switch
+             * learns; the domain moves, this vif is not handed off */
+            MIG_LOG(h->ctx, WARN, "vif %s is on no bridge: not handed off", v->name);
+            memmove(v, v + 1, (h->n - i - 1) * sizeof(*v));
+            h->n--;
+            i--;
+            continue;
+        }
         if (rc < 0)
             return rc;
         char m[18];
@@ -472,6 +481,36 @@ int nh_handoff_set_ifname(struct nh_handoff *h, unsigned vif, const char *ifname
     pthread_mutex_lock(&h->lock);
     scopy(h->dst[vif].ifname, sizeof(h->dst[vif].ifname), ifname);
     pthread_mutex_unlock(&h->lock);
+    return 0;
+}
+
+int nh_handoff_set_bridge(struct nh_handoff *h, unsigned vif, const char *bridge)
+{
+    char br[NH_NAME_MAX];
+    struct nh_of *of = NULL;
+    if (vif >= h->n || !safe(bridge, NH_NAME_MAX))
+        return -MIG_EINVAL;
+    scopy(br, sizeof(br), bridge);
+    br[strcspn(br, ".")] = 0; /* xl's BRIDGE.VLAN: the tag is the port's */
+    if (!br[0] || !h->vifs[vif].ovs || !strcmp(br, h->guess_bridge) || h->o.use_ofctl ||
+        h->o.dry_run)
+        return 0;
+    pthread_mutex_lock(&h->lock);
+    bool seen = false;
+    for (unsigned i = 0; i < h->n; i++)
+        seen = seen || h->dst[i].claimed;
+    pthread_mutex_unlock(&h->lock);
+    if (seen)
+        return 0;
+    int rc = nh_of_open(h->ctx, &h->o, br, &of);
+    if (rc < 0)
+        return rc;
+    pthread_mutex_lock(&h->flow_lock);
+    nh_of_close(h->guess_of);
+    h->guess_of = of;
+    scopy(h->guess_bridge, sizeof(h->guess_bridge), br);
+    pthread_mutex_unlock(&h->flow_lock);
+    MIG_LOG(h->ctx, INFO, "vif %s lands on bridge %s here", h->vifs[vif].name, br);
     return 0;
 }
 

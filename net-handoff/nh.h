@@ -239,6 +239,11 @@ int nh_handoff_encode(const struct nh_handoff *h, char **text_out);
 int nh_handoff_decode(struct mig_ctx *ctx, const struct nh_opts *o, const char *text, size_t len,
                       struct nh_handoff **h_out);
 int nh_handoff_set_ifname(struct nh_handoff *h, unsigned vif, const char *ifname);
+/* Destination, before COMMIT: the bridge vif's port lands on here ("BR" or
+ * xl's "BR.VLAN"), when it is not the source's (a net-map): the OpenFlow
+ * connection COMMIT asks for the port's number goes there. Takes effect
+ * only while no port has been seen. */
+int nh_handoff_set_bridge(struct nh_handoff *h, unsigned vif, const char *bridge);
 /* Destination, before the copy: start the OVSDB watcher. */
 int nh_dst_begin(struct nh_handoff *h);
 /* Destination, at COMMIT: wait (bounded) for each vif's port, make sure
