@@ -89,9 +89,9 @@ scenario() { # NAME FROM-NS FROM TO-NS TO HANDOFF(on|off) GARP(yes|no) [SOURCE -
     live=$(grep -o "vif vifg of web plugged into xenbr0[.0-9]* at [0-9.]*" "$T/host-$to.log" | tail -1 | awk '{print $NF}')
     [ -n "$live" ] || fail "$name: no port-live time in host $to's log"
     # when each side deleted this migration's flows (wall clock, as the packets)
-    local sdel ddel
-    sdel=$(grep -o "removed (source) from [0-9.]*" "$T/mig.log" | tail -1 | awk '{print $NF}' || true)
-    ddel=$(grep -o "removed (destination) from [0-9.]*" "$T/host-$to.log" | tail -1 | awk '{print $NF}' || true)
+    local sdel= ddel=
+    [ "$handoff" = on ] && sdel=$(grep -o "removed (source) from [0-9.]*" "$T/mig.log" | tail -1 | awk '{print $NF}' || true)
+    [ "$handoff" = on ] && ddel=$(grep -o "removed (destination) from [0-9.]*" "$T/host-$to.log" | tail -1 | awk '{print $NF}' || true)
     python3 - "$T/udp-$name.json" "$live" "$name" "$handoff" "$garp" "${sdel:-0}" "${ddel:-0}" >>"$RESULTS" <<'PY'
 import json, sys
 u, live, name, handoff, garp = json.load(open(sys.argv[1])), float(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
