@@ -124,6 +124,9 @@ int nh_ovs_read_port(struct mig_ctx *ctx, const struct nh_opts *o, struct nh_vif
  * numbers in ports[] (at most NH_MAX_FWD; one ovs-vsctl call). */
 int nh_ovs_trunk_ports(struct mig_ctx *ctx, const struct nh_opts *o, const char *br,
                        const char *self, int vlan, int *ports, unsigned *nports);
+/* Its parser, on that call's output (modified in place). */
+int nh_ovs_parse_trunk_ports(char *out, const char *br, const char *self, int vlan, int *ports,
+                             unsigned *nports);
 int nh_ovs_apply_meta(struct mig_ctx *ctx, const struct nh_opts *o, const char *name,
                       const struct nh_vif *src);
 /* Delete every flow whose cookie matches value/mask on bridge 'br'. */

@@ -212,23 +212,15 @@ static bool carries(const char *trunks, int vlan)
     return false;
 }
 
-int nh_ovs_trunk_ports(struct mig_ctx *ctx, const struct nh_opts *o, const char *br,
-                       const char *self, int vlan, int *ports, unsigned *nports)
+int nh_ovs_parse_trunk_ports(char *out, const char *br, const char *self, int vlan, int *ports,
+                             unsigned *nports)
 {
-    char *out = NULL;
-    const char *argv[] = {"ovs-vsctl", VSCTL_TIMEOUT, "--format=csv", "--data=bare",
-                          "--no-headings", "--", "list-ports", br,
-                          "--", "--columns=name,tag,trunks", "list", "Port",
-                          "--", "--columns=name,ofport", "list", "Interface", NULL};
     enum { MAXP = 256 };
-    char(*member)[NH_NAME_MAX] = NULL, (*trunk)[NH_NAME_MAX] = NULL;
+    char(*member)[NH_NAME_MAX] = calloc(MAXP, sizeof(*member));
+    char(*trunk)[NH_NAME_MAX] = calloc(MAXP, sizeof(*trunk));
     unsigned nm = 0, nt = 0;
+    int rc = 0;
     *nports = 0;
-    int rc = nh_run(ctx, o, argv, NULL, &out, "", RUN_MS);
-    if (rc < 0)
-        return rc;
-    member = calloc(MAXP, sizeof(*member));
-    trunk = calloc(MAXP, sizeof(*trunk));
     if (!member || !trunk) {
         rc = -MIG_ENOMEM;
         goto out;
@@ -261,10 +253,25 @@ int nh_ovs_trunk_ports(struct mig_ctx *ctx, const struct nh_opts *o, const char 
                     ports[(*nports)++] = ofp;
         }
     }
-    rc = 0;
 out:
     free(member);
     free(trunk);
+    return rc;
+}
+
+int nh_ovs_trunk_ports(struct mig_ctx *ctx, const struct nh_opts *o, const char *br,
+                       const char *self, int vlan, int *ports, unsigned *nports)
+{
+    char *out = NULL;
+    const char *argv[] = {"ovs-vsctl", VSCTL_TIMEOUT, "--format=csv", "--data=bare",
+                          "--no-headings", "--", "list-ports", br,
+                          "--", "--columns=name,tag,trunks", "list", "Port",
+                          "--", "--columns=name,ofport", "list", "Interface", NULL};
+    *nports = 0;
+    int rc = nh_run(ctx, o, argv, NULL, &out, "", RUN_MS);
+    if (rc < 0)
+        return rc;
+    rc = nh_ovs_parse_trunk_ports(out, br, self, vlan, ports, nports);
     free(out);
     return rc;
 }
