@@ -64,7 +64,16 @@ struct nh_handoff {
     struct nh_vif vifs[NH_MAX_VIFS];      /* as on the source */
 
     /* source */
-    int uplink_ofport;                    /* -1: flood */
+    int uplink_ofport;                    /* -1: the trunk ports below */
+    /* Without --net uplink=: vif i's MAC goes to every port of its bridge
+     * that carries its VLAN to other hosts (nh_ovs_trunk_ports), tagged
+     * as the trunk expects. Not FLOOD: FLOOD sends the frame as it is in
+     * the pipeline, untagged for an access port's, so it would cross the
+     * trunk on the native VLAN, and once the destination's own flow is
+     * gone the destination's switch looks the guest up in the wrong VLAN
+     * and drops it (the loss seen at the settle period's end). */
+    int fwd[NH_MAX_VIFS][NH_MAX_FWD];
+    unsigned nfwd[NH_MAX_VIFS];
     struct nh_of *src_of[NH_MAX_VIFS];    /* owned; [0]: connection to src_of_bridge */
     char src_of_bridge[NH_NAME_MAX];
     bool src_flows;
@@ -196,17 +205,23 @@ uint64_t nh_handoff_cookie(const struct nh_handoff *h)
 
 /* Add dl_dst=mac -> port with our cookie: direct OpenFlow, or ovs-ofctl
  * (use_ofctl, dry runs). */
+static int flow_add_ports(struct nh_handoff *h, struct nh_of *of, const char *bridge,
+                          const uint8_t mac[6], int vlan, const int *ports, unsigned nports)
+{
+    if (of && !h->o.dry_run && !h->o.use_ofctl) {
+        int rc = nh_of_flow_add_ports(of, h->cookie, FLOW_PRIORITY, mac, vlan, ports, nports);
+        return rc ? rc : nh_of_barrier(of, 2000);
+    }
+    char flow[200 + 16 * NH_MAX_FWD];
+    nh_flow_text_ports(flow, sizeof(flow), h->cookie, FLOW_PRIORITY, mac, vlan, ports, nports);
+    const char *argv[] = {"ovs-ofctl", "add-flow", bridge, flow, NULL};
+    return nh_run(h->ctx, &h->o, argv, NULL, NULL, NULL, 5000);
+}
+
 static int flow_add(struct nh_handoff *h, struct nh_of *of, const char *bridge,
                     const uint8_t mac[6], int vlan, int port)
 {
-    if (of && !h->o.dry_run && !h->o.use_ofctl) {
-        int rc = nh_of_flow_add(of, h->cookie, FLOW_PRIORITY, mac, vlan, port);
-        return rc ? rc : nh_of_barrier(of, 2000);
-    }
-    char flow[160];
-    nh_flow_text(flow, sizeof(flow), h->cookie, FLOW_PRIORITY, mac, vlan, port);
-    const char *argv[] = {"ovs-ofctl", "add-flow", bridge, flow, NULL};
-    return nh_run(h->ctx, &h->o, argv, NULL, NULL, NULL, 5000);
+    return flow_add_ports(h, of, bridge, mac, vlan, &port, port < 0 ? 0 : 1);
 }
 
 static int open_of(struct nh_handoff *h, const char *bridge, struct nh_of **of_out)
@@ -224,6 +239,15 @@ int nh_src_begin(struct nh_handoff *h)
     for (unsigned i = 0; i < h->n; i++) {
         struct nh_vif *v = &h->vifs[i];
         int rc = nh_ovs_read_port(h->ctx, &h->o, v);
+        if (rc == -MIG_ENOENT) {
+            /* on no bridge (a routed vif, vif-route): nothing a switch
+             * learns; the domain moves, this vif is not handed off */
+            MIG_LOG(h->ctx, WARN, "vif %s is on no bridge: not handed off", v->name);
+            memmove(v, v + 1, (h->n - i - 1) * sizeof(*v));
+            h->n--;
+            i--;
+            continue;
+        }
         if (rc < 0)
             return rc;
         char m[18];
@@ -235,6 +259,22 @@ int nh_src_begin(struct nh_handoff *h)
             if ((rc = open_of(h, v->bridge, &h->src_of[0])) < 0)
                 return rc;
         }
+    }
+    for (unsigned i = 0; i < h->n && !h->o.uplink; i++) {
+        struct nh_vif *v = &h->vifs[i];
+        if (!v->ovs)
+            continue;
+        int rc = nh_ovs_trunk_ports(h->ctx, &h->o, v->bridge, v->name, v->tag > 0 ? v->tag : 0,
+                                    h->fwd[i], &h->nfwd[i]);
+        if (rc < 0)
+            return rc;
+        if (!h->nfwd[i] && !h->o.dry_run)
+            MIG_LOG(h->ctx, WARN, "vif %s: no trunk port on %s carries VLAN %d: COMMIT floods "
+                    "its MAC untagged (give --net uplink=PORT)", v->name, v->bridge,
+                    v->tag > 0 ? v->tag : 0);
+        else if (h->nfwd[i])
+            MIG_LOG(h->ctx, INFO, "vif %s: at COMMIT its MAC goes to %u trunk port(s) of %s",
+                    v->name, h->nfwd[i], v->bridge);
     }
     if (h->o.uplink && h->n && h->vifs[0].ovs) {
         char *out = NULL;
@@ -263,9 +303,13 @@ int nh_src_commit(struct nh_handoff *h)
         struct nh_of *of = h->src_of[0] && !strcmp(v->bridge, h->src_of_bridge) ? h->src_of[0]
                                                                                  : NULL;
         /* an access port's frames carry no tag inside the switch: put
-         * their VLAN on them for the trunk (flooding keeps it by itself) */
-        rc = flow_add(h, of, v->bridge, v->mac, v->tag > 0 && h->uplink_ofport >= 0 ? v->tag : -1,
-                      h->uplink_ofport);
+         * their VLAN on them for the trunk(s) */
+        if (h->uplink_ofport >= 0 || !h->nfwd[i])
+            rc = flow_add(h, of, v->bridge, v->mac,
+                          v->tag > 0 && h->uplink_ofport >= 0 ? v->tag : -1, h->uplink_ofport);
+        else
+            rc = flow_add_ports(h, of, v->bridge, v->mac, v->tag > 0 ? v->tag : -1, h->fwd[i],
+                                h->nfwd[i]);
         if (rc == 0)
             h->src_flows = true;
     }
@@ -437,6 +481,36 @@ int nh_handoff_set_ifname(struct nh_handoff *h, unsigned vif, const char *ifname
     pthread_mutex_lock(&h->lock);
     scopy(h->dst[vif].ifname, sizeof(h->dst[vif].ifname), ifname);
     pthread_mutex_unlock(&h->lock);
+    return 0;
+}
+
+int nh_handoff_set_bridge(struct nh_handoff *h, unsigned vif, const char *bridge)
+{
+    char br[NH_NAME_MAX];
+    struct nh_of *of = NULL;
+    if (vif >= h->n || !safe(bridge, NH_NAME_MAX))
+        return -MIG_EINVAL;
+    scopy(br, sizeof(br), bridge);
+    br[strcspn(br, ".")] = 0; /* xl's BRIDGE.VLAN: the tag is the port's */
+    if (!br[0] || !h->vifs[vif].ovs || !strcmp(br, h->guess_bridge) || h->o.use_ofctl ||
+        h->o.dry_run)
+        return 0;
+    pthread_mutex_lock(&h->lock);
+    bool seen = false;
+    for (unsigned i = 0; i < h->n; i++)
+        seen = seen || h->dst[i].claimed;
+    pthread_mutex_unlock(&h->lock);
+    if (seen)
+        return 0;
+    int rc = nh_of_open(h->ctx, &h->o, br, &of);
+    if (rc < 0)
+        return rc;
+    pthread_mutex_lock(&h->flow_lock);
+    nh_of_close(h->guess_of);
+    h->guess_of = of;
+    scopy(h->guess_bridge, sizeof(h->guess_bridge), br);
+    pthread_mutex_unlock(&h->flow_lock);
+    MIG_LOG(h->ctx, INFO, "vif %s lands on bridge %s here", h->vifs[vif].name, br);
     return 0;
 }
 
@@ -883,10 +957,16 @@ int nh_settle(struct nh_handoff *h)
     }
     atomic_store(&h->stop, 1);
     stop_watch(h);
+    struct timespec w0, w1;
+    clock_gettime(CLOCK_REALTIME, &w0);
     int rc = delete_flows(h);
+    clock_gettime(CLOCK_REALTIME, &w1);
     h->settled = true;
-    MIG_LOG(h->ctx, INFO, "%s: network settled, flows of cookie 0x%" PRIx64 " removed", h->domain,
-            h->cookie);
+    /* wall clock: the tests line the deletion up with packet times */
+    MIG_LOG(h->ctx, INFO,
+            "%s: network settled, flows of cookie 0x%" PRIx64 " removed (%s) from %lld.%06ld to %lld.%06ld",
+            h->domain, h->cookie, h->side == SIDE_SOURCE ? "source" : "destination",
+            (long long)w0.tv_sec, w0.tv_nsec / 1000, (long long)w1.tv_sec, w1.tv_nsec / 1000);
     return rc;
 }
 

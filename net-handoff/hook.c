@@ -10,6 +10,7 @@
  *                   period, delete our flows
  *           abort:  delete our flows
  *   dest    begin:  check the description, start watching the OVSDB
+ *           devices: (after the backend's ready) the vifs' names here
  *           commit: (after the domain's commit op) announce
  *           abort:  delete our flows; free: settle (wait, delete) if committed
  *
@@ -107,6 +108,34 @@ static int dst_commit(struct mig__hook *hk)
     return n->h ? nh_dst_commit(n->h) : 0;
 }
 
+/* The new domain's vifs as the backend names them here (xen:
+ * vifNEWDOMID.N): the ports to watch for and announce from, by MAC. */
+static int dst_devices(struct mig__hook *hk, const char *text)
+{
+    struct net_hook *n = to_net(hk);
+    struct nh_vif_spec vifs[NH_MAX_VIFS];
+    unsigned nv = 0;
+    if (!n->h)
+        return 0;
+    int rc = nh_vifs_parse(text, vifs, NH_MAX_VIFS, &nv);
+    if (rc < 0)
+        return rc;
+    for (unsigned k = 0; k < nv; k++)
+        for (unsigned i = 0; i < nh_handoff_nvifs(n->h); i++)
+            if (!memcmp(nh_handoff_vif(n->h, i)->mac, vifs[k].mac, 6)) {
+                MIG_LOG(n->ctx, INFO, "vif %s here is %s", nh_handoff_vif(n->h, i)->name,
+                        vifs[k].ifname);
+                /* the bridge first: the watcher matches the new name
+                 * from the moment it is set */
+                rc = nh_handoff_set_bridge(n->h, i, vifs[k].bridge);
+                if (rc == 0)
+                    rc = nh_handoff_set_ifname(n->h, i, vifs[k].ifname);
+                if (rc < 0)
+                    return rc;
+            }
+    return 0;
+}
+
 static void dst_abort(struct mig__hook *hk, int why)
 {
     (void)why;
@@ -133,6 +162,7 @@ static const struct mig__hook_ops net_ops = {
     .src_settle = src_settle,
     .src_abort = src_abort,
     .dst_begin = dst_begin,
+    .dst_devices = dst_devices,
     .dst_commit = dst_commit,
     .dst_abort = dst_abort,
     .free = net_free,

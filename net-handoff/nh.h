@@ -45,6 +45,7 @@
 
 #define NH_MAX_VIFS 8
 #define NH_MAX_IPS 4
+#define NH_MAX_FWD 16 /* ports a source forwards a MAC to without --net uplink= */
 #define NH_NAME_MAX 64     /* bridge, port and interface names (IFNAMSIZ is 16) */
 #define NH_VAL_MAX 128     /* external_ids values */
 #define NH_BLOB_MAX 8192   /* bytes: an encoded description */
@@ -117,6 +118,15 @@ struct nh_vif {
  * Linux bridge gets ovs=false and that bridge; -MIG_NOENT if neither. */
 int nh_ovs_read_port(struct mig_ctx *ctx, const struct nh_opts *o, struct nh_vif *v);
 /* Give port 'name' the tag/trunks/external_ids of 'src' (one ovs-vsctl call). */
+/* The ports of bridge 'br' that carry VLAN 'vlan' (0: untagged) towards
+ * other hosts: every port without an access tag whose trunks (none: all)
+ * include it, not 'self' and not the bridge's own port; their OpenFlow
+ * numbers in ports[] (at most NH_MAX_FWD; one ovs-vsctl call). */
+int nh_ovs_trunk_ports(struct mig_ctx *ctx, const struct nh_opts *o, const char *br,
+                       const char *self, int vlan, int *ports, unsigned *nports);
+/* Its parser, on that call's output (modified in place). */
+int nh_ovs_parse_trunk_ports(char *out, const char *br, const char *self, int vlan, int *ports,
+                             unsigned *nports);
 int nh_ovs_apply_meta(struct mig_ctx *ctx, const struct nh_opts *o, const char *name,
                       const struct nh_vif *src);
 /* Delete every flow whose cookie matches value/mask on bridge 'br'. */
@@ -154,6 +164,10 @@ void nh_of_close(struct nh_of *of); /* NULL-safe */
  * port of VLAN N onto a trunk). */
 int nh_of_flow_add(struct nh_of *of, uint64_t cookie, uint16_t priority, const uint8_t mac[6],
                    int vlan, int out_port);
+/* The same with one output action per port of 'ports' (nports <=
+ * NH_MAX_FWD; 0: FLOOD). */
+int nh_of_flow_add_ports(struct nh_of *of, uint64_t cookie, uint16_t priority,
+                         const uint8_t mac[6], int vlan, const int *ports, unsigned nports);
 /* Packet-out 'frame' as if received on in_port, actions=NORMAL. */
 int nh_of_packet_out(struct nh_of *of, int in_port, const uint8_t *frame, size_t len);
 /* The OpenFlow port number of port 'name' on this bridge (FEATURES_REQUEST):
@@ -165,12 +179,17 @@ int nh_of_barrier(struct nh_of *of, unsigned timeout_ms);
 /* Encoders (unit tests check them byte by byte); return the length. */
 size_t nh_of_encode_flow_add(uint8_t *buf, size_t cap, uint32_t xid, uint64_t cookie,
                              uint16_t priority, const uint8_t mac[6], int vlan, int out_port);
+size_t nh_of_encode_flow_add_ports(uint8_t *buf, size_t cap, uint32_t xid, uint64_t cookie,
+                                   uint16_t priority, const uint8_t mac[6], int vlan,
+                                   const int *ports, unsigned nports);
 size_t nh_of_encode_packet_out(uint8_t *buf, size_t cap, uint32_t xid, int in_port,
                                const uint8_t *frame, size_t len);
 
 /* Flow text as ovs-ofctl takes it (dry runs, the ofctl path). */
 void nh_flow_text(char *buf, size_t cap, uint64_t cookie, uint16_t priority, const uint8_t mac[6],
                   int vlan, int out_port);
+void nh_flow_text_ports(char *buf, size_t cap, uint64_t cookie, uint16_t priority,
+                        const uint8_t mac[6], int vlan, const int *ports, unsigned nports);
 
 /* ---- announcements (announce.c) ----------------------------------------- */
 
@@ -223,6 +242,11 @@ int nh_handoff_encode(const struct nh_handoff *h, char **text_out);
 int nh_handoff_decode(struct mig_ctx *ctx, const struct nh_opts *o, const char *text, size_t len,
                       struct nh_handoff **h_out);
 int nh_handoff_set_ifname(struct nh_handoff *h, unsigned vif, const char *ifname);
+/* Destination, before COMMIT: the bridge vif's port lands on here ("BR" or
+ * xl's "BR.VLAN"), when it is not the source's (a net-map): the OpenFlow
+ * connection COMMIT asks for the port's number goes there. Takes effect
+ * only while no port has been seen. */
+int nh_handoff_set_bridge(struct nh_handoff *h, unsigned vif, const char *bridge);
 /* Destination, before the copy: start the OVSDB watcher. */
 int nh_dst_begin(struct nh_handoff *h);
 /* Destination, at COMMIT: wait (bounded) for each vif's port, make sure

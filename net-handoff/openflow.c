@@ -76,11 +76,12 @@ static void header(uint8_t *p, uint8_t type, uint16_t len, uint32_t xid)
     put32(p + 4, xid);
 }
 
-size_t nh_of_encode_flow_add(uint8_t *buf, size_t cap, uint32_t xid, uint64_t cookie,
-                             uint16_t priority, const uint8_t mac[6], int vlan, int out_port)
+size_t nh_of_encode_flow_add_ports(uint8_t *buf, size_t cap, uint32_t xid, uint64_t cookie,
+                                   uint16_t priority, const uint8_t mac[6], int vlan,
+                                   const int *ports, unsigned nports)
 {
-    const size_t len = 72 + (vlan >= 0 ? 8 : 0) + 8;
-    if (cap < len)
+    const size_t len = 72 + (vlan >= 0 ? 8 : 0) + 8 * (nports ? nports : 1);
+    if (cap < len || nports > NH_MAX_FWD)
         return 0;
     memset(buf, 0, len);
     header(buf, OFPT_FLOW_MOD, (uint16_t)len, xid);
@@ -106,11 +107,20 @@ size_t nh_of_encode_flow_add(uint8_t *buf, size_t cap, uint32_t xid, uint64_t co
         put16(a + 4, (uint16_t)vlan);
         a += 8;
     }
-    put16(a, 0);                    /* OFPAT_OUTPUT */
-    put16(a + 2, 8);
-    put16(a + 4, out_port < 0 ? OFPP_FLOOD : (uint16_t)out_port);
-    put16(a + 6, 0);                /* max_len: only for the controller port */
+    for (unsigned k = 0; k < (nports ? nports : 1); k++, a += 8) {
+        put16(a, 0);                /* OFPAT_OUTPUT */
+        put16(a + 2, 8);
+        put16(a + 4, nports ? (uint16_t)ports[k] : OFPP_FLOOD);
+        put16(a + 6, 0);            /* max_len: only for the controller port */
+    }
     return len;
+}
+
+size_t nh_of_encode_flow_add(uint8_t *buf, size_t cap, uint32_t xid, uint64_t cookie,
+                             uint16_t priority, const uint8_t mac[6], int vlan, int out_port)
+{
+    return nh_of_encode_flow_add_ports(buf, cap, xid, cookie, priority, mac, vlan, &out_port,
+                                       out_port < 0 ? 0 : 1);
 }
 
 size_t nh_of_encode_packet_out(uint8_t *buf, size_t cap, uint32_t xid, int in_port,
@@ -253,13 +263,19 @@ void nh_of_close(struct nh_of *of)
     free(of);
 }
 
+int nh_of_flow_add_ports(struct nh_of *of, uint64_t cookie, uint16_t priority,
+                         const uint8_t mac[6], int vlan, const int *ports, unsigned nports)
+{
+    uint8_t buf[96 + 8 * NH_MAX_FWD];
+    size_t n = nh_of_encode_flow_add_ports(buf, sizeof(buf), ++of->xid, cookie, priority, mac,
+                                           vlan, ports, nports);
+    return n ? send_all(of, buf, n) : -MIG_EINVAL;
+}
+
 int nh_of_flow_add(struct nh_of *of, uint64_t cookie, uint16_t priority, const uint8_t mac[6],
                    int vlan, int out_port)
 {
-    uint8_t buf[128];
-    size_t n =
-        nh_of_encode_flow_add(buf, sizeof(buf), ++of->xid, cookie, priority, mac, vlan, out_port);
-    return n ? send_all(of, buf, n) : -MIG_EINVAL;
+    return nh_of_flow_add_ports(of, cookie, priority, mac, vlan, &out_port, out_port < 0 ? 0 : 1);
 }
 
 int nh_of_packet_out(struct nh_of *of, int in_port, const uint8_t *frame, size_t len)

@@ -40,22 +40,29 @@ uint64_t nh_cookie_domain_mask(void)
     return 0xffffffffff000000ull;
 }
 
+void nh_flow_text_ports(char *buf, size_t cap, uint64_t cookie, uint16_t priority,
+                        const uint8_t mac[6], int vlan, const int *ports, unsigned nports)
+{
+    char m[18], act[64 + 16 * NH_MAX_FWD];
+    size_t n = 0;
+    nh_mac_format(mac, m);
+    act[0] = 0;
+    if (vlan == 0)
+        n = (size_t)snprintf(act, sizeof(act), "strip_vlan,");
+    else if (vlan > 0)
+        n = (size_t)snprintf(act, sizeof(act), "mod_vlan_vid:%d,", vlan);
+    if (nports == 0)
+        snprintf(act + n, sizeof(act) - n, "FLOOD");
+    for (unsigned k = 0; k < nports && k < NH_MAX_FWD && n < sizeof(act); k++)
+        n += (size_t)snprintf(act + n, sizeof(act) - n, "%soutput:%d", k ? "," : "", ports[k]);
+    snprintf(buf, cap, "cookie=0x%" PRIx64 ",priority=%u,dl_dst=%s,actions=%s", cookie, priority,
+             m, act);
+}
+
 void nh_flow_text(char *buf, size_t cap, uint64_t cookie, uint16_t priority, const uint8_t mac[6],
                   int vlan, int out_port)
 {
-    char m[18], act[64];
-    int n = 0;
-    nh_mac_format(mac, m);
-    if (vlan == 0)
-        n = snprintf(act, sizeof(act), "strip_vlan,");
-    else if (vlan > 0)
-        n = snprintf(act, sizeof(act), "mod_vlan_vid:%d,", vlan);
-    if (out_port < 0)
-        snprintf(act + n, sizeof(act) - (size_t)n, "FLOOD");
-    else
-        snprintf(act + n, sizeof(act) - (size_t)n, "output:%d", out_port);
-    snprintf(buf, cap, "cookie=0x%" PRIx64 ",priority=%u,dl_dst=%s,actions=%s", cookie, priority,
-             m, act);
+    nh_flow_text_ports(buf, cap, cookie, priority, mac, vlan, &out_port, out_port < 0 ? 0 : 1);
 }
 
 /* OVSDB string atoms we write are always quoted; decode() only lets safe
@@ -186,6 +193,87 @@ int nh_ovs_read_port(struct mig_ctx *ctx, const struct nh_opts *o, struct nh_vif
     }
     MIG_LOG(ctx, WARN, "vif %s is on no OVS or Linux bridge here", n);
     return -MIG_ENOENT;
+}
+
+/* Does the trunks column "10 20" (bare; "" all) carry 'vlan'? */
+static bool carries(const char *trunks, int vlan)
+{
+    if (!trunks[0])
+        return true;
+    for (const char *p = trunks; *p;) {
+        char *end;
+        long t = strtol(p, &end, 10);
+        if (end == p)
+            return false;
+        if (t == vlan)
+            return true;
+        p = end + strspn(end, " ");
+    }
+    return false;
+}
+
+int nh_ovs_parse_trunk_ports(char *out, const char *br, const char *self, int vlan, int *ports,
+                             unsigned *nports)
+{
+    enum { MAXP = 256 };
+    char(*member)[NH_NAME_MAX] = calloc(MAXP, sizeof(*member));
+    char(*trunk)[NH_NAME_MAX] = calloc(MAXP, sizeof(*trunk));
+    unsigned nm = 0, nt = 0;
+    int rc = 0;
+    *nports = 0;
+    if (!member || !trunk) {
+        rc = -MIG_ENOMEM;
+        goto out;
+    }
+    /* three sections told apart by their number of fields: list-ports
+     * (name), Port (name,tag,trunks), Interface (name,ofport) */
+    char *save = NULL;
+    for (char *l = strtok_r(out, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+        char *f[4] = {l, NULL, NULL, NULL};
+        unsigned nf = 1;
+        for (char *c = l; *c && nf < 4; c++)
+            if (*c == ',') {
+                *c = 0;
+                f[nf++] = c + 1;
+            }
+        if (strlen(f[0]) >= NH_NAME_MAX || !strcmp(f[0], self) || !strcmp(f[0], br))
+            continue;
+        if (nf == 1 && nm < MAXP) {
+            snprintf(member[nm++], NH_NAME_MAX, "%s", f[0]);
+        } else if (nf == 3 && nt < MAXP && !f[1][0] && carries(f[2], vlan)) {
+            bool in = false; /* Port rows come after list-ports' */
+            for (unsigned k = 0; k < nm && !in; k++)
+                in = !strcmp(member[k], f[0]);
+            if (in)
+                snprintf(trunk[nt++], NH_NAME_MAX, "%s", f[0]);
+        } else if (nf == 2 && *nports < NH_MAX_FWD) {
+            int ofp = atoi(f[1]);
+            for (unsigned k = 0; k < nt; k++)
+                if (!strcmp(trunk[k], f[0]) && ofp > 0 && ofp < 0xff00)
+                    ports[(*nports)++] = ofp;
+        }
+    }
+out:
+    free(member);
+    free(trunk);
+    return rc;
+}
+
+int nh_ovs_trunk_ports(struct mig_ctx *ctx, const struct nh_opts *o, const char *br,
+                       const char *self, int vlan, int *ports, unsigned *nports)
+{
+    char *out = NULL;
+    const char *argv[] = {"ovs-vsctl", VSCTL_TIMEOUT, "--format=csv", "--data=bare",
+                          "--no-headings", "--", "list-ports", br,
+                          "--", "--columns=name,tag,trunks", "list", "Port",
+                          "--", "--columns=name,ofport", "list", "Interface", NULL};
+    *nports = 0;
+    int rc = nh_run(ctx, o, argv, NULL, &out, "", RUN_MS);
+    if (rc < 0)
+        return rc;
+    rc = nh_ovs_parse_trunk_ports(out, br, self, vlan, ports, nports);
+    free(out);
+    return rc;
 }
 
 int nh_ovs_apply_meta(struct mig_ctx *ctx, const struct nh_opts *o, const char *name,

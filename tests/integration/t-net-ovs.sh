@@ -58,9 +58,10 @@ ip netns exec $cli ping -c 2 -i 0.2 -W 1 $GIP >/dev/null 2>&1 || true # (one-way
 
 RESULTS=$T/results.txt
 : >"$RESULTS"
-scenario() { # NAME FROM-NS FROM TO-NS TO HANDOFF(on|off) GARP(yes|no)
+scenario() { # NAME FROM-NS FROM TO-NS TO HANDOFF(on|off) GARP(yes|no) [SOURCE --net OPTION]
     local name=$1 fns=$2 from=$3 tns=$4 to=$5 handoff=$6 garp=$7 net=()
     [ "$handoff" = off ] && net=(--net off=1)
+    [ -n "${8:-}" ] && net+=(--net "$8")
     # a clean start: forget every learned MAC; the guest says where it is
     for h in $hA $hB; do ip netns exec $h ovs-appctl -t "$T/ovs-$h/ovs-vswitchd.ctl" fdb/flush >/dev/null; done
     ip netns exec $gst python3 "$top_srcdir/tests/integration/net-stream.py" garp eth0 $GMAC $GIP
@@ -87,9 +88,14 @@ scenario() { # NAME FROM-NS FROM TO-NS TO HANDOFF(on|off) GARP(yes|no)
     local live
     live=$(grep -o "vif vifg of web plugged into xenbr0[.0-9]* at [0-9.]*" "$T/host-$to.log" | tail -1 | awk '{print $NF}')
     [ -n "$live" ] || fail "$name: no port-live time in host $to's log"
-    python3 - "$T/udp-$name.json" "$live" "$name" "$handoff" "$garp" >>"$RESULTS" <<'PY'
+    # when each side deleted this migration's flows (wall clock, as the packets)
+    local sdel= ddel=
+    [ "$handoff" = on ] && sdel=$(grep -o "removed (source) from [0-9.]*" "$T/mig.log" | tail -1 | awk '{print $NF}' || true)
+    [ "$handoff" = on ] && ddel=$(grep -o "removed (destination) from [0-9.]*" "$T/host-$to.log" | tail -1 | awk '{print $NF}' || true)
+    python3 - "$T/udp-$name.json" "$live" "$name" "$handoff" "$garp" "${sdel:-0}" "${ddel:-0}" >>"$RESULTS" <<'PY'
 import json, sys
 u, live, name, handoff, garp = json.load(open(sys.argv[1])), float(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+sdel, ddel = float(sys.argv[6]), float(sys.argv[7])
 N, IV = 8000, 0.001
 p = sorted(u['pkts'])
 got = {q for q, _, _ in p}
@@ -112,14 +118,22 @@ print(json.dumps({'scenario': name, 'handoff': handoff, 'guest_garp': garp, 'los
                   'outage_from_port_live_ms': [round((best[1] - live) * 1000, 1), resume],
                   'resume_after_port_live_ms': resume,
                   'lost_after_live_20ms': lost_after, 'blackholed_to_end': never,
+                  'src_flows_deleted_ms': round((sdel - live) * 1000, 1) if sdel else None,
+                  'dst_flows_deleted_ms': round((ddel - live) * 1000, 1) if ddel else None,
+                  'load': open('/proc/loadavg').read().split()[0],
                   'lost_after_live_ms': lost_late[-200:]}))
 PY
     tail -1 "$RESULTS"
 }
 
-scenario handoff-noGARP $hA A $hB B on no
+# The source's forwarding outlives the destination's flow here (settle 3 s
+# on the source, 2.5 s on the destination): what the source forwards after
+# the destination's flow is gone must still reach the guest through the
+# destination's own switching (it did not while the source FLOODed frames
+# untagged onto the trunk: every one of them was lost in that window).
+scenario handoff-noGARP $hA A $hB B on no settle=3000
 [ "$(our_flows $hA xenbr0)" = 0 ] || fail "flows of the migration left on A after settle: $(ofctl $hA dump-flows xenbr0)"
-sleep 2.5 # the destination settles on its own after COMMIT
+sleep 1 # the destination settles on its own after COMMIT (2.5 s)
 [ "$(our_flows $hB xenbr0)" = 0 ] || fail "flows of the migration left on B after settle: $(ofctl $hB dump-flows xenbr0)"
 # the source's port metadata followed the guest
 [ "$(vsctl $hB get interface vifg external_ids:iface-id | tr -d '"')" = web-eth0 ] || fail "iface-id not copied"
@@ -190,13 +204,16 @@ limit = float(sys.argv[2])
 bad = []
 for r in rows:
     if r['handoff'] == 'on':
-        late = [t for t in r['lost_after_live_ms'] if t > limit]
-        if late or r['blackholed_to_end']:
-            bad.append(f"{r['scenario']}: {len(late)} packets lost after port-live + {limit} ms")
+        # no loss after port-live + 20 ms whatever the load (the goal)
+        late = [t for t in r['lost_after_live_ms'] if t > 20]
+        if late or r['blackholed_to_end'] or r['lost_after_live_20ms']:
+            bad.append(f"{r['scenario']}: {r['lost_after_live_20ms']} packets lost after port-live + 20 ms "
+                       f"(at {late[:5]}... ms; flows deleted at {r['src_flows_deleted_ms']} ms on the source, "
+                       f"{r['dst_flows_deleted_ms']} ms on the destination)")
         if r['resume_after_port_live_ms'] is None or r['resume_after_port_live_ms'] > limit:
             bad.append(f"{r['scenario']}: traffic resumed {r['resume_after_port_live_ms']} ms after port-live (limit {limit})")
 if bad:
     print("FAIL: " + "; ".join(bad)); sys.exit(1)
-print(f"handoff scenarios: traffic back within {limit} ms of port-live, nothing lost after"
-      + ("" if limit == 20 else " (loaded machine)"))
+print(f"handoff scenarios: traffic back within {limit} ms of port-live"
+      + ("" if limit == 20 else " (loaded machine)") + ", nothing lost after port-live + 20 ms")
 PY

@@ -35,6 +35,7 @@
 
 #include "hv-provider.h"
 #include "xen-internal.h"
+#include "hooks.h"
 #include "xen-stream.h"
 #include "../profile/profile-internal.h"
 
@@ -233,6 +234,11 @@ static void add_nic(libxl_domain_config *c, const char *bridge)
     libxl_device_nic *n = &c->nics[c->num_nics++];
     libxl_device_nic_init(n);
     n->bridge = xdup(bridge);
+    n->devid = c->num_nics - 1;
+    static const uint8_t mac[6] = {0x00, 0x16, 0x3e, 0x12, 0x34, 0x56};
+    memcpy(n->mac, mac, 6);
+    n->mac[5] = (uint8_t)(n->mac[5] + n->devid);
+    n->ip = xdup("10.0.0.5");
 }
 
 /* The source's configuration: PVH, 2 vCPUs, one disk, one vif. */
@@ -701,7 +707,45 @@ static void test_info_by_id(void **state)
     assert_int_equal(info.nr_pages, NR_PFNS);
     assert_int_equal(info.vcpus, 2);
     assert_int_equal(info.page_size, 4096);
+    /* the vif, for the network handoff: libxl's name with the source's id */
+    assert_string_equal(info.config, "type=pvh,maxmem_kb=1200,stream=libxc-v3,"
+                                     "vif0=00:16:3e:12:34:56/vif7.0/xenbr0/10.0.0.5");
+    char vifs[256];
+    assert_int_equal(ops->vifs(hv, vifs, sizeof(vifs)), -MIG_ESTATE); /* destination only */
     ops->close(hv);
+}
+
+/* The vif list of xen-net.c: libxl's names or the config's, xl's default
+ * bridge, IPv4 only, names the handoff cannot take left out and counted. */
+static void test_vifs_text(void **state)
+{
+    libxl_domain_config c;
+    char out[512];
+    unsigned skipped = 9;
+    libxl_domain_config_init(&c);
+    assert_int_equal(mig__xen_vifs_text(&c, 3, out, sizeof(out), &skipped), 0);
+    assert_string_equal(out, "");
+    assert_int_equal(skipped, 0);
+    add_nic(&c, "xenbr0.10");
+    add_nic(&c, "br1");
+    free(c.nics[1].ip);
+    c.nics[1].ip = xdup("fe80::1 192.168.1.2 10.1.1.1");
+    c.nics[1].ifname = xdup("web-eth1");
+    add_nic(&c, "br1");
+    free(c.nics[2].bridge);
+    c.nics[2].bridge = NULL; /* xl's default */
+    free(c.nics[2].ip);
+    c.nics[2].ip = NULL;
+    add_nic(&c, "br1");
+    c.nics[3].ifname = xdup("a-name-too-long-for-linux");
+    add_nic(&c, "br;rm");
+    assert_int_equal(mig__xen_vifs_text(&c, 12, out, sizeof(out), &skipped), 3);
+    assert_int_equal(skipped, 2);
+    assert_string_equal(out, ",vif0=00:16:3e:12:34:56/vif12.0/xenbr0.10/10.0.0.5"
+                             ",vif1=00:16:3e:12:34:57/web-eth1/br1/192.168.1.2+10.1.1.1"
+                             ",vif2=00:16:3e:12:34:58/vif12.2/xenbr0");
+    assert_int_equal(mig__xen_vifs_text(&c, 12, out, 40, NULL), -MIG_ETOOBIG);
+    libxl_domain_config_dispose(&c);
 }
 
 /* Round 0 everything, then exactly the dirty pages, bits past the end of
@@ -1003,7 +1047,12 @@ static void test_dest_full_migration(void **state)
     memset(again, 0x44, sizeof(again));
     assert_int_equal(ops->write_pages(hv, &p1, 1, again), 0); /* a later round */
     assert_int_equal(ops->load_state(hv, &ckpt), 0);
+    char vifs[256];
+    assert_int_equal(ops->vifs(hv, vifs, sizeof(vifs)), -MIG_ESTATE); /* not built yet */
     assert_int_equal(ops->ready(hv), 0);
+    /* the new domain's vif: its new id, the bridge of the net-map */
+    assert_int_equal(ops->vifs(hv, vifs, sizeof(vifs)), 0);
+    assert_string_equal(vifs, ",vif0=00:16:3e:12:34:56/vif42.0/br1/10.0.0.5");
     assert_int_equal(F.stream_rc, 0);
     assert_int_equal(F.restore_calls, 1);
     assert_string_equal(F.cfg_name, "web--incoming");
@@ -1280,12 +1329,54 @@ struct receiver {
     int rc;
 };
 
+/* A hook that records what the destination's engine tells it of the new
+ * domain's devices (dst_devices, after the backend's ready). */
+static char devices_seen[512];
+static int probe_src_begin(struct mig__hook *h, struct mig__hook_io *io, void **blob,
+                           size_t *len)
+{
+    *blob = strdup("probe");
+    *len = 5;
+    return *blob ? 0 : -MIG_ENOMEM;
+}
+static int probe_dst_begin(struct mig__hook *h, const void *blob, size_t len)
+{
+    return 0;
+}
+static int probe_dst_devices(struct mig__hook *h, const char *vifs)
+{
+    snprintf(devices_seen, sizeof(devices_seen), "%s", vifs);
+    return 0;
+}
+static void probe_free(struct mig__hook *h)
+{
+    free(h);
+}
+static const struct mig__hook_ops probe_ops = {
+    .src_begin = probe_src_begin,
+    .dst_begin = probe_dst_begin,
+    .dst_devices = probe_dst_devices,
+    .free = probe_free,
+};
+static int probe_new(const struct mig__hook_env *env, struct mig__hook **h_out)
+{
+    struct mig__hook *h = calloc(1, sizeof(*h));
+    if (!h)
+        return -MIG_ENOMEM;
+    h->ops = &probe_ops;
+    *h_out = h;
+    return 0;
+}
+static const struct mig__hook_class probe_class = {
+    .name = "probe", .id = MIG_HOOK_ID_TEST, .src_new = probe_new, .dst_new = probe_new};
+
 static void *receiver_main(void *arg)
 {
     struct receiver *r = arg;
     struct mig_ctx *ctx = NULL;
     struct mig_recv_params rp;
     assert_int_equal(mig_ctx_new(&ctx), 0);
+    assert_int_equal(mig__hook_register(ctx, &probe_class), 0);
     mig_recv_params_init(&rp);
     rp.backend = "xen:" DEST_ARG;
     rp.state_dir = r->state_dir;
@@ -1321,6 +1412,8 @@ static void test_engine_migrates_through_the_stream(void **state)
     set_dirty(17); /* written during round 0 */
     assert_int_equal(pthread_create(&t, NULL, receiver_main, &r), 0);
     snprintf(uri, sizeof(uri), "fd:%d,%d", sv[0], sv[0]);
+    assert_int_equal(mig__hook_register(mctx, &probe_class), 0);
+    devices_seen[0] = 0;
     mig_params_init(&p);
     p.domain = "xen:web";
     p.destination = uri;
@@ -1340,6 +1433,8 @@ static void test_engine_migrates_through_the_stream(void **state)
     assert_int_equal(F.stream_rc, 0);
     assert_int_equal(F.restore_calls, 1);
     assert_string_equal(F.cfg_disk, "/dev/vg2/web");
+    /* the destination's hooks learnt the new domain's vif name */
+    assert_string_equal(devices_seen, ",vif0=00:16:3e:12:34:56/vif42.0/br1/10.0.0.5");
     for (unsigned pfn = 0; pfn < NR_PFNS; pfn++) {
         bool hole = pfn >= HOLE_START && pfn < HOLE_END;
         assert_int_equal(F.dpopulated[pfn], !hole);
@@ -1361,6 +1456,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_open_refuses_pv_and_hvm, setup, teardown),
         cmocka_unit_test_setup_teardown(test_info_by_id, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_vifs_text, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batches_cover_exactly_dirty_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_map_failure_restores_everything, setup, teardown),
         cmocka_unit_test_setup_teardown(test_clean_failure_restores_everything, setup, teardown),

@@ -114,6 +114,16 @@ static void flow_mod_bytes(void **state)
     n = nh_of_encode_flow_add(b, sizeof(b), 10, 1, 100, MAC, 0, 7);
     static const uint8_t strip[16] = {0, 3, 0, 8, 0, 0, 0, 0, 0, 0, 0, 8, 0, 7, 0, 0};
     assert_memory_equal(b + 72, strip, 16);
+    /* a source without an uplink: SET_VLAN_VID(10), then one OUTPUT per
+     * trunk port carrying VLAN 10 (not FLOOD: it would leave untagged) */
+    const int trunks[2] = {2, 5};
+    n = nh_of_encode_flow_add_ports(b, sizeof(b), 11, 1, 100, MAC, 10, trunks, 2);
+    assert_int_equal(n, 96);
+    assert_int_equal(b[3], 96);
+    static const uint8_t multi[24] = {0, 1, 0, 8, 0, 10, 0, 0, 0, 0, 0, 8,
+                                      0, 2, 0, 0, 0, 0, 0, 8, 0, 5, 0, 0};
+    assert_memory_equal(b + 72, multi, 24);
+    assert_int_equal(nh_of_encode_flow_add_ports(b, 95, 12, 1, 100, MAC, 10, trunks, 2), 0);
 }
 
 static void packet_out_bytes(void **state)
@@ -151,6 +161,36 @@ static void cookies(void **state)
     nh_flow_text(t, sizeof(t), 1, 100, MAC, 0, 7);
     assert_string_equal(t, "cookie=0x1,priority=100,dl_dst=02:00:00:00:02:10,"
                            "actions=strip_vlan,output:7");
+    const int trunks[2] = {2, 5};
+    nh_flow_text_ports(t, sizeof(t), 1, 100, MAC, 10, trunks, 2);
+    assert_string_equal(t, "cookie=0x1,priority=100,dl_dst=02:00:00:00:02:10,"
+                           "actions=mod_vlan_vid:10,output:2,output:5");
+}
+
+/* Which ports carry the guest's VLAN to other hosts (ovs-vsctl's csv: the
+ * bridge's ports, then Port name,tag,trunks, then Interface name,ofport). */
+static void trunk_ports(void **state)
+{
+    (void)state;
+    const char answer[] = "vifg\nlnk\nt2\nt3\ncvif\nxenbr0\n"
+                          "t2,,10 20\nlnk,,\nother,,\nxenbr0,,\nvifg,10,\nt3,,30\ncvif,10,\n\n"
+                          "xenbr0,65534\nlnk,2\nvifg,5\nt2,7\nt3,8\ncvif,1\nother,9\n";
+    char out[sizeof(answer)];
+    int ports[NH_MAX_FWD];
+    unsigned n = 99;
+    memcpy(out, answer, sizeof(answer));
+    assert_int_equal(nh_ovs_parse_trunk_ports(out, "xenbr0", "vifg", 10, ports, &n), 0);
+    assert_int_equal(n, 2); /* lnk (all VLANs) and t2 (10, 20); not the access ports,
+                               not t3 (30 only), not another bridge's port, not LOCAL */
+    assert_int_equal(ports[0], 2);
+    assert_int_equal(ports[1], 7);
+    memcpy(out, answer, sizeof(answer));
+    assert_int_equal(nh_ovs_parse_trunk_ports(out, "xenbr0", "vifg", 0, ports, &n), 0);
+    assert_int_equal(n, 1); /* untagged: only the trunk carrying every VLAN */
+    assert_int_equal(ports[0], 2);
+    char empty[] = "";
+    assert_int_equal(nh_ovs_parse_trunk_ports(empty, "xenbr0", "vifg", 10, ports, &n), 0);
+    assert_int_equal(n, 0);
 }
 
 static struct nh_handoff *source_with_vif(struct nh_opts *o)
@@ -297,6 +337,7 @@ int main(void)
         cmocka_unit_test(description_round_trip),
         cmocka_unit_test(description_hostile),
         cmocka_unit_test(dry_run_handoff),
+        cmocka_unit_test(trunk_ports),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -122,6 +122,14 @@ struct mig__hv_ops {
      * incoming domain (then this call discards it), or absent. Used by
      * resolve when a commit was recorded as started but not as finished. */
     int (*probe)(struct mig__hv *hv, const char *name, enum mig__probe *state_out);
+
+    /* ---- optional (NULL: the backend has nothing to say) ---- */
+    /* Destination, after ready(): the incoming domain's vifs as a domain
+     * description lists them (",vifN=MAC/IFNAME/BRIDGE[/IP+IP]...", the
+     * syntax of net-handoff's nh_vifs_parse), named as on this host (xen:
+     * vifNEWDOMID.N). The engine hands it to the hooks (dst_devices): the
+     * network handoff learns the names of the ports to announce from. */
+    int (*vifs)(struct mig__hv *hv, char *out, size_t cap);
 };
 
 /* Every backend instance starts with this. */

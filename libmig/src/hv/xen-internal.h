@@ -46,6 +46,19 @@ void mig__xen_rules_dispose(struct mig__xen_rules *rules);
 int mig__xen_config_sanitize(struct mig_ctx *ctx, const struct mig__xen_rules *rules,
                              libxl_domain_config *cfg, char *why, size_t why_len);
 
+/* ---- vifs (xen-net.c) ---- */
+
+/* The domain's vifs as the network handoff reads them from a domain
+ * description: ",vif0=MAC/IFNAME/BRIDGE[/IP+IP],vif1=..." into out (cap
+ * bytes, NUL-terminated; "" without vifs). IFNAME is the nic's ifname
+ * (vifname=) or libxl's vifDOMID.DEVID; BRIDGE xl's default xenbr0 when
+ * unset; only ip='s IPv4 addresses (at most 4). A vif whose names the
+ * handoff cannot take (over 15 characters, odd characters) or beyond the
+ * eighth is left out and counted in *skipped_out (may be NULL). Returns the
+ * number listed, or -MIG_ETOOBIG. */
+int mig__xen_vifs_text(const libxl_domain_config *cfg, uint32_t domid, char *out, size_t cap,
+                       unsigned *skipped_out);
+
 /* ---- HVM (xen-hvm.c) ---- */
 
 /* Refuse (-MIG_ENOTSUP, reason in why[]) an HVM configuration that cannot

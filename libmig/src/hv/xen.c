@@ -828,7 +828,30 @@ static int xen_info(struct mig__hv *hv, struct mig__dom_info *info_out)
     snprintf(info_out->config, sizeof(info_out->config),
              "type=%s,maxmem_kb=%" PRIu64 ",stream=libxc-v3", x->hvm ? "hvm" : "pvh",
              x->cfg.b_info.max_memkb);
+    /* the vifs, for the network handoff (xen-net.c) */
+    char vifs[sizeof(info_out->config)];
+    unsigned skipped = 0;
+    size_t used = strlen(info_out->config);
+    int nv = mig__xen_vifs_text(&x->cfg, x->domid, vifs, sizeof(vifs), &skipped);
+    if (nv > 0 && used + strlen(vifs) < sizeof(info_out->config))
+        memcpy(info_out->config + used, vifs, strlen(vifs) + 1);
+    else if (nv != 0)
+        MIG_LOG(x->base.ctx, WARN, "%s: its vifs do not fit the description: no network handoff",
+                x->name);
+    if (skipped)
+        MIG_LOG(x->base.ctx, WARN, "%s: %u vif(s) left out of the network handoff (names)",
+                x->name, skipped);
     return 0;
+}
+
+/* Destination: the new domain's vifs, named as here (xen-net.c). */
+static int xen_vifs(struct mig__hv *hv, char *out, size_t cap)
+{
+    struct xen_hv *x = (struct xen_hv *)hv;
+    if (x->base.role != MIG_ROLE_DESTINATION || !x->built || !x->dcfg_init)
+        return -MIG_ESTATE;
+    int n = mig__xen_vifs_text(&x->dcfg, x->new_domid, out, cap, NULL);
+    return n < 0 ? n : 0;
 }
 
 /* An HVM guest's device model: QEMU stops and saves its devices on the
@@ -1912,6 +1935,7 @@ const struct mig__hv_ops mig__hv_xen_ops = {
     .close = xen_close,
     .facts = xen_facts,
     .info = xen_info,
+    .vifs = xen_vifs,
     .tracking = xen_tracking,
     .state_cost_ms = xen_state_cost_ms,
     .logdirty_enable = logdirty_enable,

@@ -507,6 +507,13 @@ static int serve(struct dest *d)
             rc = d->hv->ops->ready(d->hv);
             if (rc < 0)
                 return send_error(d, rc, "domain not ready: %s", mig_strerror(rc));
+            if (d->hv->ops->vifs) {
+                /* the new domain's vif names (xen: vifNEWDOMID.N) for the
+                 * network handoff; it still works by MAC without them */
+                char vifs[sizeof(d->info.config)];
+                if (d->hv->ops->vifs(d->hv, vifs, sizeof(vifs)) >= 0 && vifs[0])
+                    mig__hooks_dst_devices(d->hooks, vifs);
+            }
             MIG_LOG(d->ctx, INFO, "final round %u applied after %" PRIu64 " ms, ready in %" PRIu64
                     " ms", round, (t1 - t0) / 1000000u, (mig__now_ns() - t1) / 1000000u);
             rc = mig_fsm_transition(&d->fsm, MIG_STATE_RECEIVING, MIG_STATE_READY);

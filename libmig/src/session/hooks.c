@@ -390,6 +390,22 @@ int mig__hooks_dst_ready(struct mig__hooks *hs)
     return 0;
 }
 
+int mig__hooks_dst_devices(struct mig__hooks *hs, const char *vifs)
+{
+    int first = 0;
+    for (unsigned i = 0; hs && i < atomic_load(&hs->n); i++) {
+        struct mig__hook *h = hs->slot[i].h;
+        int rc = h->ops->dst_devices ? h->ops->dst_devices(h, vifs) : 0;
+        if (rc < 0) {
+            MIG_LOG(hs->ctx, WARN, "hook %s: the new domain's devices: %s", h->cls->name,
+                    why_of(h, rc));
+            if (first == 0)
+                first = rc;
+        }
+    }
+    return first;
+}
+
 int mig__hooks_dst_commit(struct mig__hooks *hs)
 {
     ALL_AFTER_COMMIT(hs, dst_commit);

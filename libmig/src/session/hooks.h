@@ -126,6 +126,11 @@ struct mig__hook_ops {
     int (*dst_record)(struct mig__hook *h, const struct mig__rec *rec);
     /* Everything arrived; before READY is sent (make it durable). */
     int (*dst_ready)(struct mig__hook *h);
+    /* The incoming domain exists (after the backend's ready, before READY
+     * is sent): its vifs as the backend names them on this host, in the
+     * description syntax (hv-provider.h, vifs op). Only when the backend
+     * lists them; a failure is logged, not fatal. */
+    int (*dst_devices)(struct mig__hook *h, const char *vifs);
     /* After the domain's commit op succeeded. */
     int (*dst_commit)(struct mig__hook *h);
     /* The session ends without COMMIT: remove what was written (or mark it
@@ -216,6 +221,8 @@ int mig__hooks_dst_begin(struct mig__hooks *hs, const struct mig__rec *rec,
 int mig__hooks_dst_record(struct mig__hooks *hs, const struct mig__rec *rec);
 int mig__hooks_dst_ready(struct mig__hooks *hs);
 int mig__hooks_dst_commit(struct mig__hooks *hs);
+/* Every hook's dst_devices (failures logged; returns the first). */
+int mig__hooks_dst_devices(struct mig__hooks *hs, const char *vifs);
 void mig__hooks_dst_abort(struct mig__hooks *hs, int why);
 
 #endif
