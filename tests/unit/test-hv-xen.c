@@ -1252,6 +1252,8 @@ static void test_sanitize_rules(void **state)
 
 struct receiver {
     int fd;
+    const char *uri; /* listen here instead of serving fd */
+    volatile int stop;
     char state_dir[64];
     int rc;
 };
@@ -1265,15 +1267,24 @@ static void *receiver_main(void *arg)
     mig_recv_params_init(&rp);
     rp.backend = "xen:" DEST_ARG;
     rp.state_dir = r->state_dir;
-    r->rc = mig_receive_fds(ctx, &rp, r->fd, r->fd);
+    if (r->uri) {
+        rp.link.channels = 4;
+        r->rc = mig_listen_serve(ctx, &rp, r->uri, &r->stop);
+    } else {
+        r->rc = mig_receive_fds(ctx, &rp, r->fd, r->fd);
+    }
     mig_ctx_free(ctx);
     return NULL;
 }
 
-/* source.c and dest.c over an fd pair, xen: on both sides: the setup state
- * goes first, every populated page arrives with its content, holes stay
- * holes, the incoming domain is renamed and running, the source is gone. */
-static void test_engine_migrates_through_the_stream(void **state)
+/* source.c and dest.c, xen: on both sides: the setup state goes first, every
+ * populated page arrives with its content, holes stay holes, the incoming
+ * domain is renamed and running, the source is gone. Over an fd pair (data
+ * on the control stream), or over a unix socket with two data channels
+ * whose final round is held back (MIG_FAULT stall) while the control channel
+ * delivers the state that ends libxl's stream: the destination must apply
+ * the final pages first, or libxc restores without them. */
+static void engine_migrates(bool channels)
 {
     int sv[2];
     char uri[64], src_dir[64] = "/tmp/mig-xen-src-XXXXXX";
@@ -1295,20 +1306,35 @@ static void test_engine_migrates_through_the_stream(void **state)
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     r.fd = sv[1];
     set_dirty(17); /* written during round 0 */
+    set_dirty(200);
+    if (channels) {
+        snprintf(uri, sizeof(uri), "unix:%s/sock", r.state_dir);
+        r.uri = uri;
+        /* read when the receiver's context is made: the final round (1) of
+         * one data channel waits while the control channel runs ahead */
+        setenv("MIG_FAULT", "dest-pages@1=stall:1", 1);
+    } else {
+        snprintf(uri, sizeof(uri), "fd:%d,%d", sv[0], sv[0]);
+    }
     assert_int_equal(pthread_create(&t, NULL, receiver_main, &r), 0);
-    snprintf(uri, sizeof(uri), "fd:%d,%d", sv[0], sv[0]);
     mig_params_init(&p);
     p.domain = "xen:web";
     p.destination = uri;
     p.state_dir = src_dir;
     p.link.timeout_ms = 5000;
+    if (channels) {
+        p.link.channels = 2;
+        usleep(300 * 1000); /* the listener binds */
+    }
     assert_int_equal(mig_session_new(mctx, &p, &s), 0);
     int rc = mig_session_run(s);
     if (rc)
         fprintf(stderr, "session: %s\n", mig_session_error(s));
     assert_int_equal(rc, 0);
     mig_session_free(s);
+    r.stop = 1;
     pthread_join(t, NULL);
+    unsetenv("MIG_FAULT");
     assert_int_equal(r.rc, 0);
     close(sv[0]);
     close(sv[1]);
@@ -1329,7 +1355,22 @@ static void test_engine_migrates_through_the_stream(void **state)
     assert_string_equal(F.name, "web--migratedaway");
     assert_false(F.logdirty);
     rmdir(src_dir);
+    if (channels) {
+        char sock[96];
+        snprintf(sock, sizeof(sock), "%s/sock", r.state_dir);
+        unlink(sock);
+    }
     rmdir(r.state_dir);
+}
+
+static void test_engine_migrates_through_the_stream(void **state)
+{
+    engine_migrates(false);
+}
+
+static void test_engine_final_pages_before_the_state(void **state)
+{
+    engine_migrates(true);
 }
 
 int main(void)
@@ -1363,6 +1404,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sanitize_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dest_probe, setup, teardown),
         cmocka_unit_test_setup_teardown(test_engine_migrates_through_the_stream, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_engine_final_pages_before_the_state, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

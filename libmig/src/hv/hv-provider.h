@@ -105,6 +105,9 @@ struct mig__hv_ops {
     int (*write_pages)(struct mig__hv *hv, const uint64_t *pfns, unsigned n, const void *data);
     /* Make 'count' pages from 'pfn' zero. */
     int (*write_zero)(struct mig__hv *hv, uint64_t pfn, uint64_t count);
+    /* A blob sent after SWITCHOVER comes only once every data channel has
+     * applied the final round (no write_pages/write_zero after it); a
+     * setup_state blob comes whenever it arrives, pages may race it. */
     int (*load_state)(struct mig__hv *hv, const struct mig__blob *blob);
     /* Everything applied; the domain is built and paused. May run device
      * attach (inside the downtime window). */
