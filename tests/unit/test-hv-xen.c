@@ -84,6 +84,7 @@ static struct fake {
     uint8_t dmem[NR_PFNS]; /* first byte of each page received */
     bool dpopulated[NR_PFNS];
     char cfg_disk[128], cfg_bridge[64], cfg_name[80];
+    uint32_t cfg_ssidref; /* what the restore was given */
     uint64_t need_kb, free_kb, dom0_spare_kb;
     unsigned balloons;
     int need_calls;
@@ -478,6 +479,8 @@ int __wrap_libxl_domain_need_memory(libxl_ctx *ctx, libxl_domain_config *c, uint
 {
     F.need_calls++;
     *need = F.need_kb;
+    /* as libxl's does: its defaults go into the configuration */
+    c->c_info.ssidref = 12;
     return 0;
 }
 int __wrap_libxl_get_free_memory(libxl_ctx *ctx, uint64_t *memkb)
@@ -537,6 +540,7 @@ int __wrap_libxl_domain_create_restore(libxl_ctx *ctx, libxl_domain_config *c, u
     snprintf(F.cfg_disk, sizeof(F.cfg_disk), "%s", c->num_disks ? c->disks[0].pdev_path : "");
     snprintf(F.cfg_bridge, sizeof(F.cfg_bridge), "%s", c->num_nics ? c->nics[0].bridge : "");
     snprintf(F.incoming_name, sizeof(F.incoming_name), "%s", c->c_info.name);
+    F.cfg_ssidref = c->c_info.ssidref;
     F.incoming_exists = true;
     F.incoming_paused = true;
     *domid = NEW_DOMID;
@@ -984,6 +988,9 @@ static void test_dest_full_migration(void **state)
     assert_int_equal(F.restore_calls, 1);
     assert_string_equal(F.cfg_name, "web--incoming");
     assert_string_equal(F.cfg_disk, "/dev/vg2/web");
+    /* the memory pre-flight worked on a copy: libxl gets the source's
+     * configuration, without libxl's defaults (ssidref) filled in */
+    assert_int_equal(F.cfg_ssidref, 0);
     assert_string_equal(F.cfg_bridge, "br1");
     assert_int_equal(F.dmem[0], 0x11);
     assert_int_equal(F.dmem[1], 0x44);

@@ -1395,20 +1395,33 @@ static int start_restore(struct xen_hv *x, const struct setup_parts *p)
     libxl_domain_config_init(&x->dcfg);
     x->dcfg_init = true;
     rc = from_libxl(libxl_domain_config_from_json(x->lx, &x->dcfg, json));
-    free(json);
     if (rc < 0) {
+        free(json);
         MIG_LOG(ctx, ERROR, "the source's configuration does not parse");
         return -MIG_EPROTO;
     }
     /* The allow-list, before anything is built. */
     rc = mig__xen_config_sanitize(ctx, &x->rules, &x->dcfg, why, sizeof(why));
+    if (rc == 0) {
+        free(x->dcfg.c_info.name);
+        x->dcfg.c_info.name = strdup(x->incoming);
+        if (!x->dcfg.c_info.name)
+            rc = -MIG_ENOMEM;
+    }
+    /* libxl_domain_need_memory fills libxl's defaults (an XSM ssidref among
+     * them) into the configuration it is given: a second parse of it, or
+     * the domain would be built, and its configuration stored, with them,
+     * and its next migration refused by our own allow-list. */
+    libxl_domain_config probe;
+    libxl_domain_config_init(&probe);
+    int nrc = rc < 0 ? 0 : libxl_domain_config_from_json(x->lx, &probe, json);
+    if (rc == 0 && nrc == 0)
+        nrc = libxl_domain_need_memory(x->lx, &probe, NO_DOMID, &need_kb);
+    libxl_domain_config_dispose(&probe);
+    free(json);
     if (rc < 0)
         return rc;
-    free(x->dcfg.c_info.name);
-    x->dcfg.c_info.name = strdup(x->incoming);
-    if (!x->dcfg.c_info.name)
-        return -MIG_ENOMEM;
-    if (libxl_domain_need_memory(x->lx, &x->dcfg, NO_DOMID, &need_kb)) {
+    if (nrc) {
         MIG_LOG(ctx, ERROR, "cannot compute the memory the domain needs");
         return -MIG_EBACKEND;
     }
