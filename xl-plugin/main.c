@@ -81,6 +81,7 @@ static void usage(FILE *f)
 "       xl-migrate-live simhost --dir DIR [--listen URI]\n"
 "       xl-migrate-live --host DIR sim create NAME|list|destroy NAME [OPTIONS]\n"
 "       xl-migrate-live demo\n"
+"       xl-migrate-live inspect FILE | save DOMAIN FILE   (Xen save images, as xl's)\n"
 "\n"
 "Live-migrate DOMAIN ([xen:|sim:]NAME, UUID or domain id) to HOST (a host name\n"
 "reached over ssh as xl does, or tls:H:P, tcp:H:P, ssh:HOST, unix:PATH).\n"
@@ -373,6 +374,7 @@ int xlml_demo_main(struct cli *c, struct mig_ctx *ctx);
 int xlml_sim_guest_main(int argc, char **argv);
 void xlml_catch_signals(void);
 int xlml_facts_main(struct cli *c, struct mig_ctx *ctx);  /* facts.c */
+int xlml_image_main(struct cli *c, struct mig_ctx *ctx);  /* image.c */
 int xlml_policy_main(struct cli *c, struct mig_ctx *ctx); /* policy.c */
 
 int main(int argc, char **argv)
@@ -447,7 +449,8 @@ int main(int argc, char **argv)
     const char *cmd = c.pos[0];
     bool migrating = strcmp(cmd, "receive") && strcmp(cmd, "listen") && strcmp(cmd, "resolve") &&
                      strcmp(cmd, "facts") && strcmp(cmd, "simhost") && strcmp(cmd, "sim") &&
-                     strcmp(cmd, "profile") && strcmp(cmd, "policy");
+                     strcmp(cmd, "profile") && strcmp(cmd, "policy") && strcmp(cmd, "inspect") &&
+                     strcmp(cmd, "save");
     if (!migrating) {
         /* only a migration turns Ctrl-C into a cancel; the rest stop as usual
          * (listen and simhost install their own handling) */
@@ -472,6 +475,8 @@ int main(int argc, char **argv)
         rc = xlml_profile_main(&c, ctx);
     else if (strcmp(cmd, "demo") == 0)
         rc = xlml_demo_main(&c, ctx);
+    else if (strcmp(cmd, "inspect") == 0 || strcmp(cmd, "save") == 0)
+        rc = xlml_image_main(&c, ctx);
     else
         rc = cmd_migrate(&c, ctx);
 out:

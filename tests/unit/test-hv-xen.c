@@ -11,6 +11,7 @@
  */
 #include <config.h>
 
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -25,6 +26,7 @@
 
 #include <cmocka.h>
 
+#include <libmig/image.h>
 #include <libmig/migrate.h>
 
 #include <xenctrl.h>
@@ -1380,6 +1382,72 @@ static void test_engine_final_pages_before_the_state(void **state)
     engine_migrates(true);
 }
 
+/* ---- save images ------------------------------------------------------ */
+
+/* mig_image_save writes what `xl save` writes (xl header with the JSON
+ * configuration, the libxl/libxc stream with every populated page, the vCPU
+ * state), our parser reads it back page for page, and the domain is gone. */
+static void test_image_save_then_inspect(void **state)
+{
+    char path[] = "/tmp/mig-xen-img-XXXXXX";
+    struct mig_image_info info;
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    unlink(path);
+    assert_int_equal(mig_image_save(mctx, "web", fd), 0);
+    assert_int_equal(F.run, GONE);
+    assert_string_equal(F.name, "web--migratedaway");
+    assert_false(F.logdirty);
+    assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+    assert_int_equal(mig_image_inspect(mctx, fd, &info), 0);
+    assert_true(info.xl_header);
+    assert_int_equal(info.xl_flags, 3);
+    assert_string_equal(info.name, "web");
+    assert_int_equal(info.libxc_version, 3);
+    assert_int_equal(info.xen_major, 4);
+    assert_int_equal(info.xen_minor, 17);
+    assert_int_equal(info.pages, NR_PFNS - (HOLE_END - HOLE_START));
+    assert_int_equal(info.data_pages, info.pages);
+    assert_true(info.tsc_info);
+    assert_true(info.hvm_context_len > 0);
+    assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+    /* page for page, as the fake restore reads a stream */
+    assert_int_equal(mig__xs_parse_stream(mctx, fd, dest_visit, NULL, NULL), 0);
+    for (unsigned pfn = 0; pfn < NR_PFNS; pfn++) {
+        bool hole = pfn >= HOLE_START && pfn < HOLE_END;
+        assert_int_equal(F.dpopulated[pfn], !hole);
+        if (!hole)
+            assert_int_equal(F.dmem[pfn], (pfn & 0xff) | 1);
+    }
+    close(fd);
+}
+
+/* A save that fails leaves the domain as it was: before the suspend (its
+ * holes cannot be probed) and after it (a batch does not map). */
+static void test_image_save_failure_keeps_the_domain(void **state)
+{
+    int fd = open("/dev/null", O_WRONLY);
+    struct mig_ctx *fctx = NULL;
+    assert_true(fd >= 0);
+    F.fail_map = true;
+    assert_true(mig_image_save(mctx, "web", fd) < 0);
+    assert_int_equal(F.run, RUNNING);
+    F.fail_map = false;
+    setenv("MIG_FAULT", "hv-map_pages=error", 1);
+    assert_int_equal(mig_ctx_new(&fctx), 0);
+    unsetenv("MIG_FAULT");
+    assert_true(mig_image_save(fctx, "xen:web", fd) < 0);
+    mig_ctx_free(fctx);
+    assert_int_equal(F.run, RUNNING);
+    assert_true(F.resumes > 0);
+    assert_string_equal(F.name, "web");
+    assert_false(F.logdirty);
+    assert_int_equal(F.cap, ADMIN_CAP);
+    /* not a Xen domain: refused before anything */
+    assert_int_equal(mig_image_save(mctx, "sim:web", fd), -MIG_EINVAL);
+    close(fd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1412,6 +1480,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dest_probe, setup, teardown),
         cmocka_unit_test_setup_teardown(test_engine_migrates_through_the_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_engine_final_pages_before_the_state, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_image_save_then_inspect, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_image_save_failure_keeps_the_domain, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
