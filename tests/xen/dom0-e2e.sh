@@ -211,13 +211,18 @@ ours_migrate() {
     esac
     clocks_sync
     _t0=$(now)
-    on "$1" "timeout 300 xl migrate-live $_args $3 $(ip "$2"):$_port >/tmp/ours-mig.log 2>&1"
+    on "$1" "timeout 300 xl migrate-live -v $_args $3 $(ip "$2"):$_port >/tmp/ours-mig.log 2>&1"
     MIG_RC=$?
     MIG_T0=$_t0
     MIG_T1=$(now)
     MIG_MS=$((MIG_T1 - _t0))
     MIG_SKEW_US=$(clocks_residual)
-    [ $MIG_RC -eq 0 ] || OURS_ERR="xl migrate-live rc=$MIG_RC: $(on "$1" 'grep -a -E "error|reason" /tmp/ours-mig.log | head -3' | tr '\n' ' ') receiver: $(on "$2" 'tail -2 /tmp/ours-recv.log' | tr '\n' ' ')"
+    if [ $MIG_RC -ne 0 ]; then
+        OURS_ERR="xl migrate-live rc=$MIG_RC: $(on "$1" 'grep -a -E "error|reason" /tmp/ours-mig.log | head -3' | tr '\n' ' ') receiver: $(on "$2" 'grep -a -E "error|refused|warning" /tmp/ours-recv.log | head -4' | tr '\n' ' ')"
+        # the whole story in the serial log, for the one who reads it
+        on "$1" 'grep -a -v -E "libxl_event|xencall|^(setup|precopy|stop-and-copy|commit-sent) " /tmp/ours-mig.log | tail -40' | sed "s/^/E2E-DIAG $1 sender: /"
+        on "$2" 'grep -a -v -E "libxl_event|xencall" /tmp/ours-recv.log | tail -60' | sed "s/^/E2E-DIAG $2 receiver: /"
+    fi
     ours_stop "$2"
 }
 
