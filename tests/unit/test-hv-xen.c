@@ -71,6 +71,7 @@ static struct fake {
     int hbuf_allocs;
     /* failure injection */
     bool fail_map, fail_clean;
+    unsigned map_delay_once_ms; /* the next map sleeps that long (a slow probe) */
     int suspend_rc; /* libxl rc to return */
     bool suspend_leaves_suspended;
     unsigned resumes, destroys;
@@ -149,6 +150,10 @@ void *__wrap_xenforeignmemory_map(xenforeignmemory_handle *h, uint32_t dom, int 
     if (F.fail_map || dom != SRC_DOMID) {
         errno = EFAULT;
         return NULL;
+    }
+    if (F.map_delay_once_ms) {
+        usleep(F.map_delay_once_ms * 1000u);
+        F.map_delay_once_ms = 0;
     }
     uint8_t *m = calloc(pages, 4096);
     for (size_t i = 0; i < pages; i++) {
@@ -1291,6 +1296,7 @@ static void test_sanitize_rules(void **state)
 
 struct receiver {
     int fd;
+    unsigned timeout_ms; /* the receiver's link timeout, 0: default */
     const char *uri; /* listen here instead of serving fd */
     volatile int stop;
     char state_dir[64];
@@ -1306,6 +1312,8 @@ static void *receiver_main(void *arg)
     mig_recv_params_init(&rp);
     rp.backend = "xen:" DEST_ARG;
     rp.state_dir = r->state_dir;
+    if (r->timeout_ms)
+        rp.link.timeout_ms = r->timeout_ms;
     if (r->uri) {
         rp.link.channels = 4;
         r->rc = mig_listen_serve(ctx, &rp, r->uri, &r->stop);
@@ -1323,11 +1331,11 @@ static void *receiver_main(void *arg)
  * whose final round is held back (MIG_FAULT stall) while the control channel
  * delivers the state that ends libxl's stream: the destination must apply
  * the final pages first, or libxc restores without them. */
-static void engine_migrates(bool channels)
+static void engine_migrates(bool channels, bool stall_final, unsigned recv_timeout_ms)
 {
     int sv[2];
     char uri[64], src_dir[64] = "/tmp/mig-xen-src-XXXXXX";
-    struct receiver r = {.state_dir = "/tmp/mig-xen-dst-XXXXXX"};
+    struct receiver r = {.state_dir = "/tmp/mig-xen-dst-XXXXXX", .timeout_ms = recv_timeout_ms};
     struct mig_params p;
     struct mig_session *s = NULL;
     pthread_t t;
@@ -1351,7 +1359,8 @@ static void engine_migrates(bool channels)
         r.uri = uri;
         /* read when the receiver's context is made: the final round (1) of
          * one data channel waits while the control channel runs ahead */
-        setenv("MIG_FAULT", "dest-pages@1=stall:1", 1);
+        if (stall_final)
+            setenv("MIG_FAULT", "dest-pages@1=stall:1", 1);
     } else {
         snprintf(uri, sizeof(uri), "fd:%d,%d", sv[0], sv[0]);
     }
@@ -1404,12 +1413,21 @@ static void engine_migrates(bool channels)
 
 static void test_engine_migrates_through_the_stream(void **state)
 {
-    engine_migrates(false);
+    engine_migrates(false, false, 0);
 }
 
 static void test_engine_final_pages_before_the_state(void **state)
 {
-    engine_migrates(true);
+    engine_migrates(true, true, 0);
+}
+
+/* The setup state (a probe of the whole pfn space) takes longer than the
+ * destination's link timeout: it is made before connecting, so the
+ * destination never waits for DOMAIN_INFO that long. */
+static void test_engine_slow_setup_state(void **state)
+{
+    F.map_delay_once_ms = 1500;
+    engine_migrates(true, false, 1000);
 }
 
 /* ---- save images ------------------------------------------------------ */
@@ -1511,6 +1529,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dest_probe, setup, teardown),
         cmocka_unit_test_setup_teardown(test_engine_migrates_through_the_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_engine_final_pages_before_the_state, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_engine_slow_setup_state, setup, teardown),
         cmocka_unit_test_setup_teardown(test_image_save_then_inspect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_image_save_failure_keeps_the_domain, setup, teardown),
     };

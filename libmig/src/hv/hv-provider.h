@@ -48,7 +48,7 @@ struct mig__hv_ops {
     const char *name;       /* URI prefix without ':' ("xen", "sim") */
     /* True if the destination needs state before the first page (xen: the
      * domain's configuration and CPU policy, docs/xen-stream.md): the
-     * source engine then calls save_state once before round 0, with the
+     * source engine then calls save_state once before it connects, with the
      * guest running, and sends it as a STATE_BLOB ahead of every page; the
      * destination passes it to load_state whenever it arrives. */
     bool setup_state;
