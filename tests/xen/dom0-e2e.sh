@@ -334,7 +334,7 @@ s3_one() { # KIND
             return
         fi
         on h2 'cp /tmp/ours-recv.pid /tmp/recv.pid'
-        (timeout 300 xl migrate-live --transport tcp --psk $PSK vm3 10.99.0.2:8002 >/tmp/s3-mig.log 2>&1; echo $? >/tmp/s3.rc) &
+        (timeout 300 xl migrate-live -v --transport tcp --psk $PSK --link-timeout 60000 vm3 10.99.0.2:8002 >/tmp/s3-mig.log 2>&1; echo $? >/tmp/s3.rc) &
         victim="xl-migrate-live"
     fi
     # mid-copy: the incoming domain exists on host 2 and memory is flowing
