@@ -508,7 +508,7 @@ s5() {
 budget() {
     # about 3x what an idle 2-core machine needs, times e2e.slow (XEN_E2E_SLOW,
     # in percent: a machine shared with other work)
-    case $1 in s1) _b=300 ;; s2) _b=600 ;; s3) _b=400 ;; s4a) _b=180 ;; s4b) _b=400 ;; s5) _b=400 ;; *) _b=120 ;; esac
+    case $1 in s1) _b=300 ;; s2) _b=900 ;; s3) _b=400 ;; s4a) _b=180 ;; s4b) _b=400 ;; s5) _b=400 ;; *) _b=120 ;; esac
     echo $((_b * ${E2E_SLOW:-100} / 100))
 }
 
