@@ -100,6 +100,7 @@ static void usage(FILE *f)
 "       xl-migrate-live disk-serve --domain DOM --socket PATH [--disk-name N] [--daemon] IMAGE\n"
 "       xl-migrate-live net show VIF|announce VIF MAC [IP..]|cleanup DOMAIN|plan DOMAIN VIF..\n"
 "       xl-migrate-live demo\n"
+"       xl-migrate-live inspect FILE | save DOMAIN FILE   (Xen save images, as xl's)\n"
 "\n"
 "Live-migrate DOMAIN ([xen:|sim:]NAME, UUID or domain id) to HOST (a host name\n"
 "reached over ssh as xl does, or tls:H:P, tcp:H:P, ssh:HOST, unix:PATH).\n"
@@ -487,6 +488,7 @@ int xlml_demo_main(struct cli *c, struct mig_ctx *ctx);
 int xlml_sim_guest_main(int argc, char **argv);
 void xlml_catch_signals(void);
 int xlml_facts_main(struct cli *c, struct mig_ctx *ctx);  /* facts.c */
+int xlml_image_main(struct cli *c, struct mig_ctx *ctx);  /* image.c */
 int xlml_policy_main(struct cli *c, struct mig_ctx *ctx); /* policy.c */
 
 int main(int argc, char **argv)
@@ -563,7 +565,8 @@ int main(int argc, char **argv)
                      strcmp(cmd, "facts") && strcmp(cmd, "simhost") && strcmp(cmd, "sim") &&
                      strcmp(cmd, "profile") && strcmp(cmd, "policy") && strcmp(cmd, "nbd-serve") &&
                      strcmp(cmd, "disk-serve") &&
-                     strcmp(cmd, "net");
+                     strcmp(cmd, "net") &&
+                     strcmp(cmd, "inspect") && strcmp(cmd, "save");
     if (!migrating) {
         /* only a migration turns Ctrl-C into a cancel; the rest stop as usual
          * (listen and simhost install their own handling) */
@@ -594,6 +597,8 @@ int main(int argc, char **argv)
         rc = xlml_demo_main(&c, ctx);
     else if (strcmp(cmd, "net") == 0)
         rc = xlml_net_main(&c, ctx);
+    else if (strcmp(cmd, "inspect") == 0 || strcmp(cmd, "save") == 0)
+        rc = xlml_image_main(&c, ctx);
     else
         rc = cmd_migrate(&c, ctx);
 out:

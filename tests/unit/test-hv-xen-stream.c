@@ -14,11 +14,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include <libmig/image.h>
 
 #include "hv-provider.h"
 #include "xen-stream.h"
@@ -64,6 +67,18 @@ static void bb_rec_raw(struct bb *b, uint32_t type, uint32_t hdr_len, const void
 static void bb_rec(struct bb *b, uint32_t type, const void *body, uint32_t len)
 {
     bb_rec_raw(b, type, len, body, len, 0);
+}
+/* xl's save header: magic, byte order, flags, then the optional data (u32
+ * configuration length and the configuration). */
+static void bb_xl_hdr(struct bb *b, uint32_t flags, const char *cfg, uint32_t cfg_len)
+{
+    bb_raw(b, MIG_XS_XL_MAGIC, MIG_XS_XL_MAGIC_LEN);
+    bb_le32(b, MIG_XS_XL_BYTEORDER);
+    bb_le32(b, flags);
+    bb_le32(b, 0);
+    bb_le32(b, 4 + cfg_len);
+    bb_le32(b, cfg_len);
+    bb_raw(b, cfg, cfg_len);
 }
 static void bb_libxl_hdr(struct bb *b)
 {
@@ -454,13 +469,8 @@ static void test_accept_xl_save_image(void **state)
 {
     struct bb *b = calloc(1, sizeof(*b));
     struct mig__xs_parse_info info;
-    const char cfg[] = "{\"c_info\":{}}";
-    bb_raw(b, "Xen saved domain, xl format\n \0 \r", 32);
-    bb_le32(b, 0x01020304u);
-    bb_le32(b, 1); /* mandatory: JSON config */
-    bb_le32(b, 0);
-    bb_le32(b, sizeof(cfg));
-    bb_raw(b, cfg, sizeof(cfg));
+    const char cfg[] = "{\"c_info\": {\"type\": \"pvh\", \"name\": \"web-1\"}}";
+    bb_xl_hdr(b, 3, cfg, sizeof(cfg));
     bb_libxl_hdr(b);
     bb_libxc_hdrs(b, 3, MIG_XS_DHDR_X86_HVM);
     bb_rec(b, MIG_XS_STATIC_DATA_END, NULL, 0);
@@ -478,6 +488,9 @@ static void test_accept_xl_save_image(void **state)
     assert_int_equal(parse_buf(b, &info), 0);
     assert_true(info.xl_header);
     assert_int_equal(info.pages, 1);
+    assert_int_equal(info.xl_flags, 3);
+    assert_int_equal(info.xl_config_len, sizeof(cfg));
+    assert_string_equal(info.xl_name, "web-1");
     free(b);
 }
 
@@ -624,6 +637,68 @@ static void test_emulator_checks(void **state)
     }
 }
 
+/* xl headers our parser must refuse: a legacy v1 stream, a mandatory flag
+ * it does not know, a configuration longer than the optional data. */
+static void test_reject_xl_headers(void **state)
+{
+    struct bb *b = calloc(1, sizeof(*b));
+    struct mig__xs_parse_info info;
+    const char cfg[] = "{}";
+    static const uint32_t flags[] = {1, 7};
+    for (unsigned i = 0; i < 2; i++) {
+        b->n = 0;
+        bb_xl_hdr(b, flags[i], cfg, sizeof(cfg));
+        bb_libxl_hdr(b);
+        assert_int_equal(parse_buf(b, &info), -MIG_EVERSION);
+    }
+    b->n = 0;
+    bb_raw(b, MIG_XS_XL_MAGIC, 32);
+    bb_le32(b, MIG_XS_XL_BYTEORDER);
+    bb_le32(b, 3);
+    bb_le32(b, 0);
+    bb_le32(b, 8);
+    bb_le32(b, 5); /* 5 bytes of configuration in 4 */
+    bb_raw(b, "{}}}", 4);
+    bb_libxl_hdr(b);
+    assert_int_equal(parse_buf(b, &info), -MIG_EPROTO);
+    free(b);
+}
+
+/* A real image: `xl save` of the e2e test's PVH guest on Xen 4.17, shrunk by
+ * tests/xen/shrink-image.py to two pages with data and 64 holes (every
+ * other record verbatim; tests/fixtures/xen/README.md). */
+static void test_inspect_stock_xl_save_fixture(void **state)
+{
+    const char *top = getenv("top_srcdir");
+    char path[4096];
+    struct mig_ctx *ctx = NULL;
+    struct mig_image_info info;
+    snprintf(path, sizeof(path), "%s/tests/fixtures/xen/xl-save-pvh.img", top && *top ? top : "..");
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(mig_ctx_new(&ctx), 0);
+    mig_ctx_set_logger(ctx, log_stderr, NULL);
+    assert_int_equal(mig_image_inspect(ctx, fd, &info), 0);
+    close(fd);
+    mig_ctx_free(ctx);
+    assert_true(info.xl_header);
+    assert_int_equal(info.xl_flags, 3); /* JSON configuration, libxl v2 stream */
+    assert_int_equal(info.config_len, 851);
+    assert_string_equal(info.name, "vm1");
+    assert_int_equal(info.libxc_version, 3);
+    assert_int_equal(info.xen_major, 4);
+    assert_int_equal(info.xen_minor, 17);
+    assert_int_equal(info.pages, 66);
+    assert_int_equal(info.data_pages, 2);
+    assert_int_equal(info.cpuid_leaves, 51);
+    assert_int_equal(info.msr_entries, 2);
+    assert_int_equal(info.hvm_context_len, 2504);
+    assert_int_equal(info.hvm_params, 8);
+    assert_true(info.tsc_info);
+    /* CPUID, MSR, STATIC_DATA_END, 2 PAGE_DATA, TSC, context, params, END */
+    assert_int_equal(info.records, 9);
+}
+
 /* ---- state blobs ------------------------------------------------------- */
 
 static void test_blob_records(void **state)
@@ -685,6 +760,8 @@ int main(void)
         cmocka_unit_test(test_accept_xl_save_image),
         cmocka_unit_test(test_roundtrip_hvm),
         cmocka_unit_test(test_emulator_checks),
+        cmocka_unit_test(test_reject_xl_headers),
+        cmocka_unit_test(test_inspect_stock_xl_save_fixture),
         cmocka_unit_test(test_blob_records),
         cmocka_unit_test(test_xen_backend_registered),
     };

@@ -11,6 +11,7 @@
  */
 #include <config.h>
 
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -25,6 +26,7 @@
 
 #include <cmocka.h>
 
+#include <libmig/image.h>
 #include <libmig/migrate.h>
 
 #include <xenctrl.h>
@@ -72,6 +74,7 @@ static struct fake {
     int hbuf_allocs;
     /* failure injection */
     bool fail_map, fail_clean;
+    unsigned map_delay_once_ms; /* the next map sleeps that long (a slow probe) */
     int suspend_rc; /* libxl rc to return */
     bool suspend_leaves_suspended;
     unsigned resumes, destroys;
@@ -87,6 +90,7 @@ static struct fake {
     uint8_t dmem[NR_PFNS]; /* first byte of each page received */
     bool dpopulated[NR_PFNS];
     char cfg_disk[128], cfg_bridge[64], cfg_name[80];
+    uint32_t cfg_ssidref; /* what the restore was given */
     uint64_t need_kb, free_kb, dom0_spare_kb;
     unsigned balloons;
     int need_calls;
@@ -149,6 +153,10 @@ void *__wrap_xenforeignmemory_map(xenforeignmemory_handle *h, uint32_t dom, int 
     if (F.fail_map || dom != SRC_DOMID) {
         errno = EFAULT;
         return NULL;
+    }
+    if (F.map_delay_once_ms) {
+        usleep(F.map_delay_once_ms * 1000u);
+        F.map_delay_once_ms = 0;
     }
     uint8_t *m = calloc(pages, 4096);
     for (size_t i = 0; i < pages; i++) {
@@ -493,6 +501,8 @@ int __wrap_libxl_domain_need_memory(libxl_ctx *ctx, libxl_domain_config *c, uint
 {
     F.need_calls++;
     *need = F.need_kb;
+    /* as libxl's does: its defaults go into the configuration */
+    c->c_info.ssidref = 12;
     return 0;
 }
 int __wrap_libxl_get_free_memory(libxl_ctx *ctx, uint64_t *memkb)
@@ -552,6 +562,7 @@ int __wrap_libxl_domain_create_restore(libxl_ctx *ctx, libxl_domain_config *c, u
     snprintf(F.cfg_disk, sizeof(F.cfg_disk), "%s", c->num_disks ? c->disks[0].pdev_path : "");
     snprintf(F.cfg_bridge, sizeof(F.cfg_bridge), "%s", c->num_nics ? c->nics[0].bridge : "");
     snprintf(F.incoming_name, sizeof(F.incoming_name), "%s", c->c_info.name);
+    F.cfg_ssidref = c->c_info.ssidref;
     F.incoming_exists = true;
     F.incoming_paused = true;
     *domid = NEW_DOMID;
@@ -931,6 +942,36 @@ static int blob_visit(void *opaque, enum mig__xs_layer layer, uint32_t type, con
     return 0;
 }
 
+/* The holes found at setup are not mapped again when round 0 reaches
+ * them (they read as zero), but a hole the guest populates later, which
+ * log-dirty then reports, is mapped like any page. */
+static void test_holes_mapped_once(void **state)
+{
+    struct mig__hv *hv = open_src();
+    struct mig__blob b = {0};
+    struct mig__hv_map *m = NULL;
+    const void *ptrs[8];
+    const uint64_t batch[3] = {HOLE_START - 1, HOLE_START, HOLE_START + 1};
+    assert_int_equal(ops->save_state(hv, &b), 0); /* probes every pfn */
+    free(b.data);
+    F.nmapped = 0;
+    assert_int_equal(ops->map_pages(hv, batch, 3, ptrs, &m), 0);
+    assert_int_equal(F.nmapped, 1); /* only the populated pfn */
+    assert_int_equal(F.mapped[0], HOLE_START - 1);
+    for (unsigned i = 1; i < 3; i++)
+        for (unsigned j = 0; j < 4096; j++)
+            assert_int_equal(((const uint8_t *)ptrs[i])[j], 0);
+    ops->unmap_pages(hv, m);
+    /* seen once: a later round maps it (the fake still reports it as a
+     * hole, so it reads as zero, but it was asked for) */
+    F.nmapped = 0;
+    assert_int_equal(ops->map_pages(hv, batch + 1, 1, ptrs, &m), 0);
+    assert_int_equal(F.nmapped, 1);
+    assert_int_equal(F.mapped[0], HOLE_START);
+    ops->unmap_pages(hv, m);
+    ops->close(hv);
+}
+
 static void test_state_blobs(void **state)
 {
     struct mig__hv *hv = open_src();
@@ -1057,6 +1098,9 @@ static void test_dest_full_migration(void **state)
     assert_int_equal(F.restore_calls, 1);
     assert_string_equal(F.cfg_name, "web--incoming");
     assert_string_equal(F.cfg_disk, "/dev/vg2/web");
+    /* the memory pre-flight worked on a copy: libxl gets the source's
+     * configuration, without libxl's defaults (ssidref) filled in */
+    assert_int_equal(F.cfg_ssidref, 0);
     assert_string_equal(F.cfg_bridge, "br1");
     assert_int_equal(F.dmem[0], 0x11);
     assert_int_equal(F.dmem[1], 0x44);
@@ -1325,6 +1369,9 @@ static void test_sanitize_rules(void **state)
 
 struct receiver {
     int fd;
+    unsigned timeout_ms; /* the receiver's link timeout, 0: default */
+    const char *uri; /* listen here instead of serving fd */
+    volatile int stop;
     char state_dir[64];
     int rc;
 };
@@ -1380,19 +1427,30 @@ static void *receiver_main(void *arg)
     mig_recv_params_init(&rp);
     rp.backend = "xen:" DEST_ARG;
     rp.state_dir = r->state_dir;
-    r->rc = mig_receive_fds(ctx, &rp, r->fd, r->fd);
+    if (r->timeout_ms)
+        rp.link.timeout_ms = r->timeout_ms;
+    if (r->uri) {
+        rp.link.channels = 4;
+        r->rc = mig_listen_serve(ctx, &rp, r->uri, &r->stop);
+    } else {
+        r->rc = mig_receive_fds(ctx, &rp, r->fd, r->fd);
+    }
     mig_ctx_free(ctx);
     return NULL;
 }
 
-/* source.c and dest.c over an fd pair, xen: on both sides: the setup state
- * goes first, every populated page arrives with its content, holes stay
- * holes, the incoming domain is renamed and running, the source is gone. */
-static void test_engine_migrates_through_the_stream(void **state)
+/* source.c and dest.c, xen: on both sides: the setup state goes first, every
+ * populated page arrives with its content, holes stay holes, the incoming
+ * domain is renamed and running, the source is gone. Over an fd pair (data
+ * on the control stream), or over a unix socket with two data channels
+ * whose final round is held back (MIG_FAULT stall) while the control channel
+ * delivers the state that ends libxl's stream: the destination must apply
+ * the final pages first, or libxc restores without them. */
+static void engine_migrates(bool channels, bool stall_final, unsigned recv_timeout_ms)
 {
     int sv[2];
     char uri[64], src_dir[64] = "/tmp/mig-xen-src-XXXXXX";
-    struct receiver r = {.state_dir = "/tmp/mig-xen-dst-XXXXXX"};
+    struct receiver r = {.state_dir = "/tmp/mig-xen-dst-XXXXXX", .timeout_ms = recv_timeout_ms};
     struct mig_params p;
     struct mig_session *s = NULL;
     pthread_t t;
@@ -1410,8 +1468,18 @@ static void test_engine_migrates_through_the_stream(void **state)
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     r.fd = sv[1];
     set_dirty(17); /* written during round 0 */
+    set_dirty(200);
+    if (channels) {
+        snprintf(uri, sizeof(uri), "unix:%s/sock", r.state_dir);
+        r.uri = uri;
+        /* read when the receiver's context is made: the final round (1) of
+         * one data channel waits while the control channel runs ahead */
+        if (stall_final)
+            setenv("MIG_FAULT", "dest-pages@1=stall:1", 1);
+    } else {
+        snprintf(uri, sizeof(uri), "fd:%d,%d", sv[0], sv[0]);
+    }
     assert_int_equal(pthread_create(&t, NULL, receiver_main, &r), 0);
-    snprintf(uri, sizeof(uri), "fd:%d,%d", sv[0], sv[0]);
     assert_int_equal(mig__hook_register(mctx, &probe_class), 0);
     devices_seen[0] = 0;
     mig_params_init(&p);
@@ -1419,13 +1487,19 @@ static void test_engine_migrates_through_the_stream(void **state)
     p.destination = uri;
     p.state_dir = src_dir;
     p.link.timeout_ms = 5000;
+    if (channels) {
+        p.link.channels = 2;
+        usleep(300 * 1000); /* the listener binds */
+    }
     assert_int_equal(mig_session_new(mctx, &p, &s), 0);
     int rc = mig_session_run(s);
     if (rc)
         fprintf(stderr, "session: %s\n", mig_session_error(s));
     assert_int_equal(rc, 0);
     mig_session_free(s);
+    r.stop = 1;
     pthread_join(t, NULL);
+    unsetenv("MIG_FAULT");
     assert_int_equal(r.rc, 0);
     close(sv[0]);
     close(sv[1]);
@@ -1448,7 +1522,97 @@ static void test_engine_migrates_through_the_stream(void **state)
     assert_string_equal(F.name, "web--migratedaway");
     assert_false(F.logdirty);
     rmdir(src_dir);
+    if (channels) {
+        char sock[96];
+        snprintf(sock, sizeof(sock), "%s/sock", r.state_dir);
+        unlink(sock);
+    }
     rmdir(r.state_dir);
+}
+
+static void test_engine_migrates_through_the_stream(void **state)
+{
+    engine_migrates(false, false, 0);
+}
+
+static void test_engine_final_pages_before_the_state(void **state)
+{
+    engine_migrates(true, true, 0);
+}
+
+/* The setup state (a probe of the whole pfn space) takes longer than the
+ * destination's link timeout: it is made before connecting, so the
+ * destination never waits for DOMAIN_INFO that long. */
+static void test_engine_slow_setup_state(void **state)
+{
+    F.map_delay_once_ms = 1500;
+    engine_migrates(true, false, 1000);
+}
+
+/* ---- save images ------------------------------------------------------ */
+
+/* mig_image_save writes what `xl save` writes (xl header with the JSON
+ * configuration, the libxl/libxc stream with every populated page, the vCPU
+ * state), our parser reads it back page for page, and the domain is gone. */
+static void test_image_save_then_inspect(void **state)
+{
+    char path[] = "/tmp/mig-xen-img-XXXXXX";
+    struct mig_image_info info;
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    unlink(path);
+    assert_int_equal(mig_image_save(mctx, "web", fd), 0);
+    assert_int_equal(F.run, GONE);
+    assert_string_equal(F.name, "web--migratedaway");
+    assert_false(F.logdirty);
+    assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+    assert_int_equal(mig_image_inspect(mctx, fd, &info), 0);
+    assert_true(info.xl_header);
+    assert_int_equal(info.xl_flags, 3);
+    assert_string_equal(info.name, "web");
+    assert_int_equal(info.libxc_version, 3);
+    assert_int_equal(info.xen_major, 4);
+    assert_int_equal(info.xen_minor, 17);
+    assert_int_equal(info.pages, NR_PFNS - (HOLE_END - HOLE_START));
+    assert_int_equal(info.data_pages, info.pages);
+    assert_true(info.tsc_info);
+    assert_true(info.hvm_context_len > 0);
+    assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+    /* page for page, as the fake restore reads a stream */
+    assert_int_equal(mig__xs_parse_stream(mctx, fd, dest_visit, NULL, NULL), 0);
+    for (unsigned pfn = 0; pfn < NR_PFNS; pfn++) {
+        bool hole = pfn >= HOLE_START && pfn < HOLE_END;
+        assert_int_equal(F.dpopulated[pfn], !hole);
+        if (!hole)
+            assert_int_equal(F.dmem[pfn], (pfn & 0xff) | 1);
+    }
+    close(fd);
+}
+
+/* A save that fails leaves the domain as it was: before the suspend (its
+ * holes cannot be probed) and after it (a batch does not map). */
+static void test_image_save_failure_keeps_the_domain(void **state)
+{
+    int fd = open("/dev/null", O_WRONLY);
+    struct mig_ctx *fctx = NULL;
+    assert_true(fd >= 0);
+    F.fail_map = true;
+    assert_true(mig_image_save(mctx, "web", fd) < 0);
+    assert_int_equal(F.run, RUNNING);
+    F.fail_map = false;
+    setenv("MIG_FAULT", "hv-map_pages=error", 1);
+    assert_int_equal(mig_ctx_new(&fctx), 0);
+    unsetenv("MIG_FAULT");
+    assert_true(mig_image_save(fctx, "xen:web", fd) < 0);
+    mig_ctx_free(fctx);
+    assert_int_equal(F.run, RUNNING);
+    assert_true(F.resumes > 0);
+    assert_string_equal(F.name, "web");
+    assert_false(F.logdirty);
+    assert_int_equal(F.cap, ADMIN_CAP);
+    /* not a Xen domain: refused before anything */
+    assert_int_equal(mig_image_save(mctx, "sim:web", fd), -MIG_EINVAL);
+    close(fd);
 }
 
 int main(void)
@@ -1468,6 +1632,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_commit_renames_and_destroys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_throttle_caps, setup, teardown),
         cmocka_unit_test_setup_teardown(test_state_blobs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_holes_mapped_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_facts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dest_full_migration, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dest_discard_after_ready, setup, teardown),
@@ -1483,6 +1648,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sanitize_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dest_probe, setup, teardown),
         cmocka_unit_test_setup_teardown(test_engine_migrates_through_the_stream, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_engine_final_pages_before_the_state, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_engine_slow_setup_state, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_image_save_then_inspect, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_image_save_failure_keeps_the_domain, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

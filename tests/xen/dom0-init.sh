@@ -54,7 +54,7 @@ h2)
     ;;
 h1)
     e2e-prog clockserve 7001 </dev/null >/tmp/clockserve.log 2>&1 &
-    E2E_ONLY=$(opt only | tr + ' ') /e2e/scenarios.sh "$(opt phase)"
+    E2E_ONLY=$(opt only | tr + ' ') E2E_SLOW=$(opt slow) /e2e/scenarios.sh "$(opt phase)"
     echo "E2E-MARK scenarios-exit rc=$? uptime=$(up)"
     ;;
 esac

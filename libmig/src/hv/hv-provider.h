@@ -48,7 +48,7 @@ struct mig__hv_ops {
     const char *name;       /* URI prefix without ':' ("xen", "sim") */
     /* True if the destination needs state before the first page (xen: the
      * domain's configuration and CPU policy, docs/xen-stream.md): the
-     * source engine then calls save_state once before round 0, with the
+     * source engine then calls save_state once before it connects, with the
      * guest running, and sends it as a STATE_BLOB ahead of every page; the
      * destination passes it to load_state whenever it arrives. */
     bool setup_state;
@@ -109,6 +109,9 @@ struct mig__hv_ops {
     int (*write_pages)(struct mig__hv *hv, const uint64_t *pfns, unsigned n, const void *data);
     /* Make 'count' pages from 'pfn' zero. */
     int (*write_zero)(struct mig__hv *hv, uint64_t pfn, uint64_t count);
+    /* A blob sent after SWITCHOVER comes only once every data channel has
+     * applied the final round (no write_pages/write_zero after it); a
+     * setup_state blob comes whenever it arrives, pages may race it. */
     int (*load_state)(struct mig__hv *hv, const struct mig__blob *blob);
     /* Everything applied; the domain is built and paused. May run device
      * attach (inside the downtime window). */

@@ -31,8 +31,7 @@
 #define PF_XALLOC      0xe0000000u
 #define PF_BROKEN      0xd0000000u
 #define PF_LTAB_MASK   0xf0000000u
-#define XL_MAGIC       "Xen saved domain, xl format\n \0 \r"
-#define XL_BYTEORDER   0x01020304u
+#define XL_MAGIC       MIG_XS_XL_MAGIC
 #define MAX_XL_OPTDATA (16u << 20)
 
 static const uint8_t zero_page[MIG_XS_PAGE_SIZE];
@@ -593,8 +592,32 @@ static int parse_libxc(struct rd *r, mig__xs_visit_fn *visit, void *opaque,
     }
 }
 
-/* Skip an `xl save` header whose 8 first bytes are already in 'first'. */
-static int skip_xl_header(struct rd *r, const uint8_t first[8])
+/* c_info.name of xl's JSON configuration, for display: the first "name"
+ * after "c_info", a plain printable string (anything else gives ""). */
+static void xl_config_name(const char *json, size_t len, char *out, size_t out_len)
+{
+    const char *end = json + len, *p = memmem(json, len, "\"c_info\"", 8);
+    out[0] = 0;
+    if (!p || !(p = memmem(p, (size_t)(end - p), "\"name\"", 6)))
+        return;
+    for (p += 6; p < end && (*p == ' ' || *p == '\n' || *p == '\t' || *p == ':'); p++)
+        ;
+    if (p >= end || *p++ != '"')
+        return;
+    size_t n = 0;
+    while (p < end && *p != '"' && n + 1 < out_len) {
+        if (*p == '\\' || (unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e) {
+            out[0] = 0;
+            return;
+        }
+        out[n++] = *p++;
+    }
+    out[p < end && *p == '"' ? n : 0] = 0;
+}
+
+/* An `xl save` header whose 8 first bytes are already in 'first': checked,
+ * its configuration's length and name noted in info, then skipped. */
+static int read_xl_header(struct rd *r, const uint8_t first[8], struct mig__xs_parse_info *info)
 {
     uint8_t rest[24 + 16];
     int rc = read_exact(r, rest, sizeof(rest));
@@ -605,22 +628,43 @@ static int skip_xl_header(struct rd *r, const uint8_t first[8])
         return -MIG_EPROTO;
     }
     /* The xl header's integers are in the saver's byte order. */
-    if (memcmp(rest + 24, "\x04\x03\x02\x01", 4)) {
+    if (le32(rest + 24) != MIG_XS_XL_BYTEORDER) {
         MIG_LOG(r->ctx, ERROR, "xl save image of another byte order");
         return -MIG_EPROTO;
     }
-    uint32_t optlen = le32(rest + 36);
+    uint32_t flags = le32(rest + 28), optlen = le32(rest + 36);
+    if (flags & ~(MIG_XS_XL_JSON | MIG_XS_XL_STREAMV2)) {
+        MIG_LOG(r->ctx, ERROR, "xl save image with unknown mandatory flags %#x", flags);
+        return -MIG_EVERSION;
+    }
+    if (!(flags & MIG_XS_XL_STREAMV2)) {
+        MIG_LOG(r->ctx, ERROR, "xl save image of the legacy (v1) stream: not supported");
+        return -MIG_EVERSION;
+    }
     if (optlen > MAX_XL_OPTDATA)
         return -MIG_ETOOBIG;
-    while (optlen) {
-        uint8_t chunk[4096];
-        uint32_t n = optlen < sizeof(chunk) ? optlen : (uint32_t)sizeof(chunk);
-        rc = read_exact(r, chunk, n);
-        if (rc < 0)
-            return rc;
-        optlen -= n;
+    info->xl_flags = flags;
+    if (!optlen)
+        return 0;
+    uint8_t *opt = malloc(optlen);
+    if (!opt)
+        return -MIG_ENOMEM;
+    rc = read_exact(r, opt, optlen);
+    /* optional data: u32 configuration length, the configuration */
+    if (rc == 0 && optlen >= 4) {
+        uint32_t cl = le32(opt);
+        if (cl > optlen - 4) {
+            MIG_LOG(r->ctx, ERROR, "xl save image: configuration of %u bytes in %u", cl,
+                    optlen - 4);
+            rc = -MIG_EPROTO;
+        } else {
+            info->xl_config_len = cl;
+            if (flags & MIG_XS_XL_JSON)
+                xl_config_name((const char *)opt + 4, cl, info->xl_name, sizeof(info->xl_name));
+        }
     }
-    return 0;
+    free(opt);
+    return rc;
 }
 
 int mig__xs_parse_stream(struct mig_ctx *ctx, int fd, mig__xs_visit_fn *visit, void *opaque,
@@ -634,7 +678,7 @@ int mig__xs_parse_stream(struct mig_ctx *ctx, int fd, mig__xs_visit_fn *visit, v
     if (rc < 0)
         goto out;
     if (be64(h) != MIG_XS_LIBXL_IDENT) {
-        rc = skip_xl_header(&r, h);
+        rc = read_xl_header(&r, h, &info);
         if (rc < 0)
             goto out;
         info.xl_header = true;

@@ -74,6 +74,13 @@
 #define MIG_XS_IHDR_ID      0x58454E46u /* "XENF" */
 #define MIG_XS_DHDR_X86_HVM 2u
 
+/* `xl save` image header (xl's save_file_header, docs/xen-stream.md) */
+#define MIG_XS_XL_MAGIC     "Xen saved domain, xl format\n \0 \r"
+#define MIG_XS_XL_MAGIC_LEN 32u
+#define MIG_XS_XL_BYTEORDER 0x01020304u
+#define MIG_XS_XL_JSON      0x1u /* mandatory flag: the configuration is JSON */
+#define MIG_XS_XL_STREAMV2  0x2u /* mandatory flag: a libxl v2 stream follows */
+
 /* The largest body accepted per type (0: type not allowed in a stream). */
 uint32_t mig__xs_max_len(uint32_t type);
 /* Check one libxc record body against its type's layout. */
@@ -125,6 +132,9 @@ typedef int mig__xs_visit_fn(void *opaque, enum mig__xs_layer layer, uint32_t ty
 
 struct mig__xs_parse_info {
     bool xl_header;   /* an `xl save` header was skipped */
+    uint32_t xl_flags;      /* its mandatory flags (MIG_XS_XL_JSON | MIG_XS_XL_STREAMV2) */
+    uint32_t xl_config_len; /* bytes of xl configuration (JSON, its NUL included) */
+    char xl_name[64];       /* c_info.name of that configuration, "" if not found */
     uint32_t version; /* libxc image version */
     uint32_t xen_major, xen_minor;
     uint64_t pages; /* pfns in PAGE_DATA records */

@@ -121,6 +121,7 @@ struct xen_hv {
     bool dm_logdirty;    /* QEMU's own dirty log is on */
     uint64_t dm_rtt_us;  /* us: QMP round trip measured before round 0 */
     uint64_t dm_save_ms; /* ms: the device-state save, measured at the switchover */
+    unsigned long *src_holes; /* pfns that did not map at setup, not yet sent */
 
     /* ---- destination ---- */
     struct mig__xen_rules rules;
@@ -511,6 +512,7 @@ static void xen_close(struct mig__hv *hv)
         libxl_domain_sched_params_dispose(&x->orig_sched);
     free(x->cfg_json);
     free(x->holes);
+    free(x->src_holes);
     mig__xen_rules_dispose(&x->rules);
     if (x->writer_init)
         mig__xs_writer_dispose(&x->w);
@@ -992,37 +994,59 @@ static int logdirty_disable(struct mig__hv *hv)
 
 /* ---- pages ------------------------------------------------------------ */
 
+/* First sight of a pfn that was a hole at setup: not mapped again (round 0
+ * would otherwise try every pfn of the address space a second time). If
+ * the guest populates it later, log-dirty reports it and it is mapped then.
+ * Atomic: the sender threads race. */
+static bool take_src_hole(struct xen_hv *x, uint64_t pfn)
+{
+    unsigned long bit = 1ul << (pfn % BITS_UL);
+    if (!x->src_holes || !(x->src_holes[pfn / BITS_UL] & bit))
+        return false;
+    return __atomic_fetch_and(&x->src_holes[pfn / BITS_UL], ~bit, __ATOMIC_RELAXED) & bit;
+}
+
 static int map_pages(struct mig__hv *hv, const uint64_t *pfns, unsigned n, const void **ptrs,
                      struct mig__hv_map **map_out)
 {
     struct xen_hv *x = (struct xen_hv *)hv;
     xen_pfn_t arr[MIG_XS_MAX_BATCH];
     int err[MIG_XS_MAX_BATCH];
+    unsigned idx[MIG_XS_MAX_BATCH], k = 0;
     struct mig__hv_map *m = NULL;
     *map_out = NULL;
     if (n == 0 || n > MIG_XS_MAX_BATCH)
         return -MIG_EINVAL;
-    for (unsigned i = 0; i < n; i++) {
+    for (unsigned i = 0; i < n; i++)
         if (pfns[i] >= x->nr_pfns)
             return -MIG_EINVAL;
-        arr[i] = (xen_pfn_t)pfns[i];
+    for (unsigned i = 0; i < n; i++) {
+        if (take_src_hole(x, pfns[i])) {
+            ptrs[i] = zero_page; /* as Xen's saver, no data for a hole */
+            continue;
+        }
+        idx[k] = i;
+        arr[k++] = (xen_pfn_t)pfns[i];
     }
     m = calloc(1, sizeof(*m));
     if (!m)
         return -MIG_ENOMEM;
-    m->addr = xenforeignmemory_map(x->fmem, x->domid, PROT_READ, n, arr, err);
-    if (!m->addr) {
-        int rc = from_xc(-1);
-        MIG_LOG(x->base.ctx, ERROR, "domain %u: cannot map %u pages: %s", x->domid, n,
-                strerror(errno));
-        free(m);
-        return rc;
+    if (k) {
+        m->addr = xenforeignmemory_map(x->fmem, x->domid, PROT_READ, k, arr, err);
+        if (!m->addr) {
+            int rc = from_xc(-1);
+            MIG_LOG(x->base.ctx, ERROR, "domain %u: cannot map %u pages: %s", x->domid, k,
+                    strerror(errno));
+            free(m);
+            return rc;
+        }
+        m->n = k;
     }
-    m->n = n;
     /* A pfn that does not map is a hole (not populated): it reads as zero,
      * as Xen's saver sends such pfns without data. */
-    for (unsigned i = 0; i < n; i++)
-        ptrs[i] = err[i] ? (const void *)zero_page : (const uint8_t *)m->addr + (size_t)i * PAGE;
+    for (unsigned j = 0; j < k; j++)
+        ptrs[idx[j]] =
+            err[j] ? (const void *)zero_page : (const uint8_t *)m->addr + (size_t)j * PAGE;
     *map_out = m;
     return 0;
 }
@@ -1032,7 +1056,7 @@ static void unmap_pages(struct mig__hv *hv, struct mig__hv_map *m)
     struct xen_hv *x = (struct xen_hv *)hv;
     if (!m)
         return;
-    if (xenforeignmemory_unmap(x->fmem, m->addr, m->n) < 0)
+    if (m->n && xenforeignmemory_unmap(x->fmem, m->addr, m->n) < 0)
         MIG_LOG(x->base.ctx, WARN, "unmapping %zu pages: %s", m->n, strerror(errno));
     free(m);
 }
@@ -1218,6 +1242,10 @@ static int probe_holes(struct xen_hv *x, uint8_t **buf, size_t *len)
     int err[MIG_XS_MAX_BATCH];
     struct runs r = {0};
     int rc = 0;
+    free(x->src_holes);
+    x->src_holes = calloc((x->nr_pfns + BITS_UL - 1) / BITS_UL, sizeof(unsigned long));
+    if (!x->src_holes)
+        return -MIG_ENOMEM;
     for (uint64_t base = 0; base < x->nr_pfns && rc == 0; base += MIG_XS_MAX_BATCH) {
         unsigned n =
             (unsigned)(x->nr_pfns - base < MIG_XS_MAX_BATCH ? x->nr_pfns - base : MIG_XS_MAX_BATCH);
@@ -1232,6 +1260,8 @@ static int probe_holes(struct xen_hv *x, uint8_t **buf, size_t *len)
         xenforeignmemory_unmap(x->fmem, a, n);
         for (unsigned i = 0; i < n && rc == 0; i++) {
             uint64_t pfn = base + i;
+            if (err[i])
+                x->src_holes[pfn / BITS_UL] |= 1ul << (pfn % BITS_UL);
             if (!err[i]) {
                 rc = runs_flush(&r);
             } else if (r.len && r.start + r.len == pfn) {
@@ -1502,20 +1532,33 @@ static int start_restore(struct xen_hv *x, const struct setup_parts *p)
     libxl_domain_config_init(&x->dcfg);
     x->dcfg_init = true;
     rc = from_libxl(libxl_domain_config_from_json(x->lx, &x->dcfg, json));
-    free(json);
     if (rc < 0) {
+        free(json);
         MIG_LOG(ctx, ERROR, "the source's configuration does not parse");
         return -MIG_EPROTO;
     }
     /* The allow-list, before anything is built. */
     rc = mig__xen_config_sanitize(ctx, &x->rules, &x->dcfg, why, sizeof(why));
+    if (rc == 0) {
+        free(x->dcfg.c_info.name);
+        x->dcfg.c_info.name = strdup(x->incoming);
+        if (!x->dcfg.c_info.name)
+            rc = -MIG_ENOMEM;
+    }
+    /* libxl_domain_need_memory fills libxl's defaults (an XSM ssidref among
+     * them) into the configuration it is given: a second parse of it, or
+     * the domain would be built, and its configuration stored, with them,
+     * and its next migration refused by our own allow-list. */
+    libxl_domain_config probe;
+    libxl_domain_config_init(&probe);
+    int nrc = rc < 0 ? 0 : libxl_domain_config_from_json(x->lx, &probe, json);
+    if (rc == 0 && nrc == 0)
+        nrc = libxl_domain_need_memory(x->lx, &probe, NO_DOMID, &need_kb);
+    libxl_domain_config_dispose(&probe);
+    free(json);
     if (rc < 0)
         return rc;
-    free(x->dcfg.c_info.name);
-    x->dcfg.c_info.name = strdup(x->incoming);
-    if (!x->dcfg.c_info.name)
-        return -MIG_ENOMEM;
-    if (libxl_domain_need_memory(x->lx, &x->dcfg, NO_DOMID, &need_kb)) {
+    if (nrc) {
         MIG_LOG(ctx, ERROR, "cannot compute the memory the domain needs");
         return -MIG_EBACKEND;
     }

@@ -3,7 +3,8 @@
  * facts, builds the incoming domain from DOMAIN_INFO, applies pages from
  * every data channel in round order (a channel may apply round N+1 only once
  * every channel has finished round N, so an older copy of a page never
- * overwrites a newer one), loads the state at switchover, answers READY,
+ * overwrites a newer one), loads the state sent at switchover once the
+ * final round is applied on every channel, answers READY,
  * and unpauses on COMMIT. Anything short of COMMIT discards the incoming
  * domain. A session that opens with RESOLVE_QUERY is answered from the
  * outcomes journal instead.
@@ -20,6 +21,8 @@
 
 #define MIG_LOG_MODULE "dest"
 #include "session-internal.h"
+
+#define MIG_DEST_MAX_LATE 4
 
 struct dest;
 
@@ -52,6 +55,12 @@ struct dest {
     unsigned n;
     int err;                      /* first error of any channel */
     struct mig_ratelimit rl;
+    /* State sent after SWITCHOVER, held until every channel has applied the
+     * final round (owned copies): the control channel overtakes the data
+     * channels, and a backend that streams (xen:) must get the final pages
+     * before the state that ends its stream. */
+    struct mig__blob late[MIG_DEST_MAX_LATE];
+    unsigned nlate;
 };
 
 void mig_recv_params_init(struct mig_recv_params *p)
@@ -379,6 +388,21 @@ static int wait_final(struct dest *d, uint32_t final)
     return rc;
 }
 
+/* The state held since SWITCHOVER, in arrival order, once the final round
+ * is applied everywhere; frees each. */
+static int load_late(struct dest *d)
+{
+    int rc = 0;
+    for (unsigned i = 0; i < d->nlate; i++) {
+        if (rc == 0)
+            rc = d->hv->ops->load_state(d->hv, &d->late[i]);
+        free(d->late[i].data);
+        d->late[i].data = NULL;
+    }
+    d->nlate = 0;
+    return rc;
+}
+
 static int serve(struct dest *d)
 {
     struct mig__rec rec;
@@ -500,6 +524,9 @@ static int serve(struct dest *d)
             rc = wait_final(d, round);
             if (rc < 0)
                 return send_error(d, rc, "final round: %s", mig_strerror(rc));
+            rc = load_late(d);
+            if (rc < 0)
+                return send_error(d, rc, "loading the domain state: %s", mig_strerror(rc));
             rc = mig__hooks_dst_ready(d->hooks);
             if (rc < 0)
                 return send_error(d, rc, "not ready: %s", hook_why(d, rc));
@@ -556,6 +583,20 @@ static int serve(struct dest *d)
             rc = mig__rec_get_blob(&rec, &blob.kind, &data, &blob.len);
             if (rc < 0)
                 return rc;
+            if (switchover) {
+                /* after the final round's pages (load_late) */
+                if (d->nlate == MIG_DEST_MAX_LATE)
+                    return send_error(d, -MIG_EPROTO, "too many state records");
+                struct mig__blob *l = &d->late[d->nlate];
+                l->data = malloc(blob.len ? blob.len : 1);
+                if (!l->data)
+                    return send_error(d, -MIG_ENOMEM, "no memory for the domain state");
+                memcpy(l->data, data, blob.len);
+                l->kind = blob.kind;
+                l->len = blob.len;
+                d->nlate++;
+                break;
+            }
             blob.data = (void *)data;
             rc = d->hv->ops->load_state(d->hv, &blob);
             if (rc < 0)
@@ -630,6 +671,8 @@ static int serve_link(struct mig_ctx *ctx, const struct mig_recv_params *p, stru
         mig__link_shutdown(link);
     }
     join_channels(&d);
+    for (unsigned i = 0; i < d.nlate; i++)
+        free(d.late[i].data);
     if (d.fsm.state != MIG_STATE_COMMITTED)
         mig__hooks_dst_abort(d.hooks, rc < 0 ? rc : -MIG_EABORTED);
     mig__hooks_free(d.hooks);

@@ -29,6 +29,7 @@ struct mig_session {
     atomic_int cancel;            /* set by mig_session_cancel() */
     char err[512];                /* first failure, human-readable */
     char *peer_facts;             /* owned: destination facts (JSON) */
+    struct mig__blob setup_blob;  /* owned: setup_state backends, made before connecting */
     char *peer_error;             /* owned: ERROR/ABORT text from the peer */
     char *preflight;              /* owned: the pre-flight verdict text */
     char *preflight_json;         /* owned: the same verdict as one JSON object */

@@ -346,6 +346,15 @@ static int setup(struct mig_session *s)
                                  s->p.domain);
     s->st.total_bytes = s->info.nr_pages * MIG_PAGE_SIZE;
     s->st.dirty_tracking = s->hv->ops->tracking(s->hv);
+    /* Before connecting: it may take a while (xen: probing the whole pfn
+     * space), and a destination waiting for DOMAIN_INFO gives up after the
+     * link timeout. */
+    if (s->hv->ops->setup_state && !s->p.check_only) {
+        rc = s->hv->ops->save_state(s->hv, &s->setup_blob);
+        if (rc < 0)
+            return mig__session_fail(s, rc, "saving the domain's setup state: %s",
+                                     mig_strerror(rc));
+    }
 
     struct mig__link_opts lo = {
         .channels = s->p.link.channels,
@@ -387,13 +396,10 @@ static int setup(struct mig_session *s)
     memcpy(di.config, s->info.config, sizeof(di.config));
     mig__rec_put_dom_info(s->link->ctrl, &di);
     if (s->hv->ops->setup_state) {
-        struct mig__blob blob = {0};
-        rc = s->hv->ops->save_state(s->hv, &blob);
-        if (rc < 0)
-            return mig__session_fail(s, rc, "saving the domain's setup state: %s",
-                                     mig_strerror(rc));
-        mig__rec_put_blob(s->link->ctrl, blob.kind, blob.data, blob.len);
-        free(blob.data);
+        mig__rec_put_blob(s->link->ctrl, s->setup_blob.kind, s->setup_blob.data,
+                          s->setup_blob.len);
+        free(s->setup_blob.data);
+        s->setup_blob.data = NULL;
     }
     rc = mig__stream_flush(s->link->ctrl);
     if (rc < 0)
@@ -794,6 +800,7 @@ void mig_session_free(struct mig_session *s)
     free(s->bitmap);
     free(s->pfns);
     free(s->peer_facts);
+    free(s->setup_blob.data);
     free(s->peer_error);
     free(s->preflight);
     free(s->preflight_json);
