@@ -43,24 +43,13 @@ void nh_frame_garp(const uint8_t mac[6], uint32_t ip_be, uint8_t out[NH_FRAME_LE
     arp_frame(out, 0x0806, 1 /* request */, mac, ip_be, zero, ip_be);
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int nh_mac_parse(const char *text, uint8_t mac_out[6])
 {
     uint8_t m[6];
     if (!text || strlen(text) != 17)
         return -MIG_EPARSE;
     for (int i = 0; i < 6; i++) {
-        int hi = hexval(text[3 * i]), lo = hexval(text[3 * i + 1]);
+        int hi = mig__hexval(text[3 * i]), lo = mig__hexval(text[3 * i + 1]);
         if (hi < 0 || lo < 0 || (i < 5 && text[3 * i + 2] != ':' && text[3 * i + 2] != '-'))
             return -MIG_EPARSE;
         m[i] = (uint8_t)(hi << 4 | lo);

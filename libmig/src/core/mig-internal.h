@@ -53,6 +53,8 @@ struct mig_ctx {
 MIG_HIDDEN unsigned mig__edit_distance(const char *a, const char *b, unsigned max);
 /* The closest of 'cands' (NULL-terminated) to 's', or NULL if none is close. */
 MIG_HIDDEN const char *mig__closest(const char *s, const char *const *cands);
+/* The value of one hex digit (either case), or -1. */
+MIG_HIDDEN int mig__hexval(char c);
 
 /* ---- fault injection (fault.c; test builds only) ------------------------ */
 

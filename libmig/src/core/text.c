@@ -1,7 +1,7 @@
 /*
  * text.c: the "did you mean" suggestion shared by every parser of user input
  * (profiles, policies, options): a bounded edit distance and the closest
- * known word within it.
+ * known word within it; and the hex digit every parser of hex text needs.
  */
 #include <config.h>
 
@@ -53,4 +53,15 @@ const char *mig__closest(const char *s, const char *const *cands)
         }
     }
     return best;
+}
+
+int mig__hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
 }

@@ -84,24 +84,13 @@ static struct mig__qmp_json *jp_node(struct jp *j, enum mig__qmp_jtype t)
     return v;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static bool jp_hex4(struct jp *j, unsigned *out)
 {
     unsigned v = 0;
     if (j->end - j->p < 4)
         return false;
     for (int i = 0; i < 4; i++) {
-        int h = hexval(j->p[i]);
+        int h = mig__hexval(j->p[i]);
         if (h < 0)
             return false;
         v = v << 4 | (unsigned)h;

@@ -30,23 +30,12 @@ void mig__hex(const uint8_t *in, size_t n, char *out)
     out[2 * n] = 0;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int mig__unhex(const char *in, uint8_t *out, size_t n)
 {
     if (strlen(in) != 2 * n)
         return -MIG_EINVAL;
     for (size_t i = 0; i < n; i++) {
-        int hi = hexval(in[2 * i]), lo = hexval(in[2 * i + 1]);
+        int hi = mig__hexval(in[2 * i]), lo = mig__hexval(in[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return -MIG_EINVAL;
         out[i] = (uint8_t)(hi << 4 | lo);
