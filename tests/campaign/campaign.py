@@ -110,8 +110,9 @@ def sh(args, **kw):
 
 
 class Campaign:
-    def __init__(self, mem, disk, planted, keep_log=None, kinds=None):
+    def __init__(self, mem, disk, planted, keep_log=None, kinds=None, fill_max_ms=150):
         self.keep_log = keep_log
+        self.fill_max = fill_max_ms / 1000.0
         self.kinds = kinds
         self.mem = mem
         self.disk = disk
@@ -249,7 +250,7 @@ class Campaign:
         src_img = os.path.join(self.a, "disks", name, "disk0.img")
         dst_img = os.path.join(self.bdisks, name, "disk0.img")
         filler = os.path.join(self.bdisks, "filler")
-        fill_delay = rng.uniform(0.0, 0.15)  # the copy: some 50-300 ms here
+        fill_delay = rng.uniform(0.0, 1.0) * self.fill_max  # the copy: 50-300 ms here
         if kind == "small":
             # the guest has written some data; host b's tmpfs holds a quarter of it
             for _ in range(300):
@@ -515,6 +516,8 @@ def main():
     ap.add_argument("--cap", type=float, default=0, help="stop after this many seconds (0: none)")
     ap.add_argument("--kinds", default=None,
                     help="draw only these fault kinds (src,dst,sigint,kill,none,fill,small)")
+    ap.add_argument("--fill-max-ms", type=float, default=150,
+                    help="fill: the filler goes in 0..this many ms after the target appears")
     ap.add_argument("--keep-log", default=None,
                     help="copy the hosts' log (both simhosts' stderr) here at the end")
     ap.add_argument("--planted", default=None, help="plant a deliberate bug (self-test)")
@@ -531,7 +534,7 @@ def main():
     c = None
     try:
         c = Campaign(a.mem, a.disk, a.planted, a.keep_log,
-                     a.kinds.split(",") if a.kinds else None)
+                     a.kinds.split(",") if a.kinds else None, a.fill_max_ms)
         for i in range(a.start, a.start + a.runs):
             rng = random.Random(a.seed * 1000003 + i)
             r = c.run(i, rng, a.planted)

@@ -24,10 +24,11 @@ check final-round "fails its memory check"
 check tempfile "journal left behind"
 check blk-forward "disk differs from the last acknowledged write"
 
-# A full destination disk: host b's tmpfs filled during the copy ('fill'),
+# A full destination disk: host b's tmpfs filled early in the copy ('fill',
+# within 10 ms of the target's creation, so the receiver surely hits it),
 # or too small from the start ('small': refused by the pre-flight). Every
 # run must keep its invariants; the summary counts the real ENOSPCs.
-out=$(python3 "$here/campaign.py" --runs 8 --seed 3 --kinds fill,fill,fill,small 2>&1)
+out=$(python3 "$here/campaign.py" --runs 8 --seed 3 --kinds fill,fill,fill,small --fill-max-ms 10 2>&1)
 if echo "$out" | grep -q '"violations": 0' && echo "$out" | grep -q '"small": [1-9]' &&
     echo "$out" | grep -q '"enospc_failed": [1-9]'; then
     echo "PASS: full destination disk: $(echo "$out" | grep -o '"fill": {[^}]*}')"
