@@ -530,7 +530,7 @@ static int dst_record(struct mig__hook *h, const struct mig__rec *rec)
         int rc = mig__rec_get_block_extent(rec, &disk, &off, &data, &len);
         if (rc < 0)
             return rc;
-        if (disk >= b->n)
+        if (disk >= b->n || !b->t[disk]) /* none after commit */
             return -MIG_EPROTO;
         return mig__blk_target_write(b->t[disk], off, data, len);
     }
@@ -546,7 +546,7 @@ static int dst_record(struct mig__hook *h, const struct mig__rec *rec)
     memcpy(&disk, data, 4);
     memcpy(&off, (const uint8_t *)data + 8, 8);
     memcpy(&zlen, (const uint8_t *)data + 16, 8);
-    if (disk >= b->n)
+    if (disk >= b->n || !b->t[disk])
         return -MIG_EPROTO;
     return mig__blk_target_zero(b->t[disk], off, zlen);
 }
@@ -561,6 +561,21 @@ static int dst_ready(struct mig__hook *h)
         int rc = mig__blk_target_sync(b->t[i]);
         if (rc < 0)
             return mig__hook_fail(h, rc, "disk %u: fdatasync: %s", i, mig_strerror(rc));
+    }
+    return 0;
+}
+
+/* The domain runs here now: its disks are complete. Their markers go at
+ * once (closing the targets), not when the session is freed: a receiver
+ * that dies after COMMIT (before its COMMIT-ACK, say) must not leave a
+ * committed domain's disk marked incomplete, which the next receiver would
+ * take for a leftover to replace. */
+static int dst_commit(struct mig__hook *h)
+{
+    struct blk_hook *b = (struct blk_hook *)h;
+    for (unsigned i = 0; i < b->n; i++) {
+        mig__blk_target_close(b->t[i]);
+        b->t[i] = NULL;
     }
     return 0;
 }
@@ -581,6 +596,7 @@ static const struct mig__hook_ops dst_ops = {
     .dst_begin = dst_begin,
     .dst_record = dst_record,
     .dst_ready = dst_ready,
+    .dst_commit = dst_commit,
     .dst_abort = dst_abort,
     .free = hook_free,
 };

@@ -11,7 +11,8 @@
  *   error     the caller fails with -MIG_EIO
  *   corrupt   a byte of what is sent is damaged in flight (wire points)
  *   stall:S   sleep S seconds, then go on
- *   fill      the disk written at this point is full (-MIG_ENOSPC)
+ *   enospc    the write at this point fails as if its disk were full
+ *             (-MIG_ENOSPC; "fill" is the older name)
  * Each entry fires once.
  *
  * MIG_PLANTED_BUG=NAME switches on one deliberate bug, so that the fault
@@ -109,8 +110,8 @@ int mig__fault(struct mig_ctx *ctx, const char *point, long arg)
             return -MIG_EIO;
         if (strcmp(e->action, "corrupt") == 0)
             return MIG__FAULT_CORRUPT;
-        if (strcmp(e->action, "fill") == 0)
-            return -MIG_ENOSPC; /* the disk written here is full */
+        if (strcmp(e->action, "enospc") == 0 || strcmp(e->action, "fill") == 0)
+            return -MIG_ENOSPC; /* injected: as if the disk written here were full */
         if (strcmp(e->action, "stall") == 0)
             sleep(e->stall_s);
         return 0;

@@ -260,8 +260,18 @@ static void *chan_main(void *arg)
         rc = chan_handle(c, &rec);
         if (rc == 1)
             return NULL;
-        if (rc < 0)
-            break;
+        if (rc < 0) {
+            chan_fail(c, rc);
+            /* Applying failed (a full disk, a backend error): go on reading
+             * and dropping this channel's records, so a source blocked
+             * writing into it reaches its next control record, which the
+             * control loop answers with this cause instead of the source
+             * waiting out its link timeout. Ends when the link is shut down
+             * (serve_link) or the source stops sending. */
+            while (mig__stream_get(c->stream, &rec) >= 0)
+                ;
+            return NULL;
+        }
     }
     chan_fail(c, rc);
     return NULL;
