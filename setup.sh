@@ -182,7 +182,7 @@ test | check)
     stage distcheck 600 distcheck || true
     stage fuzz 500 fuzz || true
     stage bench-quick 300 bench_quick || true
-    stage integration 600 integration >build/integration.out 2>&1 || true
+    stage integration 900 integration >build/integration.out 2>&1 || true
     grep -E '^(PASS|FAIL)|integration:' build/integration.out || true
     stage integration-sync 600 integration_sync >build/integration-sync.out 2>&1 || true
     grep -E '^(PASS|FAIL|NOT RERUN)|integration:' build/integration-sync.out || true
