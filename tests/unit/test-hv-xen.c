@@ -1449,7 +1449,7 @@ static void *receiver_main(void *arg)
 static void engine_migrates(bool channels, bool stall_final, unsigned recv_timeout_ms)
 {
     int sv[2];
-    char uri[64], src_dir[64] = "/tmp/mig-xen-src-XXXXXX";
+    char uri[160], src_dir[64] = "/tmp/mig-xen-src-XXXXXX";
     struct receiver r = {.state_dir = "/tmp/mig-xen-dst-XXXXXX", .timeout_ms = recv_timeout_ms};
     struct mig_params p;
     struct mig_session *s = NULL;
@@ -1600,6 +1600,8 @@ static void test_image_save_failure_keeps_the_domain(void **state)
     assert_true(mig_image_save(mctx, "web", fd) < 0);
     assert_int_equal(F.run, RUNNING);
     F.fail_map = false;
+#ifdef MIG_FAULT_INJECTION
+    /* after the suspend: the fault wrapper fails a batch (test builds) */
     setenv("MIG_FAULT", "hv-map_pages=error", 1);
     assert_int_equal(mig_ctx_new(&fctx), 0);
     unsetenv("MIG_FAULT");
@@ -1607,6 +1609,9 @@ static void test_image_save_failure_keeps_the_domain(void **state)
     mig_ctx_free(fctx);
     assert_int_equal(F.run, RUNNING);
     assert_true(F.resumes > 0);
+#else
+    (void)fctx;
+#endif
     assert_string_equal(F.name, "web");
     assert_false(F.logdirty);
     assert_int_equal(F.cap, ADMIN_CAP);
