@@ -173,6 +173,9 @@ static int disk_start(struct host *h, struct hguest *g, const char *name, bool c
     rc = mig__blk_server_start(h->ctx, &p, &g->disk);
     if (rc < 0) {
         MIG_LOG(h->ctx, ERROR, "guest %s: serving its disk: %s", name, mig_strerror(rc));
+        /* what the failed start left (its out-of-sync log) goes with the
+         * guest's disk when the guest goes (disk_remove) */
+        snprintf(g->disk_name, sizeof(g->disk_name), "%s", name);
         return rc;
     }
     snprintf(g->disk_name, sizeof(g->disk_name), "%s", name);
