@@ -76,6 +76,10 @@ int xlml_disk_serve_main(struct cli *c, struct mig_ctx *ctx); /* disk.c */
 int xlml_net_main(struct cli *c, struct mig_ctx *ctx); /* net.c */
 
 /* Print "xl-migrate-live: MSG" and the usage hint; returns EXIT_USAGE. */
+/* util.c: a pipe SIGINT/SIGTERM write to, for nbd-serve and disk-serve
+ * (fds[0] is polled by the server); close restores the default actions. */
+int cli_stop_pipe_open(int fds[2]);
+void cli_stop_pipe_close(int fds[2]);
 int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* JSON string literal of s (with quotes) to f; NULL prints null. */

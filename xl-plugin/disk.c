@@ -9,8 +9,6 @@
  */
 #include <config.h>
 
-#include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -18,15 +16,6 @@
 #include <libmig/blk.h>
 
 #include "cli.h"
-
-static int stop_pipe[2] = {-1, -1};
-
-static void on_stop(int sig)
-{
-    (void)sig;
-    ssize_t w = write(stop_pipe[1], "x", 1);
-    (void)w;
-}
 
 static void print_ready(void *opaque, const char *ctl_path)
 {
@@ -40,7 +29,7 @@ static void print_ready(void *opaque, const char *ctl_path)
 int xlml_disk_serve_main(struct cli *c, struct mig_ctx *ctx)
 {
     struct mig_disk_serve_params p = {0};
-    struct sigaction sa = {.sa_handler = on_stop};
+    int stop_pipe[2];
     int rc;
 
     if (c->npos != 2)
@@ -49,14 +38,8 @@ int xlml_disk_serve_main(struct cli *c, struct mig_ctx *ctx)
         return usage_error("disk-serve needs --domain DOM and --socket PATH");
     if (strchr(c->disk_domain, '/') || (c->disk_name && strchr(c->disk_name, '/')))
         return usage_error("disk-serve: --domain and --disk-name cannot contain '/'");
-    if (pipe2(stop_pipe, O_CLOEXEC) < 0) {
-        perror("xl-migrate-live: pipe");
+    if (cli_stop_pipe_open(stop_pipe) < 0)
         return EXIT_FAILED;
-    }
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
     p.path = c->pos[1];
     p.domain = c->disk_domain;
     p.name = c->disk_name;
@@ -67,8 +50,7 @@ int xlml_disk_serve_main(struct cli *c, struct mig_ctx *ctx)
     p.ready = print_ready;
     p.ready_opaque = c;
     rc = mig_disk_serve(ctx, &p);
-    close(stop_pipe[0]);
-    close(stop_pipe[1]);
+    cli_stop_pipe_close(stop_pipe);
     if (rc < 0) {
         fprintf(stderr, "xl-migrate-live: disk-serve %s: %s\n", p.path, mig_strerror(rc));
         return EXIT_FAILED;

@@ -7,8 +7,6 @@
  */
 #include <config.h>
 
-#include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -16,15 +14,6 @@
 #include <libmig/nbd.h>
 
 #include "cli.h"
-
-static int stop_pipe[2] = {-1, -1};
-
-static void on_stop(int sig)
-{
-    (void)sig;
-    ssize_t w = write(stop_pipe[1], "x", 1);
-    (void)w;
-}
 
 static void print_ready(void *opaque, uint16_t port)
 {
@@ -41,21 +30,15 @@ static void print_ready(void *opaque, uint16_t port)
 int xlml_nbd_serve_main(struct cli *c, struct mig_ctx *ctx)
 {
     struct mig_nbd_serve_params p = {0};
-    struct sigaction sa = {.sa_handler = on_stop};
+    int stop_pipe[2];
     int rc;
 
     if (c->npos != 2)
         return usage_error("nbd-serve needs one FILE (a disk image or block device)");
     if (!c->nbd_socket && c->nbd_tcp_port < 0)
         return usage_error("nbd-serve needs --socket PATH or --tcp-port N");
-    if (pipe2(stop_pipe, O_CLOEXEC) < 0) {
-        perror("xl-migrate-live: pipe");
+    if (cli_stop_pipe_open(stop_pipe) < 0)
         return EXIT_FAILED;
-    }
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
     p.path = c->pos[1];
     p.socket = c->nbd_socket;
     p.tcp_port = c->nbd_tcp_port;
@@ -65,8 +48,7 @@ int xlml_nbd_serve_main(struct cli *c, struct mig_ctx *ctx)
     p.ready = print_ready;
     p.ready_opaque = c;
     rc = mig_nbd_serve(ctx, &p);
-    close(stop_pipe[0]);
-    close(stop_pipe[1]);
+    cli_stop_pipe_close(stop_pipe);
     if (rc < 0) {
         fprintf(stderr, "xl-migrate-live: nbd-serve %s: %s\n", p.path, mig_strerror(rc));
         return EXIT_FAILED;
