@@ -25,6 +25,7 @@ enum {
 struct cli {
     const char *argv0;
     struct mig_params mp;         /* migration parameters (strings borrowed from argv) */
+    bool parallel_given;          /* --parallel: on a receiver, its cap on channels */
     const char *transport;        /* ssh | tls | tcp (for a bare host name) */
     const char *host_dir;         /* --host DIR: the test-guest host to act on */
     const char *backend;          /* receive/listen: backend URI for incoming domains */

@@ -210,6 +210,7 @@ static int apply(struct cli *c, int opt, const char *arg, const char *where)
         if (units_parse_uint(arg, 1, 16, &v) < 0)
             return usage_error("%s--parallel: '%s' is not a channel count from 1 to 16", where, arg);
         c->mp.link.channels = (unsigned)v;
+        c->parallel_given = true;
         break;
     case OPT_COMPRESS:
         if (strcmp(arg, "zstd") == 0)

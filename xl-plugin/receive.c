@@ -54,6 +54,8 @@ static void recv_params(const struct cli *c, struct mig_recv_params *rp, char *b
     mig_recv_params_init(rp);
     rp->backend = backend_for(c, buf, len);
     rp->link = c->mp.link;
+    if (!c->parallel_given)
+        rp->link.channels = 0; /* what the source asks, up to the transport's limit */
     rp->state_dir = c->mp.state_dir;
     rp->hook_args = c->mp.hook_args; /* --disk-map, --disk-dir, --net */
 }

@@ -79,6 +79,8 @@ int xlml_simhost_main(struct cli *c, struct mig_ctx *ctx)
         snprintf(backend, sizeof(backend), "sim:host=%s", c->host_dir);
         l.rp.backend = backend;
         l.rp.link = c->mp.link;
+        if (!c->parallel_given)
+            l.rp.link.channels = 0; /* what the source asks, up to the transport's limit */
         l.rp.state_dir = c->mp.state_dir;
         cli_default_disk_dir(c);
         l.rp.hook_args = c->mp.hook_args; /* --disk-map, --disk-dir, --net */

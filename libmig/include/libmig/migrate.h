@@ -31,7 +31,8 @@ enum mig_on_timeout {
 
 /* Transport settings shared by both sides. Strings are borrowed. */
 struct mig_link_params {
-    unsigned channels;        /* data channels (default 1) */
+    unsigned channels;        /* data channels (default 1); a receiver's cap on what a
+                               * source may open (default 0: the transport's limit) */
     unsigned timeout_ms;      /* peer silence that counts as dead (default 10000) */
     const char *psk_file;     /* tcp: pre-shared key file */
     bool insecure;            /* tcp: no key (logged loudly) */

@@ -66,7 +66,7 @@ struct dest {
 void mig_recv_params_init(struct mig_recv_params *p)
 {
     memset(p, 0, sizeof(*p));
-    p->link.channels = 1;
+    p->link.channels = 0; /* as many as the source asks, up to the transport's limit */
     p->link.timeout_ms = 10000;
     p->state_dir = "/var/lib/migrate-live";
 }
@@ -717,7 +717,7 @@ int mig_host_facts(struct mig_ctx *ctx, const char *backend, char **json_out)
 static void link_opts(const struct mig_recv_params *p, struct mig__link_opts *lo)
 {
     memset(lo, 0, sizeof(*lo));
-    lo->channels = p->link.channels ? p->link.channels : 1;
+    lo->channels = p->link.channels; /* 0: the transport's limit (link.c) */
     lo->timeout_ms = p->link.timeout_ms;
     lo->psk_file = p->link.psk_file;
     lo->insecure = p->link.insecure;
