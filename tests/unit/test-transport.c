@@ -53,6 +53,13 @@ static bool logged(const char *needle)
     return r;
 }
 
+static void logs_clear(void)
+{
+    pthread_mutex_lock(&logs.lock);
+    logs.text[0] = '\0';
+    pthread_mutex_unlock(&logs.lock);
+}
+
 static struct mig_ctx *new_ctx(void)
 {
     struct mig_ctx *ctx;
@@ -836,24 +843,9 @@ static void tls_data_channels_encrypted(void **state)
     free(rl.cap);
 }
 
-/* One flipped bit in a tcp: data channel: the receiver reports a CRC error
- * and the session is aborted (the client's control channel sees it close). */
-static void tcp_flipped_byte_aborts(void **state)
+/* One batch of 16 zero pages (pfns 0..15) on data channel 0, flushed. */
+static int send_zero_batch(struct mig__link *link)
 {
-    struct relay rl;
-    char suri[64], curi[64];
-    int sport = free_port(), rport;
-    struct mig__link_opts o = {.channels = 1, .timeout_ms = 3000, .psk_file = psk_file};
-    snprintf(suri, sizeof(suri), "tcp:127.0.0.1:%d", sport);
-    struct server sv = {.echo = true};
-    server_start(&sv, suri, &o);
-    relay_start(&rl, sport, 2, &rport);
-    rl.flip_conn = 1;      /* the data channel */
-    rl.flip_at = 20000;    /* past its handshake, inside the first page batch */
-    snprintf(curi, sizeof(curi), "tcp:127.0.0.1:%d", rport);
-    struct mig__link *link = NULL;
-    struct mig_ctx *ctx = new_ctx();
-    assert_int_equal(mig__link_connect(ctx, curi, &o, &link), 0);
     uint8_t *mem = calloc(16, MIG_PAGE_SIZE);
     uint64_t pfns[16];
     const void *pages[16];
@@ -862,20 +854,121 @@ static void tcp_flipped_byte_aborts(void **state)
         pages[i] = mem + (size_t)i * MIG_PAGE_SIZE;
     }
     mig__rec_put_pages(link->data[0], 1, 16, pfns, pages);
-    assert_int_equal(mig__stream_flush(link->data[0]), 0);
+    int rc = mig__stream_flush(link->data[0]);
+    free(mem);
+    return rc;
+}
+
+/* One flipped bit in the data channel of a SCHEME session at byte 'at': the
+ * receiver fails with want_rc, logs want_log, and the session ends at once
+ * (the client's control channel sees it close, no waiting for a timeout). */
+static void flipped_byte_case(const char *scheme, const struct mig__link_opts *o, size_t at,
+                              int want_rc, const char *want_log)
+{
+    struct relay rl;
+    char suri[64], curi[64];
+    int sport = free_port(), rport;
+    snprintf(suri, sizeof(suri), "%s:127.0.0.1:%d", scheme, sport);
+    struct server sv = {.echo = true};
+    server_start(&sv, suri, o);
+    relay_start(&rl, sport, 2, &rport);
+    rl.flip_conn = 1; /* the data channel */
+    rl.flip_at = at;
+    snprintf(curi, sizeof(curi), "%s:127.0.0.1:%d", scheme, rport);
+    struct mig__link *link = NULL;
+    struct mig_ctx *ctx = new_ctx();
+    logs_clear();
+    assert_int_equal(mig__link_connect(ctx, curi, o, &link), 0);
+    assert_int_equal(send_zero_batch(link), 0);
     struct mig__rec r;
     uint64_t t0 = mig__now_ns();
     int rc = mig__stream_get(link->ctrl, &r);
     assert_true(rc == -MIG_EPEER || rc == -MIG_ECANCELLED);
-    assert_true(mig__now_ns() - t0 < 2000000000ull); /* at once, not by timeout */
+    assert_true(mig__now_ns() - t0 < 2000000000ull);
     server_stop(&sv);
-    assert_int_equal(sv.rc, -MIG_ECRC);
-    assert_true(logged("CRC32C mismatch"));
+    assert_int_equal(sv.rc, want_rc);
+    assert_true(logged(want_log));
     mig__link_close(link);
     pthread_join(rl.tid, NULL);
     close(rl.lfd);
     free(rl.cap);
-    free(mem);
+    mig_ctx_free(ctx);
+}
+
+/* tcp: the CRC32C catches it; at 20000 bytes: past the channel's handshake,
+ * inside the first page batch. */
+static void tcp_flipped_byte_aborts(void **state)
+{
+    struct mig__link_opts o = {.channels = 1, .timeout_ms = 3000, .psk_file = psk_file};
+    flipped_byte_case("tcp", &o, 20000, -MIG_ECRC, "CRC32C mismatch");
+}
+
+/* tls: the record fails authentication; at 40000 bytes: past the TLS
+ * handshake (~3 KiB) and the join, inside the first page batch. */
+static void tls_flipped_byte_aborts(void **state)
+{
+    struct mig__link_opts o = {.channels = 1, .timeout_ms = 3000, .pki_dir = pki_good};
+    flipped_byte_case("tls", &o, 40000, -MIG_ETLS,
+                      "failed authentication: corrupted or forged in transit");
+}
+
+/* Connect and send a page batch, ignoring failures: used where the peers'
+ * keys diverge, so the session may end in the handshake or at the pages. */
+static void rc_connect_then_send(struct mig_ctx *ctx, const char *uri,
+                                 const struct mig__link_opts *o, struct mig__link **link)
+{
+    if (mig__link_connect(ctx, uri, o, link) != 0)
+        return;
+    (void)send_zero_batch(*link);
+    struct mig__rec r;
+    (void)mig__stream_get((*link)->ctrl, &r);
+}
+
+/* Our records are used when both sides offer them, OpenSSL's when either
+ * side asks for those; new keys every record (a rekey limit of 1 byte) keep
+ * both sides in step. */
+static void tls_record_layers(void **state)
+{
+    char uri[64];
+    struct mig__link_opts own = {.channels = 2, .timeout_ms = 3000, .pki_dir = pki_good};
+    struct mig__link_opts ossl = own, rekey = own;
+    ossl.tls_openssl_records = true;
+    rekey.tls_rekey_bytes = 1;
+
+    logs_clear();
+    snprintf(uri, sizeof(uri), "tls:127.0.0.1:%d", free_port());
+    roundtrip(uri, &own, &own, 2);
+    assert_true(logged("migrate-live records"));
+    assert_false(logged("OpenSSL records"));
+
+    const struct mig__link_opts *pairs[][2] = {{&own, &ossl}, {&ossl, &own}, {&ossl, &ossl}};
+    for (unsigned i = 0; i < 3; i++) {
+        logs_clear();
+        snprintf(uri, sizeof(uri), "tls:127.0.0.1:%d", free_port());
+        roundtrip(uri, (struct mig__link_opts *)pairs[i][0], (struct mig__link_opts *)pairs[i][1],
+                  2);
+        assert_true(logged("OpenSSL records"));
+        assert_false(logged("migrate-live records"));
+    }
+
+    logs_clear();
+    snprintf(uri, sizeof(uri), "tls:127.0.0.1:%d", free_port());
+    roundtrip(uri, &rekey, &rekey, 2);
+    assert_true(logged("migrate-live records"));
+
+    /* ...and the new keys are really used: a receiver that keeps its first
+     * key (the default limit) cannot open the client's second record. */
+    logs_clear();
+    snprintf(uri, sizeof(uri), "tls:127.0.0.1:%d", free_port());
+    struct server sv = {.echo = true};
+    struct mig__link *link = NULL;
+    struct mig_ctx *ctx = new_ctx();
+    server_start(&sv, uri, &own);
+    rc_connect_then_send(ctx, uri, &rekey, &link);
+    server_stop(&sv);
+    assert_int_equal(sv.rc, -MIG_ETLS);
+    assert_true(logged("failed authentication"));
+    mig__link_close(link);
     mig_ctx_free(ctx);
 }
 
@@ -928,6 +1021,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(tls_plaintext_client_refused),
         cmocka_unit_test(tls_strays_during_join),
         cmocka_unit_test(tls_data_channels_encrypted),
+        cmocka_unit_test(tls_record_layers),
+        cmocka_unit_test(tls_flipped_byte_aborts),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -179,6 +179,13 @@ struct mig__link_opts {
     const char *ssh_command;  /* ssh: replaces "ssh" (xl's -s); NULL: "ssh" */
     const char *remote_args;  /* ssh: arguments after "xl-migrate-live receive" */
     uint32_t caps;            /* capabilities this side offers (MIG_CAP_*) */
+    /* tls: after the handshake, bytes travel in our own AEAD records keyed
+     * from the TLS exporter (tls.c, stream-format.md) unless this is set or
+     * the peer does not offer them: then OpenSSL's records (benchmarks). */
+    bool tls_openssl_records;
+    /* tls: new keys after this many bytes; 0: the format's 16 GiB. Not
+     * negotiated: both sides must agree (tests only). */
+    uint64_t tls_rekey_bytes;
 };
 
 #define MIG_CAP_ZSTD      (1u << 0)

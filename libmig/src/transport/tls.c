@@ -10,6 +10,16 @@
  * preamble's 0x89 where a TLS handshake starts with 0x16) and told so in
  * plaintext before the connection is closed.
  *
+ * After the handshake, when both sides offer it by ALPN ("migrate-live-rec/1"),
+ * the bytes travel in our own AEAD records instead of OpenSSL's: the
+ * negotiated AEAD (AES-GCM or ChaCha20-Poly1305) keyed per direction from
+ * the TLS 1.3 exporter (RFC 8446 7.5), 256 KiB records, a counter nonce, new
+ * keys every 16 GiB. OpenSSL's record layer copies every plaintext byte
+ * once more on each side (into its write buffer, out of its read buffer);
+ * ours encrypts from the caller's pages into the send buffer and decrypts
+ * into the caller's buffer, the work kernel TLS would do (this kernel has
+ * none). Format: docs/stream-format.md, "tls: record protection".
+ *
  * Entry point: mig__tr_tls.
  */
 #include <config.h>
@@ -25,7 +35,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
@@ -37,10 +49,43 @@
 #define DEFAULT_PKI "/etc/pki/migrate-live"
 #define TLS_WBUF (64u << 10)
 
+/* Our records: [0][length: 3 bytes, big-endian][ciphertext][16-byte tag],
+ * the 4-byte header as associated data. The zero first byte tells them from
+ * a TLS record (0x14-0x17), such as the alert a peer sends when it refuses
+ * our certificate after our side of the handshake ended. */
+#define REC_MAX (256u << 10)    /* plaintext bytes per record (= stream READ_CHUNK) */
+#define REC_HDR 4u
+#define REC_TAG 16u
+#define REC_WBUF ((1u << 20) + 4u * (REC_HDR + REC_TAG)) /* sealed records per write */
+#define REC_SPANS 128           /* caller pieces per record */
+#define REC_REKEY_DEFAULT (16ull << 30)
+#define REC_ALPN "migrate-live-rec/1"
+#define REC_LABEL "EXPORTER-migrate-live-records"
+
+struct rec_dir {
+    EVP_CIPHER_CTX *cx;         /* owned; keyed for this direction and epoch */
+    uint8_t iv[12];
+    uint64_t seq;               /* records under this key */
+    uint64_t bytes;             /* plaintext bytes under this key */
+    uint32_t epoch;
+    bool seal;                  /* we encrypt (tx) or decrypt (rx) */
+};
+
 struct tls_conn {
     struct fd_conn fd;          /* socket, wake pipe, deadlines */
     SSL *ssl;                   /* owned */
-    uint8_t *wbuf;              /* owned, TLS_WBUF: coalesces small iovecs */
+    uint8_t *wbuf;              /* owned: OpenSSL records TLS_WBUF (coalesces small
+                                 * iovecs); ours REC_WBUF (sealed records) */
+    bool server;
+    bool own;                   /* our records after the handshake */
+    const EVP_CIPHER *cipher;   /* ours: the handshake's AEAD */
+    uint64_t rekey;             /* ours: bytes per key */
+    struct rec_dir tx, rx;
+    uint8_t *cbuf;              /* owned, ours: one received record */
+    size_t rx_have;             /* bytes of the current record in cbuf */
+    const uint8_t *pt;          /* opened plaintext not read yet (in cbuf) */
+    size_t pt_len;
+    int rx_err;                 /* sticky: a forged or broken record ends reading */
 };
 
 /* Log OpenSSL's queue (and empty it): errors never travel further. */
@@ -105,10 +150,299 @@ static int ssl_after(struct tls_conn *c, int ret)
     }
 }
 
+/* ---- our records ------------------------------------------------------ */
+
+/* Key and IV of one direction for its current epoch, from the exporter. */
+static int rec_key(struct tls_conn *c, struct rec_dir *d)
+{
+    uint8_t km[EVP_MAX_KEY_LENGTH + 12];
+    char ctxs[64];
+    int klen = EVP_CIPHER_get_key_length(c->cipher), rc = 0;
+    bool c2s = d->seal != c->server; /* the client seals client-to-server */
+    snprintf(ctxs, sizeof(ctxs), "%s epoch %" PRIu32, c2s ? "client-to-server" : "server-to-client",
+             d->epoch);
+    if (klen <= 0 || klen > EVP_MAX_KEY_LENGTH ||
+        SSL_export_keying_material(c->ssl, km, (size_t)klen + 12, REC_LABEL, strlen(REC_LABEL),
+                                   (const unsigned char *)ctxs, strlen(ctxs), 1) != 1)
+        return tls_fail(c->fd.base.ctx, "TLS key export for", c->fd.base.peer);
+    if (!d->cx)
+        d->cx = EVP_CIPHER_CTX_new();
+    if (!d->cx || EVP_CipherInit_ex(d->cx, c->cipher, NULL, km, NULL, d->seal ? 1 : 0) != 1)
+        rc = tls_fail(c->fd.base.ctx, "TLS record keys for", c->fd.base.peer);
+    memcpy(d->iv, km + klen, 12);
+    OPENSSL_cleanse(km, sizeof(km));
+    d->seq = 0;
+    d->bytes = 0;
+    return rc;
+}
+
+/* The record's nonce: the IV with the sequence number XORed into its last
+ * 8 bytes (as TLS 1.3 does). */
+static void rec_nonce(const struct rec_dir *d, uint8_t nonce[12])
+{
+    memcpy(nonce, d->iv, 12);
+    for (unsigned i = 0; i < 8; i++)
+        nonce[4 + i] ^= (uint8_t)(d->seq >> (56 - 8 * i));
+}
+
+/* After a record: count it, and move to the next epoch's key when due. */
+static int rec_advance(struct tls_conn *c, struct rec_dir *d, size_t len)
+{
+    d->seq++;
+    d->bytes += len;
+    if (d->bytes < c->rekey)
+        return 0;
+    d->epoch++;
+    return rec_key(c, d);
+}
+
+/* Seal the plaintext spans (len bytes in all) as one record at out. */
+static int rec_seal(struct tls_conn *c, const struct iovec *sp, int n, size_t len, uint8_t *out)
+{
+    struct rec_dir *d = &c->tx;
+    uint8_t nonce[12], *p = out + REC_HDR;
+    int ol = 0;
+    out[0] = 0;
+    out[1] = (uint8_t)(len >> 16);
+    out[2] = (uint8_t)(len >> 8);
+    out[3] = (uint8_t)len;
+    rec_nonce(d, nonce);
+    if (EVP_EncryptInit_ex(d->cx, NULL, NULL, NULL, nonce) != 1 ||
+        EVP_EncryptUpdate(d->cx, NULL, &ol, out, REC_HDR) != 1)
+        return tls_fail(c->fd.base.ctx, "TLS record to", c->fd.base.peer);
+    for (int i = 0; i < n; i++) {
+        if (EVP_EncryptUpdate(d->cx, p, &ol, sp[i].iov_base, (int)sp[i].iov_len) != 1)
+            return tls_fail(c->fd.base.ctx, "TLS record to", c->fd.base.peer);
+        p += ol;
+    }
+    if (EVP_EncryptFinal_ex(d->cx, p, &ol) != 1 ||
+        EVP_CIPHER_CTX_ctrl(d->cx, EVP_CTRL_AEAD_GET_TAG, REC_TAG, p + ol) != 1)
+        return tls_fail(c->fd.base.ctx, "TLS record to", c->fd.base.peer);
+    return rec_advance(c, d, len);
+}
+
+/* Open the record in cbuf (len plaintext bytes) into dst (may be in place). */
+static int rec_open(struct tls_conn *c, size_t len, uint8_t *dst)
+{
+    struct rec_dir *d = &c->rx;
+    uint8_t nonce[12];
+    int ol = 0, fl = 0;
+    rec_nonce(d, nonce);
+    if (EVP_DecryptInit_ex(d->cx, NULL, NULL, NULL, nonce) != 1 ||
+        EVP_DecryptUpdate(d->cx, NULL, &ol, c->cbuf, REC_HDR) != 1 ||
+        EVP_DecryptUpdate(d->cx, dst, &ol, c->cbuf + REC_HDR, (int)len) != 1 ||
+        EVP_CIPHER_CTX_ctrl(d->cx, EVP_CTRL_AEAD_SET_TAG, REC_TAG, c->cbuf + REC_HDR + len) != 1)
+        return tls_fail(c->fd.base.ctx, "TLS record from", c->fd.base.peer);
+    if (EVP_DecryptFinal_ex(d->cx, dst + ol, &fl) != 1) {
+        ERR_clear_error();
+        MIG_LOG(c->fd.base.ctx, ERROR,
+                "TLS record %" PRIu64 " from %s failed authentication: corrupted or forged in "
+                "transit",
+                d->seq, c->fd.base.peer);
+        return -MIG_ETLS;
+    }
+    return rec_advance(c, d, len);
+}
+
+/* Receive until cbuf holds 'want' bytes of the current record. A timeout
+ * keeps what arrived: the next read goes on from there. */
+static int rec_recv(struct tls_conn *c, size_t want, int timeout_ms)
+{
+    while (c->rx_have < want) {
+        if (c->fd.down)
+            return -MIG_ECANCELLED;
+        ssize_t r = recv(c->fd.rfd, c->cbuf + c->rx_have, want - c->rx_have,
+                         timeout_ms == 0 ? MSG_DONTWAIT : 0);
+        if (r > 0) {
+            c->rx_have += (size_t)r;
+            continue;
+        }
+        if (r == 0)
+            return c->fd.down ? -MIG_ECANCELLED : -MIG_EPEER;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return c->fd.down ? -MIG_ECANCELLED : -MIG_ETIMEOUT;
+        return errno == ECONNRESET ? -MIG_EPEER : mig__from_errno(errno);
+    }
+    return 0;
+}
+
+static int rec_read(struct tls_conn *c, uint8_t *buf, size_t len, int timeout_ms, size_t *n_out)
+{
+    int rc;
+    if (c->rx_err)
+        return c->rx_err;
+    if (!c->pt_len) {
+        if (timeout_ms > 0)
+            sock_tmo(c->fd.rfd, SO_RCVTIMEO, &c->fd.rcv_tmo, timeout_ms);
+        if ((rc = rec_recv(c, REC_HDR, timeout_ms)))
+            return rc;
+        if (c->cbuf[0] != 0) {
+            MIG_LOG(c->fd.base.ctx, ERROR,
+                    "%s sent a TLS record (type %u) where migrate-live records were due: an "
+                    "alert? (did it refuse our certificate?)",
+                    c->fd.base.peer, c->cbuf[0]);
+            return c->rx_err = -MIG_ETLS;
+        }
+        size_t rl = (size_t)c->cbuf[1] << 16 | (size_t)c->cbuf[2] << 8 | c->cbuf[3];
+        if (rl == 0 || rl > REC_MAX) {
+            MIG_LOG(c->fd.base.ctx, ERROR, "TLS record of %zu bytes from %s (1..%u allowed)", rl,
+                    c->fd.base.peer, REC_MAX);
+            return c->rx_err = -MIG_EPROTO;
+        }
+        if ((rc = rec_recv(c, REC_HDR + rl + REC_TAG, timeout_ms)))
+            return rc;
+        /* Straight into the caller's buffer when the record fits (the
+         * common case: a page batch's data is read in REC_MAX pieces). */
+        uint8_t *dst = len >= rl ? buf : c->cbuf + REC_HDR;
+        rc = rec_open(c, rl, dst);
+        c->rx_have = 0;
+        if (rc)
+            return c->rx_err = rc;
+        if (dst == buf) {
+            *n_out = rl;
+            return 0;
+        }
+        c->pt = dst;
+        c->pt_len = rl;
+    }
+    size_t n = c->pt_len < len ? c->pt_len : len;
+    memcpy(buf, c->pt, n);
+    c->pt += n;
+    c->pt_len -= n;
+    *n_out = n;
+    return 0;
+}
+
+static int rec_send(struct tls_conn *c, const uint8_t *p, size_t len, int timeout_ms)
+{
+    sock_tmo(c->fd.wfd, SO_SNDTIMEO, &c->fd.snd_tmo, timeout_ms);
+    while (len) {
+        if (c->fd.down)
+            return -MIG_ECANCELLED;
+        ssize_t r = send(c->fd.wfd, p, len, MSG_NOSIGNAL);
+        if (r > 0) {
+            p += r;
+            len -= (size_t)r;
+            continue;
+        }
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return c->fd.down ? -MIG_ECANCELLED : -MIG_ETIMEOUT;
+        return r < 0 && errno != EPIPE && errno != ECONNRESET ? mig__from_errno(errno)
+                                                                : -MIG_EPEER;
+    }
+    return 0;
+}
+
+/* Cut the caller's pieces into records: up to REC_MAX bytes each, and a new
+ * record where small pieces (headers, page lists) give way to page-sized
+ * ones, so that the receiver's reads of page data meet whole records and
+ * open them straight into place. Records collect in wbuf, one send each
+ * REC_WBUF. */
+static int rec_writev(struct tls_conn *c, struct iovec *iov, int iovcnt, int timeout_ms)
+{
+    struct iovec sp[REC_SPANS];
+    size_t used = 0, off = 0;
+    int i = 0, rc = 0;
+    while (!rc) {
+        int n = 0;
+        size_t len = 0;
+        bool prev_small = false;
+        while (i < iovcnt && len < REC_MAX && n < REC_SPANS) {
+            size_t left = iov[i].iov_len - off;
+            if (!left) {
+                i++;
+                off = 0;
+                continue;
+            }
+            bool big = iov[i].iov_len >= 4096;
+            if (n && big && prev_small)
+                break;
+            size_t take = left < REC_MAX - len ? left : REC_MAX - len;
+            uint8_t *base = (uint8_t *)iov[i].iov_base + off;
+            if (n && (uint8_t *)sp[n - 1].iov_base + sp[n - 1].iov_len == base)
+                sp[n - 1].iov_len += take;
+            else
+                sp[n++] = (struct iovec){base, take};
+            len += take;
+            off += take;
+            prev_small = !big;
+        }
+        if (!len)
+            break;
+        if (used + REC_HDR + len + REC_TAG > REC_WBUF) {
+            rc = rec_send(c, c->wbuf, used, timeout_ms);
+            used = 0;
+            if (rc)
+                break;
+        }
+        rc = rec_seal(c, sp, n, len, c->wbuf + used);
+        used += REC_HDR + len + REC_TAG;
+    }
+    if (!rc && used)
+        rc = rec_send(c, c->wbuf, used, timeout_ms);
+    return rc;
+}
+
+/* After the handshake: our records if both sides chose them by ALPN. */
+static int rec_setup(struct tls_conn *c)
+{
+    const unsigned char *alpn = NULL;
+    unsigned alen = 0;
+    SSL_get0_alpn_selected(c->ssl, &alpn, &alen);
+    if (alen != strlen(REC_ALPN) || memcmp(alpn, REC_ALPN, alen)) {
+        /* OpenSSL's records: read whole bursts of records per syscall */
+        SSL_set_read_ahead(c->ssl, 1);
+        return 0;
+    }
+    const SSL_CIPHER *sc = SSL_get_current_cipher(c->ssl);
+    int nid = sc ? SSL_CIPHER_get_cipher_nid(sc) : NID_undef;
+    /* AES-GCM and ChaCha20-Poly1305 take 12-byte nonces and 16-byte tags;
+     * any other suite (CCM, if an admin enables it) gets AES-256-GCM. */
+    if (nid == NID_aes_128_gcm || nid == NID_aes_256_gcm || nid == NID_chacha20_poly1305)
+        c->cipher = EVP_get_cipherbynid(nid);
+    else
+        c->cipher = EVP_aes_256_gcm();
+    free(c->wbuf);
+    c->wbuf = malloc(REC_WBUF);
+    c->cbuf = malloc(REC_HDR + REC_MAX + REC_TAG);
+    if (!c->cipher || !c->wbuf || !c->cbuf)
+        return -MIG_ENOMEM;
+    c->own = true;
+    c->tx.seal = true;
+    int rc = rec_key(c, &c->tx);
+    return rc ? rc : rec_key(c, &c->rx);
+}
+
+/* Server: choose our records when the client offers them. */
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned inlen, void *arg)
+{
+    (void)ssl;
+    (void)arg;
+    for (unsigned i = 0; i < inlen;) {
+        unsigned l = in[i];
+        if (i + 1 + l > inlen)
+            break;
+        if (l == strlen(REC_ALPN) && !memcmp(in + i + 1, REC_ALPN, l)) {
+            *out = in + i + 1;
+            *outlen = (unsigned char)l;
+            return SSL_TLSEXT_ERR_OK;
+        }
+        i += 1 + l;
+    }
+    return SSL_TLSEXT_ERR_NOACK;
+}
+
 static int tls_read(struct mig__conn *base, void *buf, size_t len, int timeout_ms, size_t *n_out)
 {
     struct tls_conn *c = (struct tls_conn *)base;
     *n_out = 0;
+    if (c->own)
+        return rec_read(c, buf, len, timeout_ms, n_out);
     /* SO_RCVTIMEO 0 would never time out: a zero timeout polls for 1 ms */
     sock_tmo(c->fd.rfd, SO_RCVTIMEO, &c->fd.rcv_tmo, timeout_ms > 0 ? timeout_ms : 1);
     for (;;) {
@@ -151,6 +485,8 @@ static int write_all(struct tls_conn *c, const uint8_t *p, size_t len, int timeo
 static int tls_writev(struct mig__conn *base, struct iovec *iov, int iovcnt, int timeout_ms)
 {
     struct tls_conn *c = (struct tls_conn *)base;
+    if (c->own)
+        return rec_writev(c, iov, iovcnt, timeout_ms);
     size_t used = 0;
     int rc = 0;
     for (int i = 0; i < iovcnt && !rc;) {
@@ -206,7 +542,8 @@ static void tls_close(struct mig__conn *base)
     if (c->ssl) {
         struct nosig ns;
         nosig_begin(&ns);
-        if (!c->fd.down && SSL_is_init_finished(c->ssl)) {
+        /* our records end with the connection: no TLS alert after them */
+        if (!c->fd.down && !c->own && SSL_is_init_finished(c->ssl)) {
             /* Best-effort close_notify; never wait long for a stuck peer. */
             sock_tmo(c->fd.wfd, SO_SNDTIMEO, &c->fd.snd_tmo, 100);
             (void)SSL_shutdown(c->ssl);
@@ -215,7 +552,10 @@ static void tls_close(struct mig__conn *base)
         SSL_free(c->ssl);
         ERR_clear_error();
     }
+    EVP_CIPHER_CTX_free(c->tx.cx);
+    EVP_CIPHER_CTX_free(c->rx.cx);
     free(c->wbuf);
+    free(c->cbuf);
     if (c->fd.rfd >= 0)
         close(c->fd.rfd);
     if (c->fd.wake[0] >= 0)
@@ -249,9 +589,11 @@ static int make_ctx(struct mig_ctx *ctx, const struct mig__link_opts *opts, bool
     SSL_CTX_set_max_proto_version(sc, TLS1_3_VERSION);
     SSL_CTX_set_num_tickets(sc, 0); /* no resumption; SSL_read never writes tickets */
     SSL_CTX_set_mode(sc, SSL_MODE_AUTO_RETRY);
-    /* Read whole bursts of records per syscall instead of header + body. */
-    SSL_CTX_set_read_ahead(sc, 1);
+    /* No read-ahead during the handshake: our records may follow its last
+     * message in the same segment (rec_setup turns it on for OpenSSL's). */
     SSL_CTX_set_default_read_buffer_len(sc, 256u << 10);
+    if (server && !opts->tls_openssl_records)
+        SSL_CTX_set_alpn_select_cb(sc, alpn_select, NULL);
     SSL_CTX_set_verify(sc, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
     const char *bad = NULL;
     if (SSL_CTX_load_verify_locations(sc, ca, NULL) != 1)
@@ -273,7 +615,8 @@ static int make_ctx(struct mig_ctx *ctx, const struct mig__link_opts *opts, bool
 
 /* Wrap a connected socket (owned) and run the TLS handshake. */
 static int handshake(struct mig_ctx *ctx, SSL_CTX *sc, int fd, const char *host, bool server,
-                     unsigned timeout_ms, const char *peer, struct mig__conn **c_out)
+                     const struct mig__link_opts *opts, unsigned timeout_ms, const char *peer,
+                     struct mig__conn **c_out)
 {
     struct tls_conn *c = calloc(1, sizeof(*c));
     int rc;
@@ -307,6 +650,14 @@ static int handshake(struct mig_ctx *ctx, SSL_CTX *sc, int fd, const char *host,
     }
     BIO_push(buf, sock);
     SSL_set_bio(c->ssl, sock, buf);
+    c->server = server;
+    c->rekey = opts->tls_rekey_bytes ? opts->tls_rekey_bytes : REC_REKEY_DEFAULT;
+    if (!server && !opts->tls_openssl_records &&
+        SSL_set_alpn_protos(c->ssl, (const unsigned char *)"\x12" REC_ALPN,
+                            1 + strlen(REC_ALPN)) != 0) {
+        rc = tls_fail(ctx, "TLS setup with", peer);
+        goto out;
+    }
     if (!server && host) {
         unsigned char ip[16];
         bool is_ip = inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1;
@@ -354,11 +705,15 @@ static int handshake(struct mig_ctx *ctx, SSL_CTX *sc, int fd, const char *host,
         goto out;
     }
     (void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    rc = rec_setup(c);
+    if (rc)
+        goto out;
     X509 *pc = SSL_get1_peer_certificate(c->ssl);
     if (pc) {
         char subj[256];
         X509_NAME_oneline(X509_get_subject_name(pc), subj, sizeof(subj));
-        MIG_LOG(ctx, DEBUG, "TLS 1.3 with %s, peer certificate %s", peer, subj);
+        MIG_LOG(ctx, DEBUG, "TLS 1.3 with %s, peer certificate %s, %s records", peer, subj,
+                c->own ? "migrate-live" : "OpenSSL");
         X509_free(pc);
     }
     *c_out = &c->fd.base;
@@ -388,7 +743,7 @@ static int tls_connect(struct mig_ctx *ctx, const char *arg, const struct mig__l
     rc = mig__tr_tcp_connect_fd(ctx, arg, tmo(opts), &fd);
     if (!rc) {
         snprintf(peer, sizeof(peer), "tls:%.59s", arg);
-        rc = handshake(ctx, sc, fd, host, false, tmo(opts), peer, c_out);
+        rc = handshake(ctx, sc, fd, host, false, opts, tmo(opts), peer, c_out);
     }
     SSL_CTX_free(sc); /* SSL objects hold their own reference */
     return rc;
@@ -399,6 +754,7 @@ struct tls_listen {
     int fd;
     SSL_CTX *sc;
     unsigned timeout_ms;
+    struct mig__link_opts opts;     /* record options only (no pointers kept) */
 };
 
 static int tls_listen(struct mig_ctx *ctx, const char *arg, const struct mig__link_opts *opts,
@@ -410,6 +766,8 @@ static int tls_listen(struct mig_ctx *ctx, const char *arg, const struct mig__li
         return -MIG_ENOMEM;
     l->fd = -1;
     l->timeout_ms = tmo(opts);
+    l->opts.tls_openssl_records = opts->tls_openssl_records;
+    l->opts.tls_rekey_bytes = opts->tls_rekey_bytes;
     rc = make_ctx(ctx, opts, true, &l->sc);
     if (!rc)
         rc = mig__tr_tcp_listen_fd(ctx, arg, &l->fd);
@@ -478,7 +836,7 @@ static int tls_accept(struct mig__listen *base, int timeout_ms, struct mig__conn
         close(fd);
         return rc;
     }
-    return handshake(base->ctx, l->sc, fd, NULL, true, l->timeout_ms, peer, c_out);
+    return handshake(base->ctx, l->sc, fd, NULL, true, &l->opts, l->timeout_ms, peer, c_out);
 }
 
 static void tls_listen_close(struct mig__listen *base)
