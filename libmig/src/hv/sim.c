@@ -40,11 +40,6 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE_COMPAT 23 /* linux/mman.h, 5.14 */
-#else
-#define MADV_POPULATE_WRITE_COMPAT MADV_POPULATE_WRITE
-#endif
 
 #define MIG_LOG_MODULE "hv-sim"
 #include "hv-provider.h"
@@ -952,12 +947,12 @@ static int sim_create_incoming(struct mig__hv *hv, const struct mig__dom_info *i
         sim_discard(hv);
         return rc;
     }
-    /* Like Xen, which populates an incoming domain's memory when it builds
-     * it, allocate it up front: in bulk this costs a fraction of a page
-     * fault per page in the middle of the copy. Best effort (old kernels
-     * lack MADV_POPULATE_WRITE; the pages then fault in as written). */
-    if (fallocate(s->memfd, 0, 0, (off_t)(s->nr_pages * MIG_SIM_PAGE)) == 0)
-        madvise(s->mem, s->nr_pages * MIG_SIM_PAGE, MADV_POPULATE_WRITE_COMPAT);
+    /* Like Xen, which allocates an incoming domain's memory when it builds
+     * it, reserve it up front (best effort). fallocate allocates without
+     * clearing; the pages are filled by write(2) below, which does not clear
+     * either, so no page is zeroed only to be overwritten (first-touch
+     * zeroing through the mapping was the largest cost of the copy). */
+    (void)fallocate(s->memfd, 0, 0, (off_t)(s->nr_pages * MIG_SIM_PAGE));
     return rc;
 }
 
@@ -966,11 +961,30 @@ static int sim_write_pages(struct mig__hv *hv, const uint64_t *pfns, unsigned n,
     struct sim_hv *s = to_sim(hv);
     if (!s->mem || s->committed)
         return -MIG_ESTATE;
-    for (unsigned i = 0; i < n; i++) {
+    for (unsigned i = 0; i < n; i++)
         if (pfns[i] >= s->nr_pages)
             return -MIG_EINVAL;
-        memcpy(s->mem + pfns[i] * MIG_SIM_PAGE, (const uint8_t *)data + (size_t)i * MIG_SIM_PAGE,
-               MIG_SIM_PAGE);
+    /* pwrite into the memfd, one call per run of consecutive pages: a
+     * full-page write into shared memory skips the zeroing a store through
+     * the mapping would pay on the page's first touch. */
+    for (unsigned i = 0; i < n;) {
+        unsigned j = i + 1;
+        while (j < n && pfns[j] == pfns[j - 1] + 1)
+            j++;
+        const uint8_t *p = (const uint8_t *)data + (size_t)i * MIG_SIM_PAGE;
+        size_t len = (size_t)(j - i) * MIG_SIM_PAGE;
+        off_t off = (off_t)(pfns[i] * MIG_SIM_PAGE);
+        while (len) {
+            ssize_t w = pwrite(s->memfd, p, len, off);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0)
+                return w < 0 ? mig__from_errno(errno) : -MIG_EIO;
+            p += w;
+            off += w;
+            len -= (size_t)w;
+        }
+        i = j;
     }
     return 0;
 }
