@@ -645,6 +645,7 @@ static void test_oos_log_write_failure(void **state)
     mig_ctx_free(ctx);
 #else
     print_message("not a fault-injection build: blk-oos-write cannot fire\n");
+    skip(); /* reported as SKIPPED; CI's builds have fault injection */
 #endif
 }
 

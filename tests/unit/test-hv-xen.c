@@ -1589,19 +1589,32 @@ static void test_image_save_then_inspect(void **state)
     close(fd);
 }
 
-/* A save that fails leaves the domain as it was: before the suspend (its
- * holes cannot be probed) and after it (a batch does not map). */
+/* A save that fails before the suspend (its holes cannot be probed) leaves
+ * the domain as it was. */
 static void test_image_save_failure_keeps_the_domain(void **state)
 {
     int fd = open("/dev/null", O_WRONLY);
-    struct mig_ctx *fctx = NULL;
     assert_true(fd >= 0);
     F.fail_map = true;
     assert_true(mig_image_save(mctx, "web", fd) < 0);
     assert_int_equal(F.run, RUNNING);
     F.fail_map = false;
+    assert_string_equal(F.name, "web");
+    assert_false(F.logdirty);
+    assert_int_equal(F.cap, ADMIN_CAP);
+    /* not a Xen domain: refused before anything */
+    assert_int_equal(mig_image_save(mctx, "sim:web", fd), -MIG_EINVAL);
+    close(fd);
+}
+
+/* ...and one that fails after the suspend (a batch does not map) resumes
+ * it. Needs a fault-injection build (CI's builds are). */
+static void test_image_save_failure_after_suspend_resumes(void **state)
+{
 #ifdef MIG_FAULT_INJECTION
-    /* after the suspend: the fault wrapper fails a batch (test builds) */
+    int fd = open("/dev/null", O_WRONLY);
+    struct mig_ctx *fctx = NULL;
+    assert_true(fd >= 0);
     setenv("MIG_FAULT", "hv-map_pages=error", 1);
     assert_int_equal(mig_ctx_new(&fctx), 0);
     unsetenv("MIG_FAULT");
@@ -1609,15 +1622,13 @@ static void test_image_save_failure_keeps_the_domain(void **state)
     mig_ctx_free(fctx);
     assert_int_equal(F.run, RUNNING);
     assert_true(F.resumes > 0);
-#else
-    (void)fctx;
-#endif
-    assert_string_equal(F.name, "web");
     assert_false(F.logdirty);
     assert_int_equal(F.cap, ADMIN_CAP);
-    /* not a Xen domain: refused before anything */
-    assert_int_equal(mig_image_save(mctx, "sim:web", fd), -MIG_EINVAL);
     close(fd);
+#else
+    print_message("not a fault-injection build: hv-map_pages cannot fire\n");
+    skip();
+#endif
 }
 
 int main(void)
@@ -1657,6 +1668,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_engine_slow_setup_state, setup, teardown),
         cmocka_unit_test_setup_teardown(test_image_save_then_inspect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_image_save_failure_keeps_the_domain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_image_save_failure_after_suspend_resumes, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
