@@ -30,6 +30,15 @@ static unsigned config_vcpus(const char *config)
     return v ? v : 1;
 }
 
+/* A source that gave its name up before COMMIT (xl's NAME--migratedaway,
+ * ours too): leaving, or in doubt until 'resolve'; no policy moves it. */
+static bool leaving(const char *name)
+{
+    static const char sfx[] = "--migratedaway";
+    size_t n = strlen(name), k = sizeof(sfx) - 1;
+    return n > k && strcmp(name + n - k, sfx) == 0;
+}
+
 static int sim_domains(struct mig_ctx *ctx, const char *dir, FILE *f)
 {
     struct mig_sim_guest_status *list = NULL;
@@ -41,7 +50,7 @@ static int sim_domains(struct mig_ctx *ctx, const char *dir, FILE *f)
     for (size_t i = 0; i < n; i++) {
         size_t len = strlen(list[i].name);
         /* a migration arriving right now is not the host's yet */
-        if (strcmp(list[i].state, "incoming") == 0)
+        if (strcmp(list[i].state, "incoming") == 0 || leaving(list[i].name))
             continue;
         /* a committed arrival still reports the name it was started with
          * (the guest answers 'list' itself; the host renamed it) */
@@ -91,8 +100,10 @@ static int xen_domains(FILE *f)
         unsigned id, vcpus;
         unsigned long long mem;
         int n = sscanf(line, "%127s %u %llu %u %*s %*s %63s", name, &id, &mem, &vcpus, uuid);
-        if (n < 4 || id == 0)
-            continue;
+        size_t nl = strlen(name);
+        if (n < 4 || id == 0 || leaving(name) ||
+            (nl > 10 && strcmp(name + nl - 10, "--incoming") == 0))
+            continue; /* not this host's to move: leaving, or not yet arrived */
         bool uuid_ok = strlen(uuid) == 36 && strspn(uuid, "0123456789abcdefABCDEF-") == 36 &&
                        uuid[8] == '-' && uuid[13] == '-' && uuid[18] == '-' && uuid[23] == '-';
         fprintf(f, "%s{\"name\":", first ? "" : ",");

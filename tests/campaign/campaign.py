@@ -337,6 +337,13 @@ class Campaign:
                                   (r.returncode, resolved, r.stderr.strip()[-200:]))
         # where does the guest run now?
         on_a = self.status(self.a, name)
+        away = self.status(self.a, name + "--migratedaway")
+        if away:
+            # the source gives its name up before COMMIT (as xl); after
+            # resolve it must be gone or back under its name, never left
+            if away["state"] == "running" and not on_a:
+                on_a = away  # a running copy is a copy, whatever its name
+            violations.append("source copy left renamed %s (%s)" % (away["name"], away["state"]))
         on_b = self.status(self.b, name)
         if on_b and on_b["name"] != name:
             violations.append("incoming guest %s left on the destination" % on_b["name"])
@@ -398,6 +405,7 @@ class Campaign:
             violations.append("receiver processes left behind: %s" % procs)
         for d in (self.a, self.b):
             sh([XLML, "--host", d, "sim", "destroy", name])
+        sh([XLML, "--host", self.a, "sim", "destroy", name + "--migratedaway"])
         for d in (self.a, self.b):
             if os.path.exists(os.path.join(d, "disks", name)):
                 violations.append("disk files of %s left behind in %s: %s" %

@@ -8,7 +8,9 @@ MIG_FAULT="dest-commit-done=drop" start_host b --listen
 create_guest a g 128M "dirty=40M"
 migrate a g b
 [ "$MIG_RC" -eq 5 ] || fail "expected in doubt (5), got $MIG_RC"
-[ "$(guest_field a g state)" = suspended ] || fail "source not paused while in doubt"
+[ "$(guest_field a g--migratedaway state)" = suspended ] ||
+    fail "source not paused (as g--migratedaway, like xl) while in doubt"
+guest_exists a g && fail "the source kept its name after COMMIT was sent"
 "$XLML" --host "$(host_dir a)" --state-dir "$(host_dir a)" --psk "$T/key" resolve sim:g >"$T/resolve.out" 2>&1 ||
     fail "resolve failed: $(cat "$T/resolve.out")"
 grep -q committed "$T/resolve.out" || fail "resolve did not find the commit: $(cat "$T/resolve.out")"

@@ -28,7 +28,8 @@ rc=0
 grep '"domain":"g1"' "$T/evac.out" | grep -q '"exit_code":5' || fail "g1 not in doubt: $(cat "$T/evac.out")"
 grep '"domain":"g2"' "$T/evac.out" | grep -q '"status":"skipped"' || fail "g2 was not held back: $(cat "$T/evac.out")"
 guest_exists a g2 || fail "g2 left a"
-[ "$(guest_field a g1 state)" = suspended ] || fail "g1 not paused on a while in doubt"
+[ "$(guest_field a g1--migratedaway state)" = suspended ] ||
+    fail "g1 not paused on a (as g1--migratedaway) while in doubt"
 ! grep -q g1 "$T/ps/policy/last-moves" || fail "an in-doubt move counted as done"
 "$XLML" --host "$(host_dir a)" --state-dir "$(host_dir a)" --psk "$T/key" resolve sim:g1 >"$T/resolve.out" 2>&1 ||
     fail "resolve: $(cat "$T/resolve.out")"

@@ -168,8 +168,14 @@ static int f_save_state(struct mig__hv *hv, struct mig__blob *b)
 static int f_rename(struct mig__hv *hv, const char *name)
 {
     (void)hv;
-    (void)name;
-    return 0;
+    pthread_mutex_lock(&seen.lock);
+    int rc = seen.fail_rename ? -MIG_EBACKEND : 0;
+    if (!rc) {
+        seen.src_renames++;
+        snprintf(seen.src_name, sizeof(seen.src_name), "%s", name);
+    }
+    pthread_mutex_unlock(&seen.lock);
+    return rc;
 }
 
 static int f_destroy(struct mig__hv *hv)

@@ -19,6 +19,9 @@ struct fake_seen {
     int src_logdirty_enables, src_resumes, src_destroyed;
     bool src_suspended_at_end;
     bool dst_committed, dst_discarded;
+    bool fail_rename;           /* set by a test: the source's rename fails */
+    int src_renames;
+    char src_name[80];          /* the source's name after its last rename */
     uint8_t dst_mem[NPAGES * 4096];
 };
 extern struct fake_seen seen;

@@ -235,6 +235,8 @@ struct result {
 
 /* Migrate the fake domain with the recording hook; fail_src / fail_dst name
  * the event at which each side's hook fails (NULL: none). */
+static bool fail_rename_next; /* the next migrate()'s source cannot rename */
+
 static void migrate(bool channels, const char *fail_src, const char *fail_dst, struct result *res)
 {
     char dir[] = "/tmp/test-hooks-XXXXXX";
@@ -246,6 +248,7 @@ static void migrate(bool channels, const char *fail_src, const char *fail_dst, s
     hl.records = 0;
     hl.blob[0] = 0;
     fake_hv_reset();
+    seen.fail_rename = fail_rename_next;
 
     const char *src_args[4] = {"test:on=1", NULL, NULL, NULL};
     const char *dst_args[4] = {"test:on=1", NULL, NULL, NULL};
@@ -304,6 +307,13 @@ static void migrate(bool channels, const char *fail_src, const char *fail_dst, s
     print_message("source: %s\ndest:   %s\n", hl.src, hl.dst);
 }
 
+static void migrate_with_rename_failure(struct result *res)
+{
+    fail_rename_next = true;
+    migrate(false, NULL, NULL, res);
+    fail_rename_next = false;
+}
+
 static void assert_source_unchanged(void)
 {
     assert_false(seen.src_suspended_at_end);
@@ -325,6 +335,23 @@ static void test_order_success_one_stream(void **state)
     assert_int_equal(hl.records, 3);
     assert_int_equal(seen.src_destroyed, 1);
     assert_true(seen.dst_committed);
+    /* as xl, the source gave its name up before COMMIT */
+    assert_int_equal(seen.src_renames, 1);
+    assert_string_equal(seen.src_name, "hooked--migratedaway");
+}
+
+/* The source cannot give its name up: COMMIT is never sent, the source runs
+ * on, the destination discards. */
+static void test_rename_fails_commit_not_sent(void **state)
+{
+    (void)state;
+    struct result r;
+    migrate_with_rename_failure(&r);
+    assert_true(r.src_rc < 0);
+    assert_int_equal(seen.src_renames, 0);
+    assert_int_equal(seen.src_resumes, 1);
+    assert_source_unchanged();
+    assert_true(seen.dst_discarded);
 }
 
 static void test_order_success_two_channels(void **state)
@@ -424,6 +451,7 @@ static void test_src_ready_fails_commit_not_sent(void **state)
     (void)state;
     struct result r;
     migrate(false, "ready", NULL, &r);
+    assert_int_equal(seen.src_renames, 0); /* the name is given up only for COMMIT */
     assert_int_equal(r.src_rc, -MIG_ENOSPC);
     assert_string_equal(hl.src, "begin round0 round1 stopcopy round2F ready abort(ENOSPC)");
     assert_string_equal(hl.dst, "dst_begin dst_ready abort(EABORTED)");
@@ -469,6 +497,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_no_instance_no_hook_traffic),
         cmocka_unit_test(test_order_success_one_stream),
+        cmocka_unit_test(test_rename_fails_commit_not_sent),
         cmocka_unit_test(test_order_success_two_channels),
         cmocka_unit_test(test_dst_begin_fails_before_round0),
         cmocka_unit_test(test_src_begin_fails),

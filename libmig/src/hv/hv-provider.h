@@ -157,5 +157,9 @@ int mig__hv_lookup(struct mig_ctx *ctx, const char *uri, const struct mig__hv_op
 int mig__hv_fault_wrap(struct mig__hv *inner, struct mig__hv **hv_out);
 /* Lookup + open (wrapped for fault injection when MIG_FAULT names hv- points). */
 int mig__hv_open(struct mig_ctx *ctx, const char *uri, enum mig_role role, struct mig__hv **hv_out);
+/* The domain URI "prefix:NAME[,options]" with 'suffix' appended to NAME
+ * (the source's "NAME--migratedaway"): 0, or -MIG_EINVAL / -MIG_ETOOBIG. */
+int mig__hv_uri_suffix(const char *uri, const char *suffix, char *out, size_t len);
+#define MIG_AWAY_SUFFIX "--migratedaway" /* xl's name for a source at COMMIT */
 
 #endif

@@ -88,3 +88,13 @@ int mig__hv_open(struct mig_ctx *ctx, const char *uri, enum mig_role role, struc
 #endif
     return rc;
 }
+
+int mig__hv_uri_suffix(const char *uri, const char *suffix, char *out, size_t len)
+{
+    const char *colon = strchr(uri, ':');
+    if (!colon)
+        return -MIG_EINVAL;
+    size_t end = strcspn(colon + 1, ",") + (size_t)(colon + 1 - uri);
+    int n = snprintf(out, len, "%.*s%s%s", (int)end, uri, suffix, uri + end);
+    return n < 0 || (size_t)n >= len ? -MIG_ETOOBIG : 0;
+}

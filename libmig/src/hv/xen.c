@@ -1191,10 +1191,11 @@ static int destroy(struct mig__hv *hv)
     char away[NAME_MAX_LEN + 16];
     if (x->destroyed)
         return 0;
-    /* xl renames the source NAME--migratedaway at COMMIT; the engine does
-     * not call rename yet, so it happens here, just before the destroy. */
-    snprintf(away, sizeof(away), "%s--migratedaway", x->name);
-    rename_to(x, away);
+    /* The engine renamed it NAME--migratedaway before COMMIT, as xl does;
+     * a caller that did not (an image save, resolve) gets it here. */
+    snprintf(away, sizeof(away), "%s" MIG_AWAY_SUFFIX, x->name);
+    if (strcmp(x->cur_name, away) != 0)
+        rename_to(x, away);
     logdirty_disable(hv);
     int rc = from_libxl(libxl_domain_destroy(x->lx, x->domid, NULL));
     if (rc < 0) {

@@ -96,7 +96,16 @@ int mig_resolve(struct mig_ctx *ctx, const char *state_dir, const char *domain,
                 dest, domain);
         return -MIG_EINDOUBT;
     }
-    rc = mig__hv_open(ctx, domain, MIG_ROLE_SOURCE, &hv);
+    /* COMMIT was sent: the source had renamed itself NAME--migratedaway */
+    char away[4200];
+    bool renamed = false;
+    rc = mig__hv_uri_suffix(domain, MIG_AWAY_SUFFIX, away, sizeof(away));
+    if (rc == 0) {
+        rc = mig__hv_open(ctx, away, MIG_ROLE_SOURCE, &hv);
+        renamed = rc == 0;
+    }
+    if (!renamed) /* a migration journalled before it renamed */
+        rc = mig__hv_open(ctx, domain, MIG_ROLE_SOURCE, &hv);
     if (rc == -MIG_ENOENT && o == MIG_OUTCOME_COMMITTED) {
         /* the source copy was destroyed before the journal could go */
         MIG_LOG(ctx, INFO, "%s runs on %s and its source copy is already gone", domain, dest);
@@ -106,16 +115,24 @@ int mig_resolve(struct mig_ctx *ctx, const char *state_dir, const char *domain,
         MIG_LOG(ctx, ERROR, "cannot open the source copy of %s: %s", domain, mig_strerror(rc));
         return rc;
     }
+    /* the domain's own name: the URI's NAME in "prefix:NAME[,options]" */
+    char name[256];
+    const char *colon = strchr(domain, ':');
+    snprintf(name, sizeof(name), "%.*s", (int)strcspn(colon ? colon + 1 : domain, ","),
+             colon ? colon + 1 : domain);
     /* managed disks whose writes the lost migration left held */
-    struct mig__dom_info info;
-    if (hv->ops->info(hv, &info) == 0)
-        mig__blk_settle(ctx, state_dir, info.name, o == MIG_OUTCOME_COMMITTED);
+    mig__blk_settle(ctx, state_dir, name, o == MIG_OUTCOME_COMMITTED);
     if (o == MIG_OUTCOME_COMMITTED) {
         MIG_LOG(ctx, INFO, "%s runs on %s: destroying the paused source copy", domain, dest);
         rc = hv->ops->destroy(hv);
     } else {
         MIG_LOG(ctx, INFO, "%s was discarded on %s: resuming the source copy", domain, dest);
-        rc = hv->ops->resume(hv);
+        rc = renamed ? hv->ops->rename(hv, name) : 0;
+        if (rc < 0)
+            MIG_LOG(ctx, ERROR, "cannot rename the source copy back to %s: %s", name,
+                    mig_strerror(rc));
+        else
+            rc = hv->ops->resume(hv);
     }
     hv->ops->close(hv);
     if (rc < 0)

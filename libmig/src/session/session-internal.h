@@ -43,6 +43,7 @@ struct mig_session {
     uint64_t t_start_ns;
     uint64_t t_suspend_ns;
     bool suspended;               /* source guest paused by us */
+    bool away;                    /* renamed NAME--migratedaway before COMMIT */
     bool logdirty_on;
     bool throttled;
 

@@ -642,6 +642,14 @@ static void rollback(struct mig_session *s, int why)
     mig__hooks_src_abort(s->hooks, why);
     if (!s->hv)
         return;
+    if (s->away) {
+        int rc = s->hv->ops->rename(s->hv, s->info.name);
+        if (rc < 0)
+            MIG_LOG(s->ctx, ERROR, "renaming the domain back to %s: %s", s->info.name,
+                    mig_strerror(rc));
+        else
+            s->away = false;
+    }
     if (s->suspended) {
         int rc = s->hv->ops->resume(s->hv);
         if (rc < 0)
@@ -687,7 +695,21 @@ static int wait_ready(struct mig_session *s)
 static int commit(struct mig_session *s)
 {
     struct mig__rec rec;
-    int rc = transition(s, MIG_STATE_STOPCOPY, MIG_STATE_COMMIT_SENT);
+    char away[sizeof(s->info.name) + sizeof(MIG_AWAY_SUFFIX)];
+    /* As xl: the source gives up its name before COMMIT, so the destination
+     * can take it even on the same host (one name space); a failure before
+     * COMMIT renames it back (rollback). */
+    snprintf(away, sizeof(away), "%s" MIG_AWAY_SUFFIX, s->info.name);
+    int rc = s->hv->ops->rename(s->hv, away);
+    if (rc < 0) {
+        mig__session_fail(s, rc, "renaming the domain %s before COMMIT: %s", away,
+                          mig_strerror(rc));
+        rollback(s, rc);
+        transition(s, MIG_STATE_STOPCOPY, MIG_STATE_FAILED);
+        return rc;
+    }
+    s->away = true;
+    rc = transition(s, MIG_STATE_STOPCOPY, MIG_STATE_COMMIT_SENT);
     if (rc < 0)
         return rc;
     mig__rec_put_empty(s->link->ctrl, MIG_REC_COMMIT);
