@@ -13,8 +13,8 @@
  * After the handshake, when both sides offer it by ALPN ("migrate-live-rec/1"),
  * the bytes travel in our own AEAD records instead of OpenSSL's: the
  * negotiated AEAD (AES-GCM or ChaCha20-Poly1305) keyed per direction from
- * the TLS 1.3 exporter (RFC 8446 7.5), 256 KiB records, a counter nonce, new
- * keys every 16 GiB. OpenSSL's record layer copies every plaintext byte
+ * the TLS 1.3 exporter (RFC 8446 7.5) through HKDF-Expand per epoch, 256 KiB
+ * records, a counter nonce, new keys every 16 GiB. OpenSSL's record layer copies every plaintext byte
  * once more on each side (into its write buffer, out of its read buffer);
  * ours encrypts from the caller's pages into the send buffer and decrypts
  * into the caller's buffer, the work kernel TLS would do (this kernel has
@@ -37,7 +37,9 @@
 
 #include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
+#include <openssl/kdf.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
@@ -69,6 +71,7 @@ struct rec_dir {
     uint64_t bytes;             /* plaintext bytes under this key */
     uint32_t epoch;
     bool seal;                  /* we encrypt (tx) or decrypt (rx) */
+    uint8_t secret[32];         /* from the exporter; keys of every epoch derive from it */
 };
 
 struct tls_conn {
@@ -156,15 +159,25 @@ static int ssl_after(struct tls_conn *c, int ret)
 static int rec_key(struct tls_conn *c, struct rec_dir *d)
 {
     uint8_t km[EVP_MAX_KEY_LENGTH + 12];
-    char ctxs[64];
-    int klen = EVP_CIPHER_get_key_length(c->cipher), rc = 0;
-    bool c2s = d->seal != c->server; /* the client seals client-to-server */
-    snprintf(ctxs, sizeof(ctxs), "%s epoch %" PRIu32, c2s ? "client-to-server" : "server-to-client",
-             d->epoch);
-    if (klen <= 0 || klen > EVP_MAX_KEY_LENGTH ||
-        SSL_export_keying_material(c->ssl, km, (size_t)klen + 12, REC_LABEL, strlen(REC_LABEL),
-                                   (const unsigned char *)ctxs, strlen(ctxs), 1) != 1)
-        return tls_fail(c->fd.base.ctx, "TLS key export for", c->fd.base.peer);
+    char info[32];
+    int klen = EVP_CIPHER_get_key_length(c->cipher), rc = 0, mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY;
+    snprintf(info, sizeof(info), "epoch %" PRIu32, d->epoch);
+    EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+    EVP_KDF_CTX *kc = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256", 0),
+        OSSL_PARAM_construct_octet_string("key", d->secret, sizeof(d->secret)),
+        OSSL_PARAM_construct_octet_string("info", info, strlen(info)),
+        OSSL_PARAM_construct_int("mode", &mode),
+        OSSL_PARAM_construct_end(),
+    };
+    if (klen <= 0 || klen > EVP_MAX_KEY_LENGTH || !kc ||
+        EVP_KDF_derive(kc, km, (size_t)klen + 12, params) != 1)
+        rc = tls_fail(c->fd.base.ctx, "TLS record key derivation for", c->fd.base.peer);
+    EVP_KDF_CTX_free(kc);
+    EVP_KDF_free(kdf);
+    if (rc)
+        return rc;
     if (!d->cx)
         d->cx = EVP_CIPHER_CTX_new();
     if (!d->cx || EVP_CipherInit_ex(d->cx, c->cipher, NULL, km, NULL, d->seal ? 1 : 0) != 1)
@@ -174,6 +187,20 @@ static int rec_key(struct tls_conn *c, struct rec_dir *d)
     d->seq = 0;
     d->bytes = 0;
     return rc;
+}
+
+/* A direction's secret, from the TLS exporter once after the handshake
+ * (the SSL object is not touched again: each direction derives its later
+ * keys alone, so reader and writer threads never share OpenSSL state). */
+static int rec_secret(struct tls_conn *c, struct rec_dir *d)
+{
+    bool c2s = d->seal != c->server; /* the client seals client-to-server */
+    const char *ctxs = c2s ? "client-to-server" : "server-to-client";
+    if (SSL_export_keying_material(c->ssl, d->secret, sizeof(d->secret), REC_LABEL,
+                                   strlen(REC_LABEL), (const unsigned char *)ctxs, strlen(ctxs),
+                                   1) != 1)
+        return tls_fail(c->fd.base.ctx, "TLS key export for", c->fd.base.peer);
+    return rec_key(c, d);
 }
 
 /* The record's nonce: the IV with the sequence number XORed into its last
@@ -413,8 +440,8 @@ static int rec_setup(struct tls_conn *c)
         return -MIG_ENOMEM;
     c->own = true;
     c->tx.seal = true;
-    int rc = rec_key(c, &c->tx);
-    return rc ? rc : rec_key(c, &c->rx);
+    int rc = rec_secret(c, &c->tx);
+    return rc ? rc : rec_secret(c, &c->rx);
 }
 
 /* Server: choose our records when the client offers them. */
@@ -554,6 +581,8 @@ static void tls_close(struct mig__conn *base)
     }
     EVP_CIPHER_CTX_free(c->tx.cx);
     EVP_CIPHER_CTX_free(c->rx.cx);
+    OPENSSL_cleanse(c->tx.secret, sizeof(c->tx.secret));
+    OPENSSL_cleanse(c->rx.secret, sizeof(c->rx.secret));
     free(c->wbuf);
     free(c->cbuf);
     if (c->fd.rfd >= 0)
