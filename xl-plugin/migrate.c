@@ -115,10 +115,10 @@ static void json_common(FILE *f, const struct progress_ctx *pc, const char *stat
     json_str(f, st->dirty_tracking ? st->dirty_tracking : "none");
     fprintf(f,
             ",\"disk_bytes\":%llu,\"disk_sent_bytes\":%llu,\"disk_forwarded_bytes\":%llu,"
-            "\"disk_final_bytes\":%llu,\"disk_forwarding\":%u",
+            "\"disk_final_bytes\":%llu,\"disk_forwarding\":%u,\"channels\":%u",
             (unsigned long long)st->disk_bytes, (unsigned long long)st->disk_sent_bytes,
             (unsigned long long)st->disk_forwarded_bytes, (unsigned long long)st->disk_final_bytes,
-            st->disk_forwarding);
+            st->disk_forwarding, st->channels);
 }
 
 static void on_progress(void *opaque, enum mig_state state, const struct mig_stats *st)
@@ -374,6 +374,7 @@ int cmd_migrate(struct cli *c, struct mig_ctx *ctx)
                    units_fmt_bytes(st->disk_forwarded_bytes, f, sizeof(f)),
                    units_fmt_bytes(st->disk_final_bytes, a, sizeof(a)));
         }
+        printf("  data channels   %u\n", st->channels);
         printf("  throttle        %u%% at the end\n", st->throttle_percent);
         printf("  dirty tracking  %s\n", st->dirty_tracking ? st->dirty_tracking : "none");
         printf("  domain runs on  %s\n", running ? running : "UNKNOWN (in doubt: run 'xl-migrate-live resolve')");

@@ -27,6 +27,7 @@ static void json_has_every_field(void **state)
         .disk_forwarded_bytes = 6,
         .disk_final_bytes = 7,
         .disk_forwarding = 1,
+        .channels = 2,
     };
     char *buf = NULL;
     size_t len = 0;
@@ -44,7 +45,7 @@ static void json_has_every_field(void **state)
     assert_non_null(strstr(buf, "\"disk_sent_bytes\":5,"));
     assert_non_null(strstr(buf, "\"disk_forwarded_bytes\":6,"));
     assert_non_null(strstr(buf, "\"disk_final_bytes\":7,"));
-    assert_non_null(strstr(buf, "\"disk_forwarding\":1}"));
+    assert_non_null(strstr(buf, "\"disk_forwarding\":1,\"channels\":2}"));
     assert_int_equal(buf[0], '{');
     assert_int_equal(buf[len - 1], '}');
     free(buf);

@@ -139,6 +139,7 @@ struct mig_stats {
     uint64_t disk_forwarded_bytes; /* bytes: guest writes forwarded synchronously */
     uint64_t disk_final_bytes;     /* bytes: disk bytes sent after the guest was suspended */
     uint32_t disk_forwarding;      /* count: disks in synchronous forwarding now */
+    uint32_t channels;             /* count: data channels of the session (negotiated) */
 };
 
 /* Write 'st' as one JSON object (no trailing newline) to 'f'. */

@@ -22,12 +22,12 @@ void mig_stats_write_json(const struct mig_stats *st, FILE *f)
             ",\"total_time_ms\":%" PRIu64 ",\"dirty_tracking\":\"%s\""
             ",\"disk_bytes\":%" PRIu64 ",\"disk_sent_bytes\":%" PRIu64
             ",\"disk_forwarded_bytes\":%" PRIu64 ",\"disk_final_bytes\":%" PRIu64
-            ",\"disk_forwarding\":%" PRIu32 "}",
+            ",\"disk_forwarding\":%" PRIu32 ",\"channels\":%" PRIu32 "}",
             st->total_bytes, st->transferred_bytes, st->wire_bytes, st->remaining_bytes,
             st->zero_pages, st->normal_pages, st->compressed_bytes, st->uncompressed_bytes,
             st->rounds, st->pages_last_round, st->dirty_bytes_per_s, st->bandwidth_bytes_per_s,
             st->throttle_percent, st->expected_downtime_ms, st->downtime_ms, st->setup_time_ms,
             st->total_time_ms, st->dirty_tracking ? st->dirty_tracking : "none", st->disk_bytes,
             st->disk_sent_bytes, st->disk_forwarded_bytes, st->disk_final_bytes,
-            st->disk_forwarding);
+            st->disk_forwarding, st->channels);
 }

@@ -370,6 +370,7 @@ static int setup(struct mig_session *s)
     if (rc < 0)
         return mig__session_fail(s, rc, "cannot connect to %s: %s", s->p.destination,
                                  mig_strerror(rc));
+    s->st.channels = s->link->nchannels;
     rc = fault(s, "src-handshake", 0);
     if (rc < 0)
         return rc;
