@@ -30,7 +30,7 @@ enum {
     OPT_CONFIG, OPT_RECEIVE_ARGS, OPT_PROFILE, OPT_CHECK, OPT_POLICY_FILE,
     OPT_SOCKET, OPT_TCP_PORT, OPT_READ_ONLY, OPT_DAEMON,
     OPT_DISK_MAP, OPT_DOMAIN, OPT_DISK_NAME, OPT_DISK_DIR, OPT_DISK,
-    OPT_NET, OPT_VIF,
+    OPT_NET, OPT_VIF, OPT_QDISK,
 };
 
 static const struct option options[] = {
@@ -78,6 +78,7 @@ static const struct option options[] = {
     {"domain", required_argument, NULL, OPT_DOMAIN},
     {"disk-name", required_argument, NULL, OPT_DISK_NAME},
     {"disk-dir", required_argument, NULL, OPT_DISK_DIR},
+    {"qdisk", required_argument, NULL, OPT_QDISK},
     {"disk", required_argument, NULL, OPT_DISK},
     {"net", required_argument, NULL, OPT_NET},
     {"vif", required_argument, NULL, OPT_VIF},
@@ -134,6 +135,8 @@ static void usage(FILE *f)
 "                         the source) to DST (file or block device) on this host\n"
 "  --disk-dir DIR         receive/listen: disks without --disk-map go to\n"
 "                         DIR/DOMAIN/FILE (simhost --listen: its DIR/disks)\n"
+"  --qdisk SOCK,DEV[,NAME]  migrate: also move a disk the domain's own QEMU serves\n"
+"                         (QMP socket SOCK, device or node DEV; NAME for --disk-map)\n"
 "  -v, --verbose / -q, --quiet   more / less logging\n"
 "\n"
 "nbd-serve options (serve FILE, an image or block device, over NBD):\n"
@@ -349,6 +352,19 @@ static int apply(struct cli *c, int opt, const char *arg, const char *where)
             return usage_error("%s--disk-map: too many", where);
         char *s = NULL;
         if (asprintf(&s, "blk:map=%s", arg) < 0)
+            return EXIT_FAILED;
+        c->hook_args[c->n_hook_args++] = s;
+        c->mp.hook_args = (const char *const *)c->hook_args;
+        break;
+    }
+    case OPT_QDISK: {
+        const char *comma = strchr(arg, ',');
+        if (!comma || comma == arg || comma[1] == '\0' || comma[1] == ',')
+            return usage_error("%s--qdisk: '%s' is not SOCKET,DEVICE[,NAME]", where, arg);
+        if (c->n_hook_args >= sizeof(c->hook_args) / sizeof(c->hook_args[0]) - 1)
+            return usage_error("%s--qdisk: too many disk options", where);
+        char *s = NULL;
+        if (asprintf(&s, "blk:qdisk=%s", arg) < 0)
             return EXIT_FAILED;
         c->hook_args[c->n_hook_args++] = s;
         c->mp.hook_args = (const char *const *)c->hook_args;

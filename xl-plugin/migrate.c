@@ -236,8 +236,9 @@ int cmd_migrate(struct cli *c, struct mig_ctx *ctx)
                            "channels",
                            c->mp.link.channels);
     unsigned n_blk = 0;
-    for (unsigned i = 0; i < c->n_hook_args; i++)
-        n_blk += strncmp(c->hook_args[i], "blk:", 4) == 0;
+    for (unsigned i = 0; i < c->n_hook_args; i++) /* --qdisk is the source's own */
+        n_blk += strncmp(c->hook_args[i], "blk:", 4) == 0 &&
+                 strncmp(c->hook_args[i], "blk:qdisk=", 10) != 0;
     if (n_blk) {
         /* --disk-map / --disk-dir name paths on the destination: ssh runs
          * the receiver for us, so they go there; a tls:/tcp: listener has

@@ -65,6 +65,7 @@ usage "net announce: bad MAC or IPv4 address" --dry-run net announce vif1.0 ff:f
 usage "--vif 'mac=02:00:00:00:00:01': want mac=M,bridge=B,vifname=V[,ip=A B]" --host /nonexistent --vif mac=02:00:00:00:00:01 sim create g
 usage "--parallel 2: ssh carries one channel; use tls: for parallel channels" --parallel 2 web01 host2
 usage "--compress: 'lz4' is not none or zstd" --compress lz4 web01 host2
+usage "--qdisk: '/run/qmp' is not SOCKET,DEVICE[,NAME]" --qdisk /run/qmp web01 host2
 usage "policy enter takes one HOST" policy enter
 usage "policy status takes at most one HOST" policy status host1 host2
 

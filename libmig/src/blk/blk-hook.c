@@ -91,6 +91,28 @@ static int r_settle(void *d, bool moved)
 static const char *r_path(void *d) { return mig__blk_remote_path(d); }
 static void r_free(void *d) { mig__blk_remote_free(d); }
 
+static int q_start(void *d, struct mig__hook_io *io, uint32_t id)
+{
+    return mig__blk_qsrc_start(d, io, id);
+}
+static int q_round(void *d, bool final) { return mig__blk_qsrc_round(d, final); }
+static void q_fwd(void *d, bool on) { (void)d, (void)on; } /* write-blocking from the start */
+static int q_stats(void *d, struct mig__blk_stats *st) { return mig__blk_qsrc_stats(d, st); }
+static int q_freeze(void *d) { return mig__blk_qsrc_freeze(d); }
+static int q_settle(void *d, bool moved)
+{
+    (void)moved; /* the domain keeps its own disk until it is destroyed */
+    mig__blk_qsrc_settle(d);
+    return 0;
+}
+static const char *q_path(void *d) { return mig__blk_qsrc_name(d); }
+static void q_free(void *d) { mig__blk_qsrc_free(d); }
+
+static const struct disk_ops qdisk_ops = {
+    .start = q_start, .round = q_round, .set_forwarding = q_fwd, .stats = q_stats,
+    .freeze = q_freeze, .settle = q_settle, .path = q_path, .free = q_free,
+};
+
 static const struct disk_ops remote_ops = {
     .start = r_start, .round = r_round, .set_forwarding = r_fwd, .stats = r_stats,
     .freeze = r_freeze, .ready = r_ready, .settle = r_settle, .path = r_path, .free = r_free,
@@ -395,6 +417,24 @@ static int add_remote_disks(const struct mig__hook_env *env, struct blk_hook *b)
     return rc;
 }
 
+/* Disks the domain's own QEMU serves, named by "blk:qdisk=SOCKET,DEVICE[,NAME]". */
+static int add_qdisk_disks(const struct mig__hook_env *env, struct blk_hook *b)
+{
+    const char *spec;
+    for (unsigned i = 0; (spec = mig__hook_arg(env, "blk", "qdisk", i)); i++) {
+        struct mig__blk_qsrc *q = NULL;
+        if (b->n >= MIG_BLK_MAX_DISKS)
+            return mig__hook_fail(&b->base, -MIG_EINVAL, "more than %u disks",
+                                  MIG_BLK_MAX_DISKS);
+        int rc = mig__blk_qsrc_open(b->ctx, spec, &q);
+        if (rc < 0)
+            return mig__hook_fail(&b->base, rc, "qdisk %s: %s", spec, mig_strerror(rc));
+        b->disk[b->n].ops = &qdisk_ops;
+        b->disk[b->n++].d = q;
+    }
+    return 0;
+}
+
 static int src_new(const struct mig__hook_env *env, struct mig__hook **h_out)
 {
     struct mig_ctx *ctx = env->ctx;
@@ -412,6 +452,8 @@ static int src_new(const struct mig__hook_env *env, struct mig__hook **h_out)
         b->disk[b->n++].d = ctx->blk_disks[i].m;
     }
     int rc = add_remote_disks(env, b);
+    if (rc == 0)
+        rc = add_qdisk_disks(env, b);
     if (rc < 0) {
         if (b->base.why[0])
             MIG_LOG(ctx, ERROR, "%s", b->base.why);

@@ -214,6 +214,22 @@ int mig__blk_qdisk_complete(struct mig__blk_qdisk *d, unsigned timeout_ms);
 void mig__blk_qdisk_abort(struct mig__blk_qdisk *d);
 void mig__blk_qdisk_free(struct mig__blk_qdisk *d); /* aborts what is left; NULL-safe */
 
+/* A qdisk disk as a source disk of the mirror (qsrc.c): spec
+ * "SOCKET,DEVICE[,NAME]" (QEMU's QMP socket, the disk's device or node
+ * name, the name --disk-map matches; default DEVICE). open connects to QEMU
+ * and reads the size; start serves the sink export on a private unix socket
+ * and starts QEMU's mirror into it; freeze (guest paused) waits for ready and
+ * completes the job; settle removes everything from QEMU. */
+struct mig__blk_qsrc;
+int mig__blk_qsrc_open(struct mig_ctx *ctx, const char *spec, struct mig__blk_qsrc **s_out);
+int mig__blk_qsrc_start(struct mig__blk_qsrc *s, struct mig__hook_io *io, uint32_t id);
+int mig__blk_qsrc_round(struct mig__blk_qsrc *s, bool final);
+int mig__blk_qsrc_stats(struct mig__blk_qsrc *s, struct mig__blk_stats *out);
+int mig__blk_qsrc_freeze(struct mig__blk_qsrc *s);
+void mig__blk_qsrc_settle(struct mig__blk_qsrc *s);
+const char *mig__blk_qsrc_name(struct mig__blk_qsrc *s);
+void mig__blk_qsrc_free(struct mig__blk_qsrc *s); /* NULL-safe */
+
 /* ---- destination --------------------------------------------------------- */
 
 struct mig__blk_target;
