@@ -221,6 +221,12 @@ void mig__blk_qdisk_free(struct mig__blk_qdisk *d); /* aborts what is left; NULL
  * and starts QEMU's mirror into it; freeze (guest paused) waits for ready and
  * completes the job; settle removes everything from QEMU. */
 struct mig__blk_qsrc;
+/* The wire records of a disk's data (mirror.c; docs/stream-format.md): an
+ * extent (BLOCK_EXTENT) and a zero range (HOOK_DATA kind ZERO), on the data
+ * channel of the offset's stripe. */
+int mig__blk_send_extent(struct mig__hook_io *io, uint32_t disk, uint64_t off, const void *data,
+                         size_t len);
+int mig__blk_send_zero(struct mig__hook_io *io, uint32_t disk, uint64_t off, uint64_t len);
 int mig__blk_qsrc_open(struct mig_ctx *ctx, const char *spec, struct mig__blk_qsrc **s_out);
 int mig__blk_qsrc_start(struct mig__blk_qsrc *s, struct mig__hook_io *io, uint32_t id);
 int mig__blk_qsrc_round(struct mig__blk_qsrc *s, bool final);

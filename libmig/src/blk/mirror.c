@@ -255,26 +255,37 @@ static bool is_zero(const uint8_t *p, size_t len)
     return true;
 }
 
-static int send_extent(struct mig__blk_mirror *m, uint64_t off, const void *data, size_t len)
+int mig__blk_send_extent(struct mig__hook_io *io, uint32_t disk, uint64_t off, const void *data,
+                         size_t len)
 {
     uint8_t hdr[16] = {0};
-    memcpy(hdr, &m->disk, 4);
+    memcpy(hdr, &disk, 4);
     memcpy(hdr + 8, &off, 8);
     struct iovec iov[2] = {{hdr, 16}, {(void *)data, len}};
-    return m->io->send(m->io, (unsigned)(off / MIG_BLK_STRIPE), MIG_REC_BLOCK_EXTENT, iov, 2);
+    return io->send(io, (unsigned)(off / MIG_BLK_STRIPE), MIG_REC_BLOCK_EXTENT, iov, 2);
 }
 
-static int send_zero(struct mig__blk_mirror *m, uint64_t off, uint64_t len)
+int mig__blk_send_zero(struct mig__hook_io *io, uint32_t disk, uint64_t off, uint64_t len)
 {
     uint8_t rec[32] = {0};
     uint32_t hook = MIG_HOOK_ID_BLK, kind = MIG_BLK_KIND_ZERO;
     memcpy(rec, &hook, 4);
     memcpy(rec + 4, &kind, 4);
-    memcpy(rec + 8, &m->disk, 4);
+    memcpy(rec + 8, &disk, 4);
     memcpy(rec + 16, &off, 8);
     memcpy(rec + 24, &len, 8);
     struct iovec iov = {rec, sizeof(rec)};
-    return m->io->send(m->io, (unsigned)(off / MIG_BLK_STRIPE), MIG_REC_HOOK_DATA, &iov, 1);
+    return io->send(io, (unsigned)(off / MIG_BLK_STRIPE), MIG_REC_HOOK_DATA, &iov, 1);
+}
+
+static int send_extent(struct mig__blk_mirror *m, uint64_t off, const void *data, size_t len)
+{
+    return mig__blk_send_extent(m->io, m->disk, off, data, len);
+}
+
+static int send_zero(struct mig__blk_mirror *m, uint64_t off, uint64_t len)
+{
+    return mig__blk_send_zero(m->io, m->disk, off, len);
 }
 
 /* After a local change of [off, off+len) (stripe locks held): mark the

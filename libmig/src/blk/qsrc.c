@@ -95,13 +95,9 @@ static void count(struct mig__blk_qsrc *s, uint64_t len, bool zero, int rc)
 static int sink_pwrite(void *opaque, uint64_t off, uint32_t len, const void *buf, bool fua)
 {
     struct mig__blk_qsrc *s = opaque;
-    uint8_t hdr[16] = {0};
     (void)fua; /* durable on the destination at READY (fdatasync); until
                 * COMMIT the source disk is the authoritative copy */
-    memcpy(hdr, &s->disk, 4);
-    memcpy(hdr + 8, &off, 8);
-    struct iovec iov[2] = {{hdr, 16}, {(void *)buf, len}};
-    int rc = s->io->send(s->io, (unsigned)(off / MIG_BLK_STRIPE), MIG_REC_BLOCK_EXTENT, iov, 2);
+    int rc = mig__blk_send_extent(s->io, s->disk, off, buf, len);
     count(s, len, false, rc);
     return rc < 0 ? -MIG_EIO : 0;
 }
@@ -109,15 +105,7 @@ static int sink_pwrite(void *opaque, uint64_t off, uint32_t len, const void *buf
 static int sink_zero(void *opaque, uint64_t off, uint64_t len)
 {
     struct mig__blk_qsrc *s = opaque;
-    uint8_t rec[32] = {0};
-    uint32_t hook = MIG_HOOK_ID_BLK, kind = MIG_BLK_KIND_ZERO;
-    memcpy(rec, &hook, 4);
-    memcpy(rec + 4, &kind, 4);
-    memcpy(rec + 8, &s->disk, 4);
-    memcpy(rec + 16, &off, 8);
-    memcpy(rec + 24, &len, 8);
-    struct iovec iov = {rec, sizeof(rec)};
-    int rc = s->io->send(s->io, (unsigned)(off / MIG_BLK_STRIPE), MIG_REC_HOOK_DATA, &iov, 1);
+    int rc = mig__blk_send_zero(s->io, s->disk, off, len);
     count(s, len, true, rc);
     return rc < 0 ? -MIG_EIO : 0;
 }
@@ -155,48 +143,40 @@ static const struct mig__nbd_export_ops sink_ops = {
 
 /* ---- the disk ---------------------------------------------------------- */
 
-/* The virtual size of DEVICE: a device (query-block) or a node
- * (query-named-block-nodes). */
+/* The "image"."virtual-size" of a query entry: 0 if absent. */
+static uint64_t vsize(const struct mig__qmp_json *holder)
+{
+    int64_t v;
+    if (mig__qmp_json_int(mig__qmp_json_get(mig__qmp_json_get(holder, "image"), "virtual-size"),
+                          &v) < 0 || v <= 0)
+        return 0;
+    return (uint64_t)v;
+}
+
+/* The virtual size of DEVICE: a device or its node in query-block, or any
+ * node in query-named-block-nodes. */
 static int query_size(struct mig__blk_qsrc *s)
 {
-    struct mig__qmp_json *r = NULL;
-    int rc = mig__qmp_execute(s->q, "query-block", NULL, &r);
-    for (size_t i = 0; rc == 0 && r && r->type == MIG_QMP_J_ARR && i < r->n; i++) {
-        const struct mig__qmp_json *e = r->items[i], *ins = mig__qmp_json_get(e, "inserted");
-        const char *dev = mig__qmp_json_str(mig__qmp_json_get(e, "device"));
-        const char *node = mig__qmp_json_str(mig__qmp_json_get(ins, "node-name"));
-        int64_t v;
-        if ((dev && !strcmp(dev, s->device)) || (node && !strcmp(node, s->device))) {
-            if (mig__qmp_json_int(mig__qmp_json_get(mig__qmp_json_get(ins, "image"),
-                                                    "virtual-size"),
-                                  &v) == 0 &&
-                v > 0) {
-                s->size = (uint64_t)v;
-                mig__qmp_json_free(r);
-                return 0;
-            }
+    static const char *const cmds[] = {"query-block", "query-named-block-nodes"};
+    int rc = 0;
+    for (unsigned c = 0; c < 2 && rc == 0 && !s->size; c++) {
+        struct mig__qmp_json *r = NULL;
+        rc = mig__qmp_execute(s->q, cmds[c], NULL, &r);
+        for (size_t i = 0; rc == 0 && r && r->type == MIG_QMP_J_ARR && i < r->n && !s->size; i++) {
+            const struct mig__qmp_json *e = r->items[i];
+            /* query-block: the device's inserted medium; nodes: the node */
+            const struct mig__qmp_json *m = c == 0 ? mig__qmp_json_get(e, "inserted") : e;
+            const char *dev = c == 0 ? mig__qmp_json_str(mig__qmp_json_get(e, "device")) : NULL;
+            const char *node = mig__qmp_json_str(mig__qmp_json_get(m, "node-name"));
+            if ((dev && !strcmp(dev, s->device)) || (node && !strcmp(node, s->device)))
+                s->size = vsize(m);
         }
+        mig__qmp_json_free(r);
     }
-    mig__qmp_json_free(r);
-    r = NULL;
-    if (rc == 0)
-        rc = mig__qmp_execute(s->q, "query-named-block-nodes", NULL, &r);
-    for (size_t i = 0; rc == 0 && r && r->type == MIG_QMP_J_ARR && i < r->n; i++) {
-        const struct mig__qmp_json *e = r->items[i];
-        const char *node = mig__qmp_json_str(mig__qmp_json_get(e, "node-name"));
-        int64_t v;
-        if (node && !strcmp(node, s->device) &&
-            mig__qmp_json_int(mig__qmp_json_get(mig__qmp_json_get(e, "image"), "virtual-size"),
-                              &v) == 0 &&
-            v > 0) {
-            s->size = (uint64_t)v;
-            mig__qmp_json_free(r);
-            return 0;
-        }
-    }
-    mig__qmp_json_free(r);
     if (rc < 0)
         return rc;
+    if (s->size)
+        return 0;
     MIG_LOG(s->ctx, ERROR, "qdisk: QEMU has no disk or node '%s'", s->device);
     return -MIG_ENOENT;
 }
