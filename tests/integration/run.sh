@@ -27,6 +27,8 @@ for t in "$here"/t-*.sh; do
         pass=$((pass + 1))
     else
         echo "FAIL: $name ($(($(date +%s) - start))s)"
+        # the test's own verdict first: the log dump that follows can be long
+        grep -m3 '^FAIL: ' "$out/$name.out" | sed 's/^/    /'
         sed 's/^/    /' "$out/$name.out" | tail -40
         failn=$((failn + 1))
     fi
