@@ -54,16 +54,16 @@ on() {
     return "${_rc:-255}"
 }
 
-# wait_for SECONDS CMD...: poll CMD every 0.5 s until it succeeds
+# wait_for SECONDS CMD...: poll CMD every 0.5 s until it succeeds, for at
+# most SECONDS of wall time (a poll can take a second on an emulated host)
 wait_for() {
-    _t=$(($1 * 2))
+    _end=$(($(date +%s) + $1))
     shift
-    while [ $_t -gt 0 ]; do
+    while :; do
         "$@" >/dev/null 2>&1 && return 0
+        [ "$(date +%s)" -lt "$_end" ] || return 1
         sleep 0.5
-        _t=$((_t - 1))
     done
-    return 1
 }
 
 # --- the guest, seen from dom0 ------------------------------------------
