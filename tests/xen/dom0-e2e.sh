@@ -20,6 +20,9 @@ CON=/var/log/xen/console
 # keeps h1's 'on' waiting for an EOF that never comes.
 
 info() { echo "E2E-INFO $*"; }
+# diagnostics straight to the serial log (fd 3, opened by the driver), even
+# from a function whose output a scenario captures
+diagout() { if { true >&3; } 2>/dev/null; then cat >&3; else cat; fi; }
 result() { echo "E2E-RESULT $*"; }
 now() { e2e-prog now; }
 ip() { case $1 in h1) echo 10.99.0.1 ;; h2) echo 10.99.0.2 ;; esac; }
@@ -28,7 +31,9 @@ other() { case $1 in h1) echo h2 ;; h2) echo h1 ;; esac; }
 # on HOST CMD: run the shell command on HOST, print its output, return its
 # status. Over the link the answer ends with a "__RC=n" line; the client stops
 # at that line rather than at EOF (a program left running on h2 can keep the
-# connection open).
+# connection open). It blocks on a fifo, not polling: a poll loop here ate
+# a good part of host 1's one CPU while a migration ran, slowing whichever
+# side ran on host 1.
 on() {
     _h=$1
     shift
@@ -37,21 +42,17 @@ on() {
         return $?
     fi
     _f=/tmp/on.$$.$RANDOM
-    : >"$_f"
+    mkfifo "$_f" || return 255
     {
         printf '%s\n' "$*"
         echo 'echo "__RC=$?"'
     } | timeout 600 socat -t 600 - TCP:10.99.0.2:7000 >"$_f" 2>&1 &
     _p=$!
-    while kill -0 $_p 2>/dev/null; do
-        grep -q '^__RC=' "$_f" && break
-        sleep 0.1
-    done
+    awk 'BEGIN { rc = 255 } /^__RC=/ { rc = substr($0, 6) + 0; exit } { print } END { exit rc }' <"$_f"
+    _rc=$?
     kill $_p 2>/dev/null
-    _rc=$(sed -n 's/^__RC=//p' "$_f" | tail -1)
-    grep -v '^__RC=' "$_f"
     rm -f "$_f"
-    return "${_rc:-255}"
+    return $_rc
 }
 
 # wait_for SECONDS CMD...: poll CMD every 0.5 s until it succeeds, for at
@@ -219,12 +220,12 @@ ours_migrate() {
     MIG_SKEW_US=$(clocks_residual)
     # where the time went (setup, rounds, switchover), for the one who reads the serial log
     on "$1" 'grep -a -E "source: |link: connected|total time|downtime  |sent  " /tmp/ours-mig.log | tail -16' |
-        sed "s/^/E2E-DIAG $1 ours: /"
+        sed "s/^/E2E-DIAG $1 ours: /" | diagout
     if [ $MIG_RC -ne 0 ]; then
         OURS_ERR="xl migrate-live rc=$MIG_RC: $(on "$1" 'grep -a -E "error|reason" /tmp/ours-mig.log | head -3' | tr '\n' ' ') receiver: $(on "$2" 'grep -a -E "error|refused|warning" /tmp/ours-recv.log | head -4' | tr '\n' ' ')"
         # the whole story in the serial log, for the one who reads it
-        on "$1" 'grep -a -v -E "libxl_event|xencall|^(setup|precopy|stop-and-copy|commit-sent) " /tmp/ours-mig.log | tail -40' | sed "s/^/E2E-DIAG $1 sender: /"
-        on "$2" 'grep -a -v -E "libxl_event|xencall" /tmp/ours-recv.log | tail -60' | sed "s/^/E2E-DIAG $2 receiver: /"
+        on "$1" 'grep -a -v -E "libxl_event|xencall|^(setup|precopy|stop-and-copy|commit-sent) " /tmp/ours-mig.log | tail -40' | sed "s/^/E2E-DIAG $1 sender: /" | diagout
+        on "$2" 'grep -a -v -E "libxl_event|xencall" /tmp/ours-recv.log | tail -60' | sed "s/^/E2E-DIAG $2 receiver: /" | diagout
     fi
     ours_stop "$2"
 }
@@ -268,27 +269,30 @@ s1() {
 }
 
 # 2. under a write load: stock xl migrate (baseline) and ours, 3 runs each,
-# interleaved (stock, ours, stock, ...) so that a change in the machine's load
+# interleaved (ABBAAB) so that a change in the machine's load
 # during the scenario weighs on both alike
 s2() {
     create h1 vm2 || { result FAIL s2-stock "guest did not start"; result FAIL s2-ours "guest did not start"; return; }
     sleep 3
     stock_dts="" stock_tts="" ours_dts="" ours_tts="" stock_why="" ours_why=""
-    for run in 1 2 3; do
-        for kind in stock ours; do
-            eval "[ -z \"\$${kind}_why\" ]" || continue
-            from=$(where_is vm2) || { eval "${kind}_why=\"run $run: vm2 is nowhere\""; continue; }
-            to=$(other "$from")
-            if migrate_verified $kind "$from" "$to" vm2 tcp >/tmp/why 2>&1; then
-                dt=$(downtime "$MIG_T0" "$MIG_T1" vm2)
-                eval "${kind}_dts=\"\$${kind}_dts $dt\" ${kind}_tts=\"\$${kind}_tts $MIG_MS\""
-                info "s2 $kind run $run $from->$to: total ${MIG_MS} ms, guest-seen downtime ${dt} ms (host clocks ${MIG_SKEW_US} us apart after the move)"
-            else
-                eval "${kind}_why=\"run $run $from->$to: \$(tr '\\n' ' ' </tmp/why)\""
-                # a failed move leaves the guest where it was: the other kind goes on
-            fi
-            sleep 2
-        done
+    # ABBAAB: the guest goes back and forth, so each kind moves it both ways
+    # (host 1 also runs this script), and a drift of the machine's load
+    # weighs on both alike
+    run_stock=0 run_ours=0
+    for kind in stock ours ours stock stock ours; do
+        eval "run=\$((run_$kind + 1)); run_$kind=\$run"
+        eval "[ -z \"\$${kind}_why\" ]" || continue
+        from=$(where_is vm2) || { eval "${kind}_why=\"run $run: vm2 is nowhere\""; continue; }
+        to=$(other "$from")
+        if migrate_verified $kind "$from" "$to" vm2 tcp >/tmp/why 2>&1; then
+            dt=$(downtime "$MIG_T0" "$MIG_T1" vm2)
+            eval "${kind}_dts=\"\$${kind}_dts $dt\" ${kind}_tts=\"\$${kind}_tts $MIG_MS\""
+            info "s2 $kind run $run $from->$to: total ${MIG_MS} ms, guest-seen downtime ${dt} ms (host clocks ${MIG_SKEW_US} us apart after the move)"
+        else
+            eval "${kind}_why=\"run $run $from->$to: \$(tr '\\n' ' ' </tmp/why)\""
+            # a failed move leaves the guest where it was: the other kind goes on
+        fi
+        sleep 2
     done
     for kind in stock ours; do
         eval "why=\$${kind}_why dts=\$${kind}_dts tts=\$${kind}_tts"
@@ -555,6 +559,7 @@ if ! wait_for 120 on h2 true; then
 fi
 on h2 "e2e-prog clocksync 10.99.0.1 7001 set && e2e-prog clocksync 10.99.0.1 7001 measure" | sed 's/^/E2E-INFO h2 /'
 info "migrate-live in dom0: $(xl-migrate-live --version 2>&1 | head -1)"
+exec 3>&1
 for s in $LIST; do
     b=$(budget "$s")
     echo "E2E-BEGIN $s budget=$b"
