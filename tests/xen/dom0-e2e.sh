@@ -48,7 +48,9 @@ on() {
         echo 'echo "__RC=$?"'
     } | timeout 600 socat -t 600 - TCP:10.99.0.2:7000 >"$_f" 2>&1 &
     _p=$!
-    awk 'BEGIN { rc = 255 } /^__RC=/ { rc = substr($0, 6) + 0; exit } { print } END { exit rc }' <"$_f"
+    # awk opens the fifo itself: the shell's open, blocked until socat
+    # opens the other end, fails with EINTR when a child of ours exits
+    awk 'BEGIN { rc = 255 } /^__RC=/ { rc = substr($0, 6) + 0; exit } { print } END { exit rc }' "$_f"
     _rc=$?
     kill $_p 2>/dev/null
     rm -f "$_f"
@@ -219,8 +221,10 @@ ours_migrate() {
     MIG_MS=$((MIG_T1 - _t0))
     MIG_SKEW_US=$(clocks_residual)
     # where the time went (setup, rounds, switchover), for the one who reads the serial log
-    on "$1" 'grep -a -E "source: |link: connected|total time|downtime  |sent  " /tmp/ours-mig.log | tail -16' |
+    on "$1" 'grep -a -E ": (round [0-9]+:|switchover|domain [0-9]+ suspended)|total time|downtime  |sent  " /tmp/ours-mig.log | tail -14' |
         sed "s/^/E2E-DIAG $1 ours: /" | diagout
+    on "$2" 'grep -a -E "device attach|applied after|committed" /tmp/ours-recv.log | tail -3' |
+        sed "s/^/E2E-DIAG $2 ours receiver: /" | diagout
     if [ $MIG_RC -ne 0 ]; then
         OURS_ERR="xl migrate-live rc=$MIG_RC: $(on "$1" 'grep -a -E "error|reason" /tmp/ours-mig.log | head -3' | tr '\n' ' ') receiver: $(on "$2" 'grep -a -E "error|refused|warning" /tmp/ours-recv.log | head -4' | tr '\n' ' ')"
         # the whole story in the serial log, for the one who reads it
