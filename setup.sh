@@ -134,7 +134,7 @@ campaign() {
 # End-to-end on real Xen: two Xen 4.17 hosts under QEMU (TCG), this build
 # installed in their dom0s (tests/xen/README.md). Installs QEMU itself.
 xen_e2e() {
-    XEN_E2E_DEADLINE=${XEN_E2E_DEADLINE:-1680} make -C build -s check-xen
+    XEN_E2E_DEADLINE=${XEN_E2E_DEADLINE:-1140} make -C build -s check-xen
 }
 
 # Count individual tests: cmocka's summaries plus the scripts' "N passed, N failed".
@@ -187,11 +187,12 @@ test | check)
     stage integration-sync 600 integration_sync >build/integration-sync.out 2>&1 || true
     grep -E '^(PASS|FAIL|NOT RERUN)|integration:' build/integration-sync.out || true
     # The Xen end-to-end run (issue 8): two Xen hosts under QEMU, scenarios
-    # 1-5 with this build and stock xl, 29 min at most (the harness stops at
-    # 1680 s). Opt-in until one full run passes on a quiet machine (issue 8,
-    # tests/xen/README.md "Status").
+    # 1-5 with this build and stock xl, 20 min at most (the harness stops
+    # itself at 1140 s; 13 min on a loaded 2-core machine). Opt-in while
+    # s2's "our median downtime <= stock's" is not reliable: it held in one
+    # of two full runs (tests/xen/README.md "Status").
     if [ "${XEN_E2E:-0}" = 1 ]; then
-        stage xen-e2e 1740 xen_e2e >build/xen-e2e.out 2>&1 || true
+        stage xen-e2e 1200 xen_e2e >build/xen-e2e.out 2>&1 || true
         grep -E '^(PASS|FAIL)|^  [a-z]|xen-e2e' build/xen-e2e.out || true
     else
         echo "==> stage xen-e2e: not run (opt-in: XEN_E2E=1 ./setup.sh test; make -C build check-xen)"

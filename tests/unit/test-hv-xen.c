@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <pthread.h>
 #include <sys/socket.h>
@@ -71,6 +72,7 @@ static struct fake {
     int mappings;             /* outstanding */
     uint64_t mapped[4096];
     unsigned nmapped;
+    unsigned nmapped_at_suspend; /* how many of mapped[] came before the suspend */
     int hbuf_allocs;
     /* failure injection */
     bool fail_map, fail_clean;
@@ -385,6 +387,7 @@ int __wrap_libxl_domain_suspend_only(libxl_ctx *ctx, uint32_t domid, const libxl
         return F.suspend_rc;
     }
     F.run = SUSPENDED;
+    F.nmapped_at_suspend = F.nmapped;
     return 0;
 }
 int __wrap_libxl_domain_resume(libxl_ctx *ctx, uint32_t domid, int fast,
@@ -1446,6 +1449,41 @@ static void *receiver_main(void *arg)
  * whose final round is held back (MIG_FAULT stall) while the control channel
  * delivers the state that ends libxl's stream: the destination must apply
  * the final pages first, or libxc restores without them. */
+/* What a receiver killed mid-copy leaves (its claim no longer locked, its
+ * NAME--incoming built), planted in the destination's state directory. */
+static void plant_dead_receiver(const char *state_dir, const char *session_hex)
+{
+    char path[160];
+    snprintf(path, sizeof(path), "%s/receiving", state_dir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    strcat(path, "/web");
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "session=%s\nname=web\npid=999999\n", session_hex);
+    fclose(f);
+    F.incoming_exists = true;
+    F.incoming_paused = true;
+    snprintf(F.incoming_name, sizeof(F.incoming_name), "web--incoming");
+}
+
+static bool claim_exists(const char *state_dir)
+{
+    char path[160];
+    snprintf(path, sizeof(path), "%s/receiving/web", state_dir);
+    return access(path, F_OK) == 0;
+}
+
+static bool plant_leftover; /* engine_migrates: a dead receiver came first */
+
+/* How often pfn was mapped (sent, or probed at setup) before the suspend. */
+static unsigned mapped_before_suspend(uint64_t pfn)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < F.nmapped_at_suspend; i++)
+        n += F.mapped[i] == pfn;
+    return n;
+}
+
 static void engine_migrates(bool channels, bool stall_final, unsigned recv_timeout_ms)
 {
     int sv[2];
@@ -1456,6 +1494,8 @@ static void engine_migrates(bool channels, bool stall_final, unsigned recv_timeo
     pthread_t t;
     assert_non_null(mkdtemp(src_dir));
     assert_non_null(mkdtemp(r.state_dir));
+    if (plant_leftover)
+        plant_dead_receiver(r.state_dir, "00112233445566778899aabbccddeeff");
     /* the destination has the bridge its net-map names (the pre-flight checks) */
     char net[128], br[160];
     snprintf(net, sizeof(net), "%s/net", r.state_dir);
@@ -1521,6 +1561,8 @@ static void engine_migrates(bool channels, bool stall_final, unsigned recv_timeo
     assert_int_equal(F.run, GONE);
     assert_string_equal(F.name, "web--migratedaway");
     assert_false(F.logdirty);
+    /* the session's claim went with it */
+    assert_false(claim_exists(r.state_dir));
     rmdir(src_dir);
     if (channels) {
         char sock[96];
@@ -1533,6 +1575,11 @@ static void engine_migrates(bool channels, bool stall_final, unsigned recv_timeo
 static void test_engine_migrates_through_the_stream(void **state)
 {
     engine_migrates(false, false, 0);
+    /* What round 0 left dirty (17, 200) was sent again while the guest
+     * still ran, as Xen's saver does, not after the suspend: once more
+     * than a page nobody wrote (5). */
+    assert_int_equal(mapped_before_suspend(17), mapped_before_suspend(5) + 1);
+    assert_int_equal(mapped_before_suspend(200), mapped_before_suspend(5) + 1);
 }
 
 static void test_engine_final_pages_before_the_state(void **state)
@@ -1547,6 +1594,80 @@ static void test_engine_slow_setup_state(void **state)
 {
     F.map_delay_once_ms = 1500;
     engine_migrates(true, false, 1000);
+}
+
+/* The receiver of an earlier attempt was killed mid-copy (s3 of the Xen
+ * end-to-end test): its web--incoming is still there, paused. The next
+ * migration of web to this host must not be refused for it ("a domain
+ * web--incoming already exists"): the claim it left unlocked says nobody
+ * owns that domain, which is destroyed before the new one is built. */
+static void test_engine_reaps_a_dead_receivers_domain(void **state)
+{
+    plant_leftover = true;
+    engine_migrates(false, false, 0);
+    plant_leftover = false;
+    assert_int_equal(F.restore_calls, 1);
+    assert_true(F.destroys >= 2); /* the leftover, and the source after COMMIT */
+}
+
+static void *listener_main(void *arg)
+{
+    struct receiver *r = arg;
+    struct mig_ctx *ctx = NULL;
+    struct mig_recv_params rp;
+    assert_int_equal(mig_ctx_new(&ctx), 0);
+    mig_recv_params_init(&rp);
+    rp.backend = "xen:" DEST_ARG;
+    rp.state_dir = r->state_dir;
+    r->rc = mig_listen_serve(ctx, &rp, r->uri, &r->stop);
+    mig_ctx_free(ctx);
+    return NULL;
+}
+
+/* A listener that starts, serves nobody for 300 ms and stops. */
+static void listen_briefly(struct receiver *r)
+{
+    pthread_t t;
+    r->stop = 0;
+    assert_int_equal(pthread_create(&t, NULL, listener_main, r), 0);
+    usleep(300 * 1000);
+    r->stop = 1;
+    pthread_join(t, NULL);
+    assert_int_equal(r->rc, 0);
+}
+
+/* A listener starting after one that was killed cleans up what it left,
+ * before it takes any session: the incoming domain and the claim. A claim
+ * a live receiver holds (locked) is not touched, nor its domain. */
+static void test_listen_sweeps_what_dead_receivers_left(void **state)
+{
+    struct receiver r = {.state_dir = "/tmp/mig-xen-dst-XXXXXX"};
+    char uri[160], path[160];
+    assert_non_null(mkdtemp(r.state_dir));
+    snprintf(uri, sizeof(uri), "unix:%s/sock", r.state_dir);
+    r.uri = uri;
+
+    /* a live receiver's claim: kept */
+    plant_dead_receiver(r.state_dir, "00112233445566778899aabbccddeeff");
+    snprintf(path, sizeof(path), "%s/receiving/web", r.state_dir);
+    int live = open(path, O_RDWR);
+    assert_true(live >= 0);
+    assert_int_equal(flock(live, LOCK_EX | LOCK_NB), 0);
+    listen_briefly(&r);
+    assert_true(F.incoming_exists);
+    assert_true(claim_exists(r.state_dir));
+
+    /* its receiver dies: the next listener removes both */
+    close(live);
+    listen_briefly(&r);
+    assert_false(F.incoming_exists);
+    assert_false(claim_exists(r.state_dir));
+    assert_int_equal(F.run, RUNNING); /* the domain under its own name: untouched */
+
+    unlink(uri + 5);
+    snprintf(path, sizeof(path), "%s/receiving", r.state_dir);
+    rmdir(path);
+    rmdir(r.state_dir);
 }
 
 /* ---- save images ------------------------------------------------------ */
@@ -1666,6 +1787,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_engine_migrates_through_the_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_engine_final_pages_before_the_state, setup, teardown),
         cmocka_unit_test_setup_teardown(test_engine_slow_setup_state, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_engine_reaps_a_dead_receivers_domain, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_listen_sweeps_what_dead_receivers_left, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_image_save_then_inspect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_image_save_failure_keeps_the_domain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_image_save_failure_after_suspend_resumes, setup,

@@ -13,6 +13,8 @@ arg() { sed -n "s/.*e2e\.$1=\([0-9]*\).*/\1/p" /proc/cmdline; }
 MEM=$(arg mem)
 LOAD=$(arg load)
 RATE=$(arg rate)
+# how much room the guest programs have (XEN_E2E_GUEST_MB), before they take it
+echo "GUEST-MEM $(awk '/^(MemTotal|MemAvailable):/ {printf "%s %d MiB ", $1, $2 / 1024}' /proc/meminfo)"
 /bin/e2e-prog probe &
 [ -n "$MEM" ] && /bin/e2e-prog memcheck "$MEM" &
 [ -n "$LOAD" ] && /bin/e2e-prog load "$LOAD" "${RATE:-8}" &

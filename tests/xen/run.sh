@@ -9,7 +9,7 @@
 # Env: XEN_E2E_LAB (work dir, default BUILDDIR/tests/xen/lab), XEN_E2E_CACHE
 # (debs, default /var/tmp/migrate-live-xen-e2e), E2E_PHASES ("A B"),
 # E2E_ONLY_A / E2E_ONLY_B (scenario subsets, e.g. "s2"), XEN_E2E_PORT (40123),
-# XEN_E2E_DEADLINE (seconds for everything, default 840), XEN_E2E_SLOW (percent
+# XEN_E2E_DEADLINE (seconds for everything, default 1140), XEN_E2E_SLOW (percent
 # applied to every scenario's budget, default 100: a machine shared with other
 # work needs more).
 set -uo pipefail
@@ -23,8 +23,8 @@ CPU_RICH=qemu64,+svm,+npt,+ssse3,+sse4.1,+sse4.2,+popcnt
 BAD='Kernel panic|Panic on CPU|FATAL|emulation failed|Oops:'
 mkdir -p "$RUN"
 T_ALL=$(date +%s)
-# everything, fetch and build included, ends by then (setup.sh passes 1680 under its 1740 s)
-DEADLINE=$((T_ALL + ${XEN_E2E_DEADLINE:-840}))
+# everything, fetch and build included, ends by then (setup.sh's stage: 1140 under its 1200 s)
+DEADLINE=$((T_ALL + ${XEN_E2E_DEADLINE:-1140}))
 declare -a TIMES=()
 pass=0
 failn=0
@@ -133,7 +133,7 @@ phase() {
             break
         fi
         if [ "$(date +%s)" -gt "$DEADLINE" ]; then
-            echo "phase $ph: past the test's deadline (XEN_E2E_DEADLINE=${XEN_E2E_DEADLINE:-840}s); stopping"
+            echo "phase $ph: past the test's deadline (XEN_E2E_DEADLINE=${XEN_E2E_DEADLINE:-1140}s); stopping"
             break
         fi
         sleep 1

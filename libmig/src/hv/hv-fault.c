@@ -102,6 +102,7 @@ static int f_probe(struct mig__hv *hv, const char *name, enum mig__probe *out)
     FWD(probe, name, out);
 }
 static int f_vifs(struct mig__hv *hv, char *out, size_t cap) { FWD(vifs, out, cap); }
+static int f_reap(struct mig__hv *hv, const char *name, bool *found) { FWD(reap, name, found); }
 
 int mig__hv_fault_wrap(struct mig__hv *inner, struct mig__hv **hv_out)
 {
@@ -121,6 +122,7 @@ int mig__hv_fault_wrap(struct mig__hv *inner, struct mig__hv **hv_out)
         .write_pages = f_write_pages, .write_zero = f_write_zero, .load_state = f_load_state,
         .ready = f_ready, .commit = f_commit, .discard = f_discard, .probe = f_probe,
         .vifs = inner->ops->vifs ? f_vifs : NULL,
+        .reap = inner->ops->reap ? f_reap : NULL,
     };
     f->base = *inner;
     f->base.ops = ops;

@@ -133,6 +133,11 @@ struct mig__hv_ops {
      * vifNEWDOMID.N). The engine hands it to the hooks (dst_devices): the
      * network handoff learns the names of the ports to announce from. */
     int (*vifs)(struct mig__hv *hv, char *out, size_t cap);
+    /* Destination: the incoming domain a receiver that died (its claim
+     * left unlocked, journal.c) built as 'name' (xen: NAME--incoming),
+     * destroyed; *found_out says whether there was one. Never touches a
+     * domain under its final name. */
+    int (*reap)(struct mig__hv *hv, const char *name, bool *found_out);
 };
 
 /* Every backend instance starts with this. */

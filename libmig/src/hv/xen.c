@@ -1933,13 +1933,34 @@ static int discard(struct mig__hv *hv)
     return rc;
 }
 
+/* A receiver that died before COMMIT left NAME--incoming (libxl built it,
+ * nobody discarded it): destroy it. The final name is never touched. */
+static int reap(struct mig__hv *hv, const char *name, bool *found_out)
+{
+    struct xen_hv *x = (struct xen_hv *)hv;
+    char incoming[NAME_MAX_LEN + 16];
+    uint32_t domid;
+    *found_out = false;
+    if (!name || !*name || strlen(name) > NAME_MAX_LEN)
+        return -MIG_EINVAL;
+    snprintf(incoming, sizeof(incoming), "%s--incoming", name);
+    if (libxl_name_to_domid(x->lx, incoming, &domid) != 0)
+        return 0;
+    int rc = from_libxl(libxl_domain_destroy(x->lx, domid, NULL));
+    if (rc < 0) {
+        MIG_LOG(x->base.ctx, ERROR, "cannot destroy the leftover %s (domid %u)", incoming, domid);
+        return rc;
+    }
+    *found_out = true;
+    return 0;
+}
+
 /* Resolve after a crash between COMMIT and its record: the final name
  * means the commit happened (xl renames before it unpauses); an incoming
  * domain left over is destroyed. */
 static int probe(struct mig__hv *hv, const char *name, enum mig__probe *state_out)
 {
     struct xen_hv *x = (struct xen_hv *)hv;
-    char incoming[NAME_MAX_LEN + 16];
     uint32_t domid;
     *state_out = MIG_PROBE_ABSENT;
     if (!name || !*name || strlen(name) > NAME_MAX_LEN)
@@ -1959,17 +1980,11 @@ static int probe(struct mig__hv *hv, const char *name, enum mig__probe *state_ou
         *state_out = MIG_PROBE_RUNNING;
         return 0;
     }
-    snprintf(incoming, sizeof(incoming), "%s--incoming", name);
-    if (libxl_name_to_domid(x->lx, incoming, &domid) == 0) {
-        int rc = from_libxl(libxl_domain_destroy(x->lx, domid, NULL));
-        if (rc < 0) {
-            MIG_LOG(x->base.ctx, ERROR, "cannot destroy the leftover %s (domid %u)", incoming,
-                    domid);
-            return rc;
-        }
+    bool found = false;
+    int rc = reap(hv, name, &found);
+    if (rc == 0 && found)
         *state_out = MIG_PROBE_DISCARDED;
-    }
-    return 0;
+    return rc;
 }
 
 const struct mig__hv_ops mig__hv_xen_ops = {
@@ -2001,4 +2016,5 @@ const struct mig__hv_ops mig__hv_xen_ops = {
     .commit = commit,
     .discard = discard,
     .probe = probe,
+    .reap = reap,
 };

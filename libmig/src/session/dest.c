@@ -7,7 +7,10 @@
  * final round is applied on every channel, answers READY,
  * and unpauses on COMMIT. Anything short of COMMIT discards the incoming
  * domain. A session that opens with RESOLVE_QUERY is answered from the
- * outcomes journal instead.
+ * outcomes journal instead. While it receives a domain, the session holds
+ * a claim on its name (journal.c): what a receiver that died (SIGKILL, a
+ * crash) left behind is found by the next session for that name, and by a
+ * listener when it starts, and removed (reap_stale).
  *
  * Entry points: mig_recv_params_init, mig_receive_fds, mig_listen_serve.
  */
@@ -46,6 +49,7 @@ struct dest {
     struct mig_fsm fsm;
     struct mig__dom_info info;
     bool created;
+    int claim_fd;                 /* the claim on info.name, -1 when none */
     struct mig__hooks *hooks;     /* owned: instances the source began (hooks.h) */
     bool rounds_seen;             /* a ROUND_END came on the control channel */
 
@@ -324,6 +328,63 @@ static int answer_resolve(struct dest *d, const struct mig__rec *rec)
     return mig__stream_flush(d->link->ctrl);
 }
 
+/* What the receiver of session 'sid', which died while it received 'name',
+ * left on this host: settled as resolve would if it died inside COMMIT
+ * ("committing" recorded), else its incoming domain destroyed. */
+static int reap_stale(struct mig_ctx *ctx, const char *state_dir, struct mig__hv *hv,
+                      const char *name, const uint8_t sid[16])
+{
+    enum mig_outcome o = MIG_OUTCOME_UNKNOWN;
+    char hex[33], rec_name[sizeof(((struct mig__dom_info *)0)->name)];
+    bool found = false;
+    mig__hex(sid, 16, hex);
+    int rc = mig__outcome_read(state_dir, sid, &o, rec_name, sizeof(rec_name));
+    if (rc < 0)
+        return rc;
+    if (o == MIG_OUTCOME_UNKNOWN) {
+        enum mig__probe pr;
+        rc = hv->ops->probe(hv, name, &pr);
+        if (rc < 0)
+            return rc;
+        o = pr == MIG_PROBE_RUNNING ? MIG_OUTCOME_COMMITTED : MIG_OUTCOME_DISCARDED;
+        mig__outcome_write(state_dir, sid, mig_outcome_name(o), name);
+        MIG_LOG(ctx, WARN, "the receiver of %s (session %s) died inside COMMIT: %s", name, hex,
+                mig_outcome_name(o));
+        return 0;
+    }
+    if (!hv->ops->reap)
+        return 0;
+    rc = hv->ops->reap(hv, name, &found);
+    if (rc < 0)
+        return rc;
+    if (found)
+        MIG_LOG(ctx, WARN, "discarded the incoming %s that a receiver which died left (session %s)",
+                name, hex);
+    return 0;
+}
+
+/* The claim on the incoming name, before anything is built under it. */
+static int claim(struct dest *d)
+{
+    uint8_t old[16];
+    bool stale = false;
+    int rc = mig__claim_take(d->p->state_dir, d->info.name, d->link->session_id, &d->claim_fd,
+                             &stale, old);
+    if (rc == -MIG_EBUSY)
+        return send_error(d, rc, "another migration of %s into this host is under way",
+                          d->info.name);
+    if (rc < 0)
+        return send_error(d, rc, "cannot record the incoming %s in %s: %s", d->info.name,
+                          d->p->state_dir, mig_strerror(rc));
+    if (stale) {
+        rc = reap_stale(d->ctx, d->p->state_dir, d->hv, d->info.name, old);
+        if (rc < 0)
+            return send_error(d, rc, "cannot remove what an earlier receiver of %s left: %s",
+                              d->info.name, mig_strerror(rc));
+    }
+    return 0;
+}
+
 static int start_channels(struct dest *d)
 {
     d->n = d->link->nchannels;
@@ -464,6 +525,9 @@ static int serve(struct dest *d)
     rc = mig_fsm_transition(&d->fsm, MIG_STATE_NONE, MIG_STATE_RECEIVING);
     if (rc == 0)
         rc = fault(d, "dest-setup", 0);
+    if (rc < 0)
+        return rc;
+    rc = claim(d);
     if (rc < 0)
         return rc;
     rc = d->hv->ops->create_incoming(d->hv, &d->info);
@@ -669,7 +733,7 @@ static int serve(struct dest *d)
 
 static int serve_link(struct mig_ctx *ctx, const struct mig_recv_params *p, struct mig__link *link)
 {
-    struct dest d = {.ctx = ctx, .p = p, .link = link};
+    struct dest d = {.ctx = ctx, .p = p, .link = link, .claim_fd = -1};
     pthread_mutex_init(&d.lock, NULL);
     pthread_cond_init(&d.cond, NULL);
     mig__ratelimit_init(&d.rl, 1000, 5);
@@ -696,6 +760,8 @@ static int serve_link(struct mig_ctx *ctx, const struct mig_recv_params *p, stru
         if (mig_fsm_transition(&d.fsm, d.fsm.state, MIG_STATE_DISCARDED) < 0 && rc == 0)
             rc = -MIG_ESTATE;
     }
+    /* committed or discarded: nothing of this session is left to reap */
+    mig__claim_release(p->state_dir, d.info.name, d.claim_fd);
     if (d.hv)
         d.hv->ops->close(d.hv);
     pthread_cond_destroy(&d.cond);
@@ -738,12 +804,41 @@ int mig_receive_fds(struct mig_ctx *ctx, const struct mig_recv_params *p, int rf
     return rc;
 }
 
+struct sweep {
+    struct mig_ctx *ctx;
+    const struct mig_recv_params *p;
+    struct mig__hv *hv; /* owned, opened at the first stale claim */
+};
+
+static int sweep_one(void *opaque, const char *name, const uint8_t sid[16])
+{
+    struct sweep *sw = opaque;
+    if (!sw->hv) {
+        int rc = mig__hv_open(sw->ctx, sw->p->backend, MIG_ROLE_DESTINATION, &sw->hv);
+        if (rc < 0)
+            return rc;
+    }
+    return reap_stale(sw->ctx, sw->p->state_dir, sw->hv, name, sid);
+}
+
+/* Before the first session: what receivers that died left here. */
+static void sweep_stale(struct mig_ctx *ctx, const struct mig_recv_params *p)
+{
+    struct sweep sw = {.ctx = ctx, .p = p};
+    int rc = mig__claim_sweep(p->state_dir, sweep_one, &sw);
+    if (rc < 0)
+        MIG_LOG(ctx, WARN, "cannot clean up after an earlier receiver: %s", mig_strerror(rc));
+    if (sw.hv)
+        sw.hv->ops->close(sw.hv);
+}
+
 int mig_listen_serve(struct mig_ctx *ctx, const struct mig_recv_params *p, const char *uri,
                      volatile int *stop)
 {
     struct mig__link_opts lo;
     struct mig__listener *l = NULL;
     link_opts(p, &lo);
+    sweep_stale(ctx, p);
     int rc = mig__listener_open(ctx, uri, &lo, &l);
     if (rc < 0)
         return rc;

@@ -3,7 +3,9 @@
  * The source writes STATE_DIR/indoubt/<domain> before it sends COMMIT and
  * removes it once the outcome is known; the destination writes
  * STATE_DIR/outcomes/<session-id> ("committing" before it unpauses,
- * "committed" after, "discarded" when it drops an incoming domain).
+ * "committed" after, "discarded" when it drops an incoming domain), and
+ * holds STATE_DIR/receiving/<name> locked while it receives that domain
+ * (a claim: one left unlocked names a receiver that died mid-way).
  * Files are written to a temporary name, fsynced and renamed.
  * Also the DOMAIN_INFO text codec, which shares the key=value format.
  */
@@ -14,7 +16,9 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <dirent.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -224,6 +228,127 @@ const char *mig_outcome_name(enum mig_outcome o)
     default:
         return "unknown";
     }
+}
+
+/* ---- receiving claims (destination) ------------------------------------ */
+
+/* Lock STATE_DIR/receiving/FILE (created if missing) without waiting.
+ * *fd_out: the locked descriptor. -MIG_EBUSY when another process holds it.
+ * A claim released (unlinked) between our open and our lock is not ours to
+ * take: open again. */
+static int claim_lock(const char *dir, const char *file, int *fd_out)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", dir, file);
+    for (int attempt = 0; attempt < 8; attempt++) {
+        struct stat a, b;
+        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+            return mig__from_errno(errno);
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+            int err = errno;
+            close(fd);
+            return err == EWOULDBLOCK ? -MIG_EBUSY : mig__from_errno(err);
+        }
+        if (fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_ino == b.st_ino &&
+            a.st_dev == b.st_dev) {
+            *fd_out = fd;
+            return 0;
+        }
+        close(fd);
+    }
+    return -MIG_EBUSY;
+}
+
+/* The session a claim file names: 0 and *sid_out, or -MIG_ENOENT (empty). */
+static int claim_read(int fd, uint8_t sid_out[16], char *name_out, size_t name_len)
+{
+    char text[512], hex[64];
+    ssize_t n = pread(fd, text, sizeof(text) - 1, 0);
+    if (n <= 0)
+        return -MIG_ENOENT;
+    text[n] = 0;
+    if (!kv_get(text, "session", hex, sizeof(hex)) || mig__unhex(hex, sid_out, 16) < 0)
+        return -MIG_ENOENT;
+    if (name_len && !kv_get(text, "name", name_out, name_len))
+        return -MIG_ENOENT;
+    return 0;
+}
+
+int mig__claim_take(const char *state_dir, const char *name, const uint8_t sid[16], int *fd_out,
+                    bool *stale_out, uint8_t stale_sid_out[16])
+{
+    char dir[4096], file[256], hex[33], text[256];
+    int fd = -1, rc;
+    *fd_out = -1;
+    *stale_out = false;
+    snprintf(dir, sizeof(dir), "%s/receiving", state_dir);
+    file_name(name, file, sizeof(file));
+    mig__hex(sid, 16, hex);
+    if (snprintf(text, sizeof(text), "session=%s\nname=%s\npid=%ld\n", hex, name,
+                 (long)getpid()) >= (int)sizeof(text))
+        return -MIG_EINVAL;
+    rc = mkdirs(dir);
+    if (rc < 0)
+        return rc;
+    rc = claim_lock(dir, file, &fd);
+    if (rc < 0)
+        return rc;
+    /* Unlocked yet naming a session: its receiver is gone. */
+    *stale_out = claim_read(fd, stale_sid_out, NULL, 0) == 0;
+    size_t len = strlen(text);
+    if (ftruncate(fd, 0) < 0 || pwrite(fd, text, len, 0) != (ssize_t)len || fsync(fd) < 0) {
+        rc = mig__from_errno(errno ? errno : EIO);
+        close(fd);
+        return rc;
+    }
+    *fd_out = fd;
+    return 0;
+}
+
+void mig__claim_release(const char *state_dir, const char *name, int fd)
+{
+    char path[4096], file[256];
+    if (fd < 0)
+        return;
+    file_name(name, file, sizeof(file));
+    snprintf(path, sizeof(path), "%s/receiving/%s", state_dir, file);
+    /* emptied first: a taker that opened it before the unlink finds nothing */
+    if (ftruncate(fd, 0) < 0 || unlink(path) < 0)
+        (void)0; /* a claim left behind only costs a harmless reap later */
+    close(fd);
+}
+
+int mig__claim_sweep(const char *state_dir,
+                     int (*fn)(void *opaque, const char *name, const uint8_t sid[16]),
+                     void *opaque)
+{
+    char dir[4096];
+    int rc = 0;
+    snprintf(dir, sizeof(dir), "%s/receiving", state_dir);
+    DIR *d = opendir(dir);
+    if (!d)
+        return errno == ENOENT ? 0 : mig__from_errno(errno);
+    for (struct dirent *e; (e = readdir(d));) {
+        char name[256];
+        uint8_t sid[16];
+        int fd = -1;
+        if (e->d_name[0] == '.' || claim_lock(dir, e->d_name, &fd) < 0)
+            continue; /* a live receiver's */
+        if (claim_read(fd, sid, name, sizeof(name)) == 0) {
+            int r = fn(opaque, name, sid);
+            if (r < 0) {
+                /* kept for the next try */
+                if (rc == 0)
+                    rc = r;
+                close(fd);
+                continue;
+            }
+        }
+        mig__claim_release(state_dir, e->d_name, fd);
+    }
+    closedir(d);
+    return rc;
 }
 
 /* ---- DOMAIN_INFO ------------------------------------------------------- */

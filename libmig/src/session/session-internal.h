@@ -109,6 +109,22 @@ int mig__outcome_write(const char *state_dir, const uint8_t sid[16], const char 
 int mig__outcome_read(const char *state_dir, const uint8_t sid[16], enum mig_outcome *outcome_out,
                       char *name_out, size_t name_len);
 
+/* Destination: the claim on an incoming domain, STATE_DIR/receiving/<name>,
+ * locked (flock) for as long as this process receives that domain: the lock
+ * goes with the process, however it ends; the file names the session.
+ * Take: -MIG_EBUSY when a live receiver holds it; *stale_out when the file
+ * still named a session nobody held (its receiver died before it could
+ * discard its incoming domain: stale_sid_out, for the caller to clean up).
+ * *fd_out is the lock, given back by release (which removes the claim). */
+int mig__claim_take(const char *state_dir, const char *name, const uint8_t sid[16], int *fd_out,
+                    bool *stale_out, uint8_t stale_sid_out[16]);
+void mig__claim_release(const char *state_dir, const char *name, int fd);
+/* Every claim nobody holds: fn(name, its session), then the claim goes
+ * (kept when fn fails). Returns fn's first failure. */
+int mig__claim_sweep(const char *state_dir,
+                     int (*fn)(void *opaque, const char *name, const uint8_t sid[16]),
+                     void *opaque);
+
 void mig__hex(const uint8_t *in, size_t n, char *out /* 2n+1 */);
 int mig__unhex(const char *in, uint8_t *out, size_t n);
 
