@@ -47,6 +47,10 @@ mkdir -p "$R$XB" "$R/usr/lib/xen-common/bin" "$R/usr/lib/x86_64-linux-gnu" "$R/l
     "$R/lib/modules/xen" "$R/var/lib/xen" "$R/var/lib/xenstored" "$R/var/log/xen/console" "$R/var/lock" \
     "$R/guest" "$R/var/lib/migrate-live" "$R/etc/pki/migrate-live" "$R/e2e"
 cp -a "$LAB/stage$XB/." "$R$XB/"
+# HVM guests (s6): hvmloader; the device model (qemu-system-xen), the BIOS
+# and option ROMs it loads (seabios, qemu-system-data) come with the loop below
+mkdir -p "$R/usr/lib/xen-4.17/boot"
+cp -a "$LAB/stage/usr/lib/xen-4.17/boot/hvmloader" "$R/usr/lib/xen-4.17/boot/"
 cp -a "$LAB/stage/usr/lib/xen-common/bin/." "$R/usr/lib/xen-common/bin/"
 cp -a "$LAB/stage/usr/lib/x86_64-linux-gnu/." "$R/usr/lib/x86_64-linux-gnu/"
 cp -a "$LAB/stage/etc/xen/." "$R/etc/xen/"
@@ -58,7 +62,7 @@ done
 rm -f "$R$XB/pygrub" "$R$XB/xenpvnetboot" # python, not needed
 # Extra packages for later scenarios (XEN_E2E_EXTRA_PKGS in fetch-debs.sh): their
 # files come along from the staging tree.
-for d in usr/bin usr/sbin sbin bin usr/lib/openvswitch; do
+for d in usr/bin usr/sbin sbin bin usr/lib/openvswitch usr/libexec usr/share/seabios usr/share/qemu; do
     [ -d "$LAB/stage/$d" ] || continue
     case $d in bin|sbin|usr/bin|usr/sbin)
         for f in "$LAB/stage/$d"/*; do
@@ -75,7 +79,7 @@ rm -rf "$R/usr/local/share/man" "$R/usr/local/include"
 find "$R/usr/local/lib" -name '*.la' -delete 2>/dev/null || true
 
 # Shared libraries from this machine (same Debian release) for every program.
-for f in $(find "$R$XB" "$R/usr/bin" "$R/usr/sbin" "$R/usr/local/sbin" "$R/usr/local/bin" -type f -perm -u+x 2>/dev/null) \
+for f in $(find "$R$XB" "$R/usr/bin" "$R/usr/sbin" "$R/usr/local/sbin" "$R/usr/local/bin" "$R/usr/libexec" -type f -perm -u+x 2>/dev/null) \
     $(find "$R/usr/lib/x86_64-linux-gnu" "$R/usr/local/lib" -name '*.so*' -type f 2>/dev/null); do
     LD_LIBRARY_PATH=$R/usr/local/lib:$R/usr/lib/x86_64-linux-gnu ldd "$f" 2>/dev/null |
         awk '/=> \//{print $3} /^\t\/lib64/{print $1}' || true
@@ -155,6 +159,21 @@ mkcfg vm1 "e2e.mem=16"
 mkcfg vm2 "e2e.mem=8 e2e.load=${XEN_E2E_LOAD_MB:-16} e2e.rate=${XEN_E2E_LOAD_RATE:-4}"
 mkcfg vm3 "e2e.mem=16 e2e.load=8 e2e.rate=2"
 mkcfg vm4 "e2e.mem=16"
+# vm6: HVM, the same kernel and initrd booted by the device model (s6)
+cat >"$R/etc/xen/vm6.cfg" <<GC
+name = "vm6"
+type = "hvm"
+kernel = "/guest/vmlinuz"
+ramdisk = "/guest/initrd.gz"
+extra = "console=hvc0 quiet e2e.mem=16"
+memory = ${XEN_E2E_GUEST_MB:-128}
+vcpus = 1
+vnc = 0
+sdl = 0
+vga = "none"
+serial = "none"
+on_crash = "preserve"
+GC
 cp "$HERE/dom0-init.sh" "$R/init"
 cp "$HERE/dom0-e2e.sh" "$R/e2e/scenarios.sh"
 chmod +x "$R/init" "$R/e2e/scenarios.sh"

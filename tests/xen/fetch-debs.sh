@@ -33,7 +33,8 @@ fi
 [ -n "$KPKG" ] || { echo "fetch-debs.sh: cannot resolve linux-image-amd64" >&2; exit 1; }
 PKGS="xen-utils-4.17 xen-hypervisor-4.17-amd64 xen-utils-common xenstore-utils libxencall1
   libxenevtchn1 libxenforeignmemory1 libxengnttab1 libxenmisc4.17 libxenstore4 libxentoollog1
-  libyajl2 libxenhypfs1 libxentoolcore1 libxendevicemodel1 socat libwrap0 $KPKG ${XEN_E2E_EXTRA_PKGS:-}"
+  libyajl2 libxenhypfs1 libxentoolcore1 libxendevicemodel1 socat libwrap0 $KPKG
+  qemu-system-xen seabios qemu-system-data ${XEN_E2E_EXTRA_PKGS:-}"
 cd "$CACHE/debs"
 need=""
 for p in $PKGS; do

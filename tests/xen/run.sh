@@ -169,14 +169,14 @@ timed build-images bash "$HERE/build-images.sh" "$BUILD" "$LAB" >"$RUN/build.out
 tail -1 "$RUN/build.out"
 for ph in ${E2E_PHASES:-A B}; do
     if [ $((DEADLINE - $(date +%s))) -lt 120 ]; then
-        for s in $(if [ "$ph" = A ]; then echo "${E2E_ONLY_A:-s1 s4a s5 s2 s3}"; else echo "${E2E_ONLY_B:-s4b}"; fi); do
+        for s in $(if [ "$ph" = A ]; then echo "${E2E_ONLY_A:-s1 s4a s5 s2 s3 s6}"; else echo "${E2E_ONLY_B:-s4b}"; fi); do
             verdict FAIL "$s" "phase $ph not run: less than 120 s left before the deadline"
         done
         continue
     fi
     case $ph in
     A)
-        list=${E2E_ONLY_A:-s1 s4a s5 s2 s3}
+        list=${E2E_ONLY_A:-s1 s4a s5 s2 s3 s6}
         XEN_E2E_DOM0EXTRA="${XEN_E2E_DOM0EXTRA:-} e2e.only=${list// /+}" \
             timed phase-A phase A "$CPU_PLAIN" "$CPU_PLAIN" $list
         ;;
