@@ -71,6 +71,21 @@ start_host() {
 }
 
 host_dir() { echo "$T/host-$1"; }
+
+# policy_file POOL EXTRA: a policy over hosts a, b and c (started with
+# start_host), each reached by exec of this binary; EXTRA is appended to
+# host a's exec list (e.g. ", --bandwidth, 4M" to slow its moves down)
+policy_file() {
+    echo "pool: $1"
+    echo "profile: sim-test"
+    echo "concurrency: 2"
+    echo "hosts:"
+    for h in a b c; do
+        echo "  - name: $h"
+        echo "    uri: '$(dest_uri $h)'"
+        echo "    exec: ['$XLML', --host, '$(host_dir $h)', --state-dir, '$(host_dir $h)', --psk, '$T/key'$([ $h = a ] && echo "$2")]"
+    done
+}
 dest_uri() { eval "echo tcp:127.0.0.1:\$PORT_$1"; }
 
 # create_guest HOST NAME MEM SIMCONFIG

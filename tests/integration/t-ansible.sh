@@ -131,20 +131,8 @@ f.pop("domains", None)
 f.update(mem_total_bytes=int(sys.argv[2]), cpus=4, cpu_vendor="GenuineIntel")
 json.dump(f, open(sys.argv[1], "w"))' "$(host_dir $h)/facts.json" $((512 * M))
 done
-policy() { # EXTRA-EXEC-ARGS-OF-a
-    echo "pool: ansible-test"
-    echo "profile: sim-test"
-    echo "concurrency: 2"
-    echo "hosts:"
-    for h in a b c; do
-        d=$(host_dir $h)
-        echo "  - name: $h"
-        echo "    uri: '$(dest_uri $h)'"
-        echo "    exec: ['$XLML', --host, '$d', --state-dir, '$d', --psk, '$T/key'$([ $h = a ] && echo "$1")]"
-    done
-}
-policy "" >"$T/policy.yaml"
-policy ", --bandwidth, 4M" >"$T/policy-slow.yaml"
+policy_file ansible-test "" >"$T/policy.yaml"
+policy_file ansible-test ", --bandwidth, 4M" >"$T/policy-slow.yaml"
 
 play maintenance.yml
 assert_absent b g1

@@ -31,21 +31,8 @@ PY
 
 S=$T/policy-state
 P=$T/policy.yaml
-{
-    echo "pool: it"
-    echo "profile: sim-test"
-    echo "concurrency: 2"
-    echo "hosts:"
-    for h in a b c; do
-        d=$(host_dir $h)
-        echo "  - name: $h"
-        echo "    uri: '$(dest_uri $h)'"
-        # a's moves are slowed down so that a second run surely meets the lock
-        bw=""
-        [ $h = a ] && bw=", --bandwidth, 100M"
-        echo "    exec: ['$XLML', --host, '$d', --state-dir, '$d', --psk, '$T/key'$bw]"
-    done
-} >"$P"
+# a's moves are slowed down so that a second run surely meets the lock
+policy_file it ", --bandwidth, 100M" >"$P"
 pol() { "$XLML" --policy-file "$P" --state-dir "$S" "$@"; }
 
 # a dry run plans without touching anything
