@@ -70,7 +70,10 @@ int xlml_simhost_main(struct cli *c, struct mig_ctx *ctx)
         .guest_exe = "/proc/self/exe",
         .guest_subcmd = "__sim-guest",
         .extra_fd = -1,
+        .memory_bytes = c->sim_mem, /* --mem SIZE: the host's own memory */
     };
+    if (c->sim_mem && c->sim_mem < (4ull << 20)) /* two 2 MiB extents */
+        return usage_error("simhost --mem: at least 4M");
     signal(SIGPIPE, SIG_IGN);
     if (c->listen_uri) {
         if (strncmp(c->listen_uri, "tcp:", 4) == 0 && !c->mp.link.psk_file && !c->mp.link.insecure)

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -46,7 +47,8 @@ static void sleep_ms(unsigned ms)
         ;
 }
 
-static void host_start(struct host *h, const char *env_tracking)
+/* A host; mem: its own memory (simhost --mem), 0 for none. */
+static void host_start_mem(struct host *h, const char *env_tracking, uint64_t mem)
 {
     snprintf(h->dir, sizeof(h->dir), "/tmp/mig-sim-test-XXXXXX");
     assert_non_null(mkdtemp(h->dir));
@@ -57,7 +59,8 @@ static void host_start(struct host *h, const char *env_tracking)
         struct mig_simhost_config cfg = {.dir = h->dir,
                                          .guest_exe = "/proc/self/exe",
                                          .guest_subcmd = "__sim-guest",
-                                         .extra_fd = -1};
+                                         .extra_fd = -1,
+                                         .memory_bytes = mem};
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         if (env_tracking)
             setenv("MIG_SIM_TRACKING", env_tracking, 1);
@@ -77,6 +80,11 @@ static void host_start(struct host *h, const char *env_tracking)
         sleep_ms(10);
     }
     fail_msg("host in %s did not come up", h->dir);
+}
+
+static void host_start(struct host *h, const char *env_tracking)
+{
+    host_start_mem(h, env_tracking, 0);
 }
 
 static void host_stop(struct host *h)
@@ -300,14 +308,15 @@ static void guest_is_a_process(void **state)
 
 /* Pages touched on command come back exactly (plus their table pages and the
  * clock page), and a second clean reports nothing new. */
-static void tracking_exact(const char *mode, const char *env, const char *config)
+static void tracking_exact_mem(const char *mode, const char *env, const char *config,
+                               uint64_t host_mem)
 {
     struct host h;
     struct mig_ctx *ctx = quiet_ctx();
     struct mig__hv *hv;
     struct mig__dom_info info;
     unsigned long *b;
-    host_start(&h, env);
+    host_start_mem(&h, env, host_mem);
     assert_int_equal(mig_simhost_create(NULL, h.dir, "t", config), 0);
     hv = open_source(ctx, &h, "t");
     if (strcmp(hv->ops->tracking(hv), mode))
@@ -369,6 +378,19 @@ static void tracking_exact(const char *mode, const char *env, const char *config
     free(b);
     host_stop(&h);
     mig_ctx_free(ctx);
+}
+
+static void tracking_exact(const char *mode, const char *env, const char *config)
+{
+    tracking_exact_mem(mode, env, config, 0);
+}
+
+/* The same with the guest's memory an extent inside its host's memory. */
+static void tracking_exact_host_memory(void **state)
+{
+    (void)state;
+    tracking_exact_mem(ASYNC, NULL, "mem=64M,dirty=0", 130u << 20);
+    tracking_exact_mem(SYNC, "sync", "mem=64M,dirty=0", 130u << 20);
 }
 
 static void tracking_exact_async(void **state)
@@ -793,7 +815,9 @@ static void copy_pages(struct mig__hv *src, struct mig__hv *dst, const unsigned 
     }
 }
 
-static void manual_migration(const char *config, bool corrupt)
+/* host_mem: both hosts have memory of their own (simhost --mem); the
+ * destination's was used by another guest first, so its scrubbing counts. */
+static void manual_migration_mem(const char *config, bool corrupt, uint64_t host_mem)
 {
     struct host a, b;
     struct mig_ctx *ctx = quiet_ctx();
@@ -803,8 +827,13 @@ static void manual_migration(const char *config, bool corrupt)
     struct mig_sim_guest_status st;
     void *buf = malloc(1024 * MIG_SIM_PAGE);
     assert_non_null(buf);
-    host_start(&a, NULL);
-    host_start(&b, NULL);
+    host_start_mem(&a, NULL, host_mem);
+    host_start_mem(&b, NULL, host_mem);
+    if (host_mem) {
+        /* a guest that wrote random data over all its memory, gone */
+        assert_int_equal(mig_simhost_create(NULL, b.dir, "junk", "mem=64M,prefill=1,dirty=0"), 0);
+        assert_int_equal(mig_simhost_destroy(NULL, b.dir, "junk"), 0);
+    }
     assert_int_equal(mig_simhost_create(NULL, a.dir, "vm", config), 0);
     src = open_source(ctx, &a, "vm");
     char arg[96];
@@ -869,7 +898,7 @@ static void manual_migration(const char *config, bool corrupt)
                   st.verify, st.verify_pages, st.verify_errors, st.verify_first_bad,
                   st.downtime_us);
     assert_int_equal(st.verify_pages, np - data);
-    if (strstr(config, "touch=50%")) {
+    if (strstr(config, "touch=50%") && !host_mem) {
         /* zero pages stayed holes through write_zero and verification */
         struct stat sb;
         char path[64];
@@ -896,6 +925,97 @@ static void manual_migration(const char *config, bool corrupt)
     free(buf);
     host_stop(&a);
     host_stop(&b);
+    mig_ctx_free(ctx);
+}
+
+static void manual_migration(const char *config, bool corrupt)
+{
+    manual_migration_mem(config, corrupt, 0);
+}
+
+/* Hosts with memory of their own, just enough for one guest: the incoming
+ * guest gets the extent a guest full of random data had, once scrubbed. */
+static void migration_host_memory(void **state)
+{
+    (void)state;
+    manual_migration_mem("mem=64M,vcpus=2,dirty=30M,pattern=hotset,touch=50%", false, 66u << 20);
+}
+
+/* The extent allocator: best fit, merging, scrubbing before reuse. */
+static void host_memory_extents(void **state)
+{
+    (void)state;
+    const uint64_t M = 1u << 20;
+    struct mig__sim_ram *r = NULL;
+    uint64_t a, b, c;
+    assert_int_equal(mig__sim_ram_new(M, &r), -MIG_EINVAL); /* less than one extent */
+    assert_int_equal(mig__sim_ram_new(13 * M, &r), 0);      /* rounded down to 12 MiB */
+    assert_int_equal(mig__sim_ram_size(r), 12 * M);
+    int fd = mig__sim_ram_fd(r);
+    uint8_t *map = mmap(NULL, 12 * M, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    assert_true(map != MAP_FAILED);
+    assert_int_equal(mig__sim_ram_alloc(r, 0, &a), -MIG_EINVAL);
+    assert_int_equal(mig__sim_ram_alloc(r, 3 * M, &a), 0); /* takes 4 MiB */
+    assert_int_equal(mig__sim_ram_alloc(r, 2 * M, &b), 0);
+    assert_int_equal(mig__sim_ram_alloc(r, 4 * M, &c), 0);
+    assert_int_equal(a, 0);
+    assert_int_equal(b, 4 * M);
+    assert_int_equal(c, 6 * M);
+    assert_int_equal(mig__sim_ram_free_bytes(r), 2 * M);
+    assert_int_equal(mig__sim_ram_alloc(r, 4 * M, &a), -MIG_ENOSPC);
+    /* used memory, given back: the next owner finds it cleared */
+    memset(map + b, 0xa5, 2 * M);
+    memset(map + c, 0x5a, 4 * M);
+    mig__sim_ram_release(r, b, 2 * M);
+    mig__sim_ram_release(r, c, 4 * M);
+    /* b, c and the free tail merge into 8 MiB from 4 MiB once scrubbed */
+    assert_int_equal(mig__sim_ram_alloc(r, 8 * M, &a), 0);
+    assert_int_equal(a, 4 * M);
+    for (uint64_t i = 0; i < 8 * M; i += 4096)
+        if (map[a + i] || map[a + i + 4095])
+            fail_msg("byte %" PRIu64 " of a scrubbed extent is not zero", a + i);
+    assert_int_equal(mig__sim_ram_free_bytes(r), 0);
+    assert_int_equal(mig__sim_ram_largest(r), 0);
+    mig__sim_ram_release(r, 4 * M, 8 * M);
+    mig__sim_ram_release(r, 0, 3 * M);
+    assert_int_equal(mig__sim_ram_free_bytes(r), 12 * M);
+    mig__sim_ram_release(r, 1 * M, 2 * M); /* not an extent: ignored */
+    mig__sim_ram_release(r, 12 * M, 2 * M);
+    assert_int_equal(mig__sim_ram_alloc(r, 12 * M, &a), 0); /* whole again */
+    munmap(map, 12 * M);
+    mig__sim_ram_free(r);
+}
+
+/* A host that cannot hold a guest refuses it, new or incoming, and keeps
+ * the guests it has. */
+static void host_memory_full(void **state)
+{
+    (void)state;
+    struct host h;
+    struct mig_ctx *ctx = quiet_ctx();
+    struct mig__hv *dst = NULL;
+    struct mig__dom_info info = {.name = "x",
+                                 .nr_pages = (32u << 20) / MIG_SIM_PAGE,
+                                 .page_size = MIG_SIM_PAGE,
+                                 .vcpus = 1,
+                                 .config = "mem=32M"};
+    struct mig_sim_guest_status st;
+    char arg[96];
+    host_start_mem(&h, NULL, 80u << 20);
+    assert_int_equal(mig_simhost_create(NULL, h.dir, "a", "mem=64M,dirty=1M"), 0);
+    assert_int_equal(mig_simhost_create(NULL, h.dir, "b", "mem=32M"), -MIG_ENOSPC);
+    snprintf(arg, sizeof(arg), "host=%s", h.dir);
+    assert_int_equal(mig__hv_sim_ops.open(ctx, arg, MIG_ROLE_DESTINATION, &dst), 0);
+    assert_int_equal(dst->ops->create_incoming(dst, &info), -MIG_ENOSPC);
+    dst->ops->close(dst);
+    assert_int_equal(mig_simhost_status(NULL, h.dir, "a", &st), 0);
+    assert_string_equal(st.state, "running");
+    assert_int_equal(mig_simhost_status(NULL, h.dir, "x--incoming", &st), -MIG_ENOENT);
+    /* once a goes, its memory holds the next guest */
+    assert_int_equal(mig_simhost_destroy(NULL, h.dir, "a"), 0);
+    assert_int_equal(mig_simhost_create(NULL, h.dir, "b", "mem=72M"), 0);
+    assert_int_equal(mig_simhost_destroy(NULL, h.dir, "b"), 0);
+    host_stop(&h);
     mig_ctx_free(ctx);
 }
 
@@ -1006,6 +1126,10 @@ int main(int argc, char **argv)
         cmocka_unit_test(migration_flat_out_sync),
         cmocka_unit_test(migration_catches_corruption),
         cmocka_unit_test(discard_and_facts),
+        cmocka_unit_test(tracking_exact_host_memory),
+        cmocka_unit_test(migration_host_memory),
+        cmocka_unit_test(host_memory_extents),
+        cmocka_unit_test(host_memory_full),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

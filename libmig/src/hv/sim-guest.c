@@ -56,6 +56,9 @@ struct guest {
     struct mig__sim_config cfg;
     char cfg_text[512];
     int memfd;
+    bool pooled;      /* memfd is the host's memory (simhost --memory) ... */
+    uint64_t mem_off; /* ... and the guest's is [mem_off, +mem_bytes) of it */
+    char mem_off_text[24];
     int chan;
     int uffd;
     const char *tracking;
@@ -454,7 +457,9 @@ static void check_memory(struct guest *g, uint64_t *checked_out, uint64_t *error
         uint64_t data_end = 0; /* [pfn, data_end) holds data */
         for (uint64_t pfn = g->data_pfn; pfn < g->nr_pages; pfn++) {
             checked++;
-            if (pfn >= hole_end && pfn >= data_end) {
+            if (g->pooled) {
+                data_end = g->nr_pages; /* the host's memory has no holes */
+            } else if (pfn >= hole_end && pfn >= data_end) {
                 /* holes read as zero: check them without a read fault that
                  * would allocate them (write_zero punched them on purpose) */
                 off_t d = lseek(g->memfd, (off_t)(pfn * MIG_SIM_PAGE), SEEK_DATA);
@@ -621,14 +626,15 @@ static void status_line(struct guest *g, char *out, size_t cap)
              " throttle=%u verify=%s checked=%" PRIu64 " errors=%" PRIu64 " first_bad=%" PRId64
              " downtime_us=%" PRId64 " max_gap_us=%" PRIu64 " addr=0x%" PRIxPTR " nr_pages=%" PRIu64
              " vcpus=%u tracked=%d disk=%" PRIu64 " disk_writes=%" PRIu64 " disk_checked=%" PRIu64
-             " disk_errors=%" PRIu64 " disk_first_bad=%" PRId64 " disk_failed=%d config=%s",
+             " disk_errors=%" PRIu64 " disk_first_bad=%" PRId64 " disk_failed=%d%s%s config=%s",
              g->name, (int)getpid(), state_name(g), g->tracking, g->cfg.mem_bytes,
              (uint64_t)atomic_load(&g->writes), atomic_load(&g->throttle),
              vnames[atomic_load(&g->verify)], g->verify_pages, g->verify_errors,
              g->verify_first_bad, g->downtime_us, (uint64_t)atomic_load(&g->max_gap_ns) / 1000,
              (uintptr_t)g->mem, g->nr_pages, g->cfg.vcpus, g->tracker_conn >= 0, g->cfg.disk_bytes,
              (uint64_t)atomic_load(&g->dseq), g->disk_checked, g->disk_errors, g->disk_first_bad,
-             atomic_load(&g->disk_failed), g->cfg_text);
+             atomic_load(&g->disk_failed), g->pooled ? " memoff=" : "",
+             g->pooled ? g->mem_off_text : "", g->cfg_text);
     pthread_mutex_unlock(&g->lock);
 }
 
@@ -821,7 +827,8 @@ out:
     free(buf);
 }
 
-/* argv: SUBCMD --name NAME --config CONFIG [--incoming]; fd 3 channel, fd 4 memfd */
+/* argv: SUBCMD --name NAME --config CONFIG [--incoming] [--disk-dir DIR] [--mem-offset OFF];
+ * fd 3 channel, fd 4 memfd (with --mem-offset: the host's, ours from OFF) */
 int mig_sim_guest_main(int argc, char **argv)
 {
     struct guest *g = calloc(1, sizeof(*g));
@@ -839,7 +846,12 @@ int mig_sim_guest_main(int argc, char **argv)
             incoming = true;
         else if (!strcmp(argv[i], "--disk-dir") && i + 1 < argc)
             snprintf(g->disk_dir, sizeof(g->disk_dir), "%s", argv[++i]);
+        else if (!strcmp(argv[i], "--mem-offset") && i + 1 < argc) {
+            g->pooled = true; /* fd 4 is the host's memory; ours starts here */
+            g->mem_off = strtoull(argv[++i], NULL, 10);
+        }
     }
+    snprintf(g->mem_off_text, sizeof(g->mem_off_text), "%" PRIu64, g->mem_off);
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     g->chan = 3;
     g->memfd = 4;
@@ -869,7 +881,8 @@ int mig_sim_guest_main(int argc, char **argv)
     }
     g->ctl_rng = g->cfg.seed ^ 0x5bd1e995u;
     g->nr_pages = g->cfg.mem_bytes / MIG_SIM_PAGE;
-    g->mem = mmap(NULL, g->cfg.mem_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, g->memfd, 0);
+    g->mem = mmap(NULL, g->cfg.mem_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, g->memfd,
+                  (off_t)g->mem_off);
     if (g->mem == MAP_FAILED) {
         mig__sim_send(g->chan, "err NOMEM mmap failed", NULL, 0);
         goto out;

@@ -61,9 +61,11 @@ struct hguest {
     char tracking[40];
     pid_t pid;
     int chan; /* SOCK_SEQPACKET to the guest */
-    int memfd;
-    int uffd; /* -1 if the guest has no tracking */
+    int memfd; /* the guest's own, or a dup of the host memory's */
+    int uffd;  /* -1 if the guest has no tracking */
     uint64_t mem_bytes;
+    bool pooled;      /* its memory is the extent [mem_off, +mem_bytes) of host->ram */
+    uint64_t mem_off; /* bytes */
     uint64_t addr; /* where the guest maps its memory */
     bool incoming;
     /* config disk=SIZE: the managed disk this host serves for the guest
@@ -81,6 +83,7 @@ struct host {
     int sigfd;
     int clients[MAX_CLIENTS];
     struct hguest *guests;
+    struct mig__sim_ram *ram; /* NULL without --memory; owned */
     bool stop;
     char *buf; /* MIG_SIM_MSG_MAX, requests */
     char *out; /* MIG_SIM_MSG_MAX, responses */
@@ -201,10 +204,14 @@ static void disk_remove(struct host *h, struct hguest *g)
     g->disk_name[0] = 0;
 }
 
-static void guest_free(struct hguest *g)
+/* Forget a guest whose process is gone (or never ran): its memory goes
+ * back to the host to be scrubbed. */
+static void guest_free(struct host *h, struct hguest *g)
 {
     if (!g)
         return;
+    if (g->pooled)
+        mig__sim_ram_release(h->ram, g->mem_off, g->mem_bytes);
     if (g->chan >= 0)
         close(g->chan);
     if (g->memfd >= 0)
@@ -246,7 +253,7 @@ static void guest_kill(struct host *h, struct hguest *g)
         }
     }
     MIG_LOG(h->ctx, INFO, "guest %s (pid %d) destroyed", g->name, (int)g->pid);
-    guest_free(g);
+    guest_free(h, g);
 }
 
 static int spawn(struct host *h, const char *name, const char *config, bool incoming,
@@ -270,16 +277,34 @@ static int spawn(struct host *h, const char *name, const char *config, bool inco
     g->mem_bytes = cfg.mem_bytes;
     g->incoming = incoming;
     g->has_disk = cfg.disk_bytes != 0;
-    char disk_dir[4096];
+    char disk_dir[4096], mem_off[24];
     snprintf(disk_dir, sizeof(disk_dir), "%s/disks", h->cfg->dir);
     /* the disk is served before its guest writes (an incoming one: at commit) */
     if (g->has_disk && !incoming && (rc = disk_start(h, g, name, true, cfg.disk_bytes)) < 0)
         goto out;
-    g->memfd = memfd_create(name, MFD_CLOEXEC);
-    if (g->memfd < 0 || ftruncate(g->memfd, (off_t)cfg.mem_bytes) < 0) {
+    if (h->ram) {
+        rc = mig__sim_ram_alloc(h->ram, cfg.mem_bytes, &g->mem_off);
+        if (rc) {
+            MIG_LOG(h->ctx, ERROR, "guest %s needs %" PRIu64 " MiB, this host has %" PRIu64
+                    " MiB free in one piece at most (of %" PRIu64 " MiB free)", name,
+                    cfg.mem_bytes >> 20, mig__sim_ram_largest(h->ram) >> 20,
+                    mig__sim_ram_free_bytes(h->ram) >> 20);
+            goto out;
+        }
+        g->pooled = true;
+        g->memfd = fcntl(mig__sim_ram_fd(h->ram), F_DUPFD_CLOEXEC, 0);
+    } else {
+        g->memfd = memfd_create(name, MFD_CLOEXEC);
+        if (g->memfd >= 0 && ftruncate(g->memfd, (off_t)cfg.mem_bytes) < 0) {
+            close(g->memfd);
+            g->memfd = -1;
+        }
+    }
+    if (g->memfd < 0) {
         rc = mig__from_errno(errno);
         goto out;
     }
+    snprintf(mem_off, sizeof(mem_off), "%" PRIu64, g->mem_off);
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
         rc = mig__from_errno(errno);
         goto out;
@@ -298,7 +323,7 @@ static int spawn(struct host *h, const char *name, const char *config, bool inco
         if (dup2(sv[1], 3) < 0 || dup2(g->memfd, 4) < 0)
             _exit(127);
         syscall(SYS_close_range, 5u, ~0u, 0u);
-        char *argv[12];
+        char *argv[14];
         int n = 0;
         argv[n++] = (char *)h->cfg->guest_exe;
         argv[n++] = (char *)h->cfg->guest_subcmd;
@@ -310,6 +335,10 @@ static int spawn(struct host *h, const char *name, const char *config, bool inco
             argv[n++] = (char *)"--incoming";
         argv[n++] = (char *)"--disk-dir";
         argv[n++] = disk_dir;
+        if (g->pooled) {
+            argv[n++] = (char *)"--mem-offset";
+            argv[n++] = mem_off;
+        }
         argv[n] = NULL;
         execv(h->cfg->guest_exe, argv);
         _exit(127);
@@ -352,7 +381,7 @@ out:
     }
     if (g)
         disk_remove(h, g);
-    guest_free(g);
+    guest_free(h, g);
     return rc;
 }
 
@@ -433,6 +462,8 @@ static void handle(struct host *h, int sock)
             what = "guest exists";
         } else {
             rc = spawn(h, full, a2, incoming, &g);
+            if (rc == -MIG_ENOSPC && h->ram)
+                what = "not enough free host memory";
         }
         if (!rc && incoming) {
             rc = guest_conn(h, g, &fds[1]);
@@ -444,6 +475,9 @@ static void handle(struct host *h, int sock)
         if (!rc)
             snprintf(h->out, MIG_SIM_MSG_MAX, "ok name=%s pid=%d addr=0x%" PRIx64 " tracking=%s",
                      g->name, (int)g->pid, g->addr, g->tracking);
+        if (!rc && g->pooled) /* the backend finds the guest's memory here in the memfd */
+            snprintf(h->out + strlen(h->out), MIG_SIM_MSG_MAX - strlen(h->out),
+                     " memoff=%" PRIu64, g->mem_off);
     } else if (!strcmp(verb, "list")) {
         size_t off = (size_t)snprintf(h->out, MIG_SIM_MSG_MAX, "ok");
         char *line = malloc(MIG_SIM_MSG_MAX);
@@ -640,6 +674,20 @@ int mig_simhost_run(struct mig_ctx *ctx, const struct mig_simhost_config *cfg)
     rc = setup(&h);
     if (rc)
         goto out;
+    if (cfg->memory_bytes) {
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        rc = mig__sim_ram_new(cfg->memory_bytes, &h.ram);
+        if (rc) {
+            MIG_LOG(ctx, ERROR, "host memory of %" PRIu64 " MiB: %s", cfg->memory_bytes >> 20,
+                    mig_strerror(rc));
+            goto out;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        MIG_LOG(ctx, INFO, "host memory: %" PRIu64 " MiB, populated in %lld ms",
+                mig__sim_ram_size(h.ram) >> 20,
+                (long long)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000));
+    }
     MIG_LOG(ctx, INFO, "test-guest host serving %s/control.sock", cfg->dir);
     while (!h.stop) {
         struct pollfd p[MAX_CLIENTS + 3];
@@ -716,6 +764,7 @@ out:
     }
     if (h.sigfd >= 0)
         close(h.sigfd);
+    mig__sim_ram_free(h.ram); /* after every guest: they gave their extents back */
     free(h.buf);
     free(h.out);
     MIG_LOG(ctx, INFO, "test-guest host on %s stopped", cfg ? cfg->dir : "?");

@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 #include <sys/syscall.h>
 #include <sys/sysinfo.h>
 #include <sys/utsname.h>
@@ -63,6 +64,10 @@ struct sim_hv {
     int uffd;
     int pagemap;
     uint8_t *mem; /* memfd mapping: read-only (source) or read-write (destination) */
+    /* memfd is the host's memory (simhost --memory) and the guest's is the
+     * extent from memoff: no holes there, zero pages are cleared by hand */
+    bool pooled;
+    uint64_t memoff; /* bytes */
     uint64_t nr_pages;
     uint64_t guest_addr; /* where the guest maps its memory */
     unsigned vcpus;
@@ -193,6 +198,7 @@ static int attach(struct sim_hv *s)
     mig__sim_kv(resp, "config", s->config, sizeof(s->config));
     mig__sim_kv_u64(resp, "addr", &s->guest_addr);
     mig__sim_kv_u64(resp, "nr_pages", &s->nr_pages);
+    s->pooled = mig__sim_kv_u64(resp, "memoff", &s->memoff);
     if (mig__sim_kv_u64(resp, "pid", &v))
         s->pid = (pid_t)v;
     if (mig__sim_kv_u64(resp, "vcpus", &v))
@@ -203,7 +209,8 @@ static int attach(struct sim_hv *s)
         rc = -MIG_EPROTO;
         goto out;
     }
-    s->mem = mmap(NULL, s->nr_pages * MIG_SIM_PAGE, PROT_READ, MAP_SHARED, s->memfd, 0);
+    s->mem = mmap(NULL, s->nr_pages * MIG_SIM_PAGE, PROT_READ, MAP_SHARED, s->memfd,
+                  (off_t)s->memoff);
     if (s->mem == MAP_FAILED) {
         s->mem = NULL;
         rc = mig__from_errno(errno);
@@ -760,6 +767,10 @@ static int sim_map_pages(struct mig__hv *hv, const uint64_t *pfns, unsigned n, c
         uint64_t pfn = pfns[i];
         if (pfn >= s->nr_pages)
             return -MIG_EINVAL;
+        if (s->pooled) {
+            ptrs[i] = s->mem + pfn * MIG_SIM_PAGE; /* no holes in the host's memory */
+            continue;
+        }
         if (!(pfn >= data_lo && pfn < data_hi) && !(pfn >= hole_lo && pfn < hole_hi)) {
             off_t off = (off_t)(pfn * MIG_SIM_PAGE);
             off_t d = lseek(s->memfd, off, SEEK_DATA);
@@ -938,9 +949,10 @@ static int sim_create_incoming(struct mig__hv *hv, const struct mig__dom_info *i
     s->incoming = true;
     s->nr_pages = info->nr_pages;
     mig__sim_kv(resp, "name", s->name, sizeof(s->name));
+    s->pooled = mig__sim_kv_u64(resp, "memoff", &s->memoff);
     snprintf(s->config, sizeof(s->config), "%s", info->config);
-    s->mem =
-        mmap(NULL, s->nr_pages * MIG_SIM_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, s->memfd, 0);
+    s->mem = mmap(NULL, s->nr_pages * MIG_SIM_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, s->memfd,
+                  (off_t)s->memoff);
     if (s->mem == MAP_FAILED) {
         s->mem = NULL;
         rc = mig__from_errno(errno);
@@ -951,8 +963,10 @@ static int sim_create_incoming(struct mig__hv *hv, const struct mig__dom_info *i
      * it, reserve it up front (best effort). fallocate allocates without
      * clearing; the pages are filled by write(2) below, which does not clear
      * either, so no page is zeroed only to be overwritten (first-touch
-     * zeroing through the mapping was the largest cost of the copy). */
-    (void)fallocate(s->memfd, 0, 0, (off_t)(s->nr_pages * MIG_SIM_PAGE));
+     * zeroing through the mapping was the largest cost of the copy). A host
+     * with memory of its own gave us populated, cleared pages. */
+    if (!s->pooled)
+        (void)fallocate(s->memfd, 0, 0, (off_t)(s->nr_pages * MIG_SIM_PAGE));
     return rc;
 }
 
@@ -973,7 +987,7 @@ static int sim_write_pages(struct mig__hv *hv, const uint64_t *pfns, unsigned n,
             j++;
         const uint8_t *p = (const uint8_t *)data + (size_t)i * MIG_SIM_PAGE;
         size_t len = (size_t)(j - i) * MIG_SIM_PAGE;
-        off_t off = (off_t)(pfns[i] * MIG_SIM_PAGE);
+        off_t off = (off_t)(s->memoff + pfns[i] * MIG_SIM_PAGE);
         while (len) {
             ssize_t w = pwrite(s->memfd, p, len, off);
             if (w < 0 && errno == EINTR)
@@ -989,6 +1003,32 @@ static int sim_write_pages(struct mig__hv *hv, const uint64_t *pfns, unsigned n,
     return 0;
 }
 
+/* Clear pages with write(2) from one zero page: stores through our mapping
+ * would fault every page into it first. */
+static int pwrite_zero(struct sim_hv *s, uint64_t pfn, uint64_t count)
+{
+    struct iovec iov[256];
+    off_t off = (off_t)(s->memoff + pfn * MIG_SIM_PAGE);
+    uint64_t left = count * MIG_SIM_PAGE;
+    while (left) {
+        /* every piece is zeros: after a short write, go on from anywhere */
+        int n = 0;
+        for (uint64_t want = left; want && n < 256; n++) {
+            size_t len = want < MIG_SIM_PAGE ? (size_t)want : MIG_SIM_PAGE;
+            iov[n] = (struct iovec){.iov_base = (void *)zero_page, .iov_len = len};
+            want -= len;
+        }
+        ssize_t w = pwritev(s->memfd, iov, n, off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return w < 0 ? mig__from_errno(errno) : -MIG_EIO;
+        off += w;
+        left -= (uint64_t)w;
+    }
+    return 0;
+}
+
 static int sim_write_zero(struct mig__hv *hv, uint64_t pfn, uint64_t count)
 {
     struct sim_hv *s = to_sim(hv);
@@ -998,6 +1038,8 @@ static int sim_write_zero(struct mig__hv *hv, uint64_t pfn, uint64_t count)
         return -MIG_EINVAL;
     if (!count)
         return 0;
+    if (s->pooled) /* the host's memory stays populated: a hole would give pages back */
+        return pwrite_zero(s, pfn, count);
     if (fallocate(s->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(pfn * MIG_SIM_PAGE),
                   (off_t)(count * MIG_SIM_PAGE)) < 0) {
         /* no hole punching here: zero by hand */

@@ -6,6 +6,7 @@
  *
  * Files: sim-proto.c (messages, config, memory layout helpers), sim-guest.c
  * (the guest process), sim-host.c (the host and the public client calls),
+ * sim-ram.c (the host's own memory),
  * sim.c (the "sim:" backend ops).
  */
 #ifndef MIG_SIM_H
@@ -95,6 +96,29 @@ struct mig__sim_config {
     uint64_t disk_bytes; /* bytes: a managed disk of this size (0: none), multiple of 1 MiB */
     uint64_t disk_bps;   /* bytes/s the guest writes to its disk (4 KiB blocks) */
 };
+
+/* ---- the host's own memory (sim-ram.c, simhost --memory) ----------------
+ * One memfd, populated when the host starts; each guest's memory is an
+ * extent of it (aligned to MIG_SIM_RAM_ALIGN), cleared by a scrubber thread
+ * after the guest goes. */
+#define MIG_SIM_RAM_ALIGN (2u << 20)
+
+struct mig__sim_ram;
+/* Allocate and populate 'bytes' (rounded down to the alignment). */
+MIG_HIDDEN int mig__sim_ram_new(uint64_t bytes, struct mig__sim_ram **r_out);
+MIG_HIDDEN void mig__sim_ram_free(struct mig__sim_ram *r);
+/* The memfd (owned by r; guests and backends get dups of it). */
+MIG_HIDDEN int mig__sim_ram_fd(const struct mig__sim_ram *r);
+MIG_HIDDEN uint64_t mig__sim_ram_size(const struct mig__sim_ram *r);
+/* Free bytes, including those still being scrubbed; the largest free extent. */
+MIG_HIDDEN uint64_t mig__sim_ram_free_bytes(struct mig__sim_ram *r);
+MIG_HIDDEN uint64_t mig__sim_ram_largest(struct mig__sim_ram *r);
+/* An extent of at least 'bytes', all zero: its offset in *off_out.
+ * -MIG_ENOSPC when no free extent is large enough (after waiting for the
+ * scrubber, if it has work). */
+MIG_HIDDEN int mig__sim_ram_alloc(struct mig__sim_ram *r, uint64_t bytes, uint64_t *off_out);
+/* Give an extent back (as allocated); it is free again once scrubbed. */
+MIG_HIDDEN void mig__sim_ram_release(struct mig__sim_ram *r, uint64_t off, uint64_t bytes);
 
 /* ---- NICs (sim-net.c) ---------------------------------------------------- */
 /* 'config' plus netns=PID when it lists vifs (what info() sends). */
