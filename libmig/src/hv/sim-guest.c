@@ -887,6 +887,10 @@ int mig_sim_guest_main(int argc, char **argv)
         mig__sim_send(g->chan, "err NOMEM mmap failed", NULL, 0);
         goto out;
     }
+    /* Small pages in our page tables even where the host's memory has huge
+     * ones: dirty tracking works on page table entries, and Xen's log-dirty
+     * tracks 4 KiB pages. */
+    (void)madvise(g->mem, g->cfg.mem_bytes, MADV_NOHUGEPAGE);
     g->meta = (struct mig__sim_meta *)g->mem;
     g->clock = (struct mig__sim_clock *)(g->mem + MIG_SIM_PAGE);
     g->gen = (uint32_t *)(g->mem + 2 * MIG_SIM_PAGE);

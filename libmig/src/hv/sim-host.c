@@ -684,8 +684,8 @@ int mig_simhost_run(struct mig_ctx *ctx, const struct mig_simhost_config *cfg)
             goto out;
         }
         clock_gettime(CLOCK_MONOTONIC, &t1);
-        MIG_LOG(ctx, INFO, "host memory: %" PRIu64 " MiB, populated in %lld ms",
-                mig__sim_ram_size(h.ram) >> 20,
+        MIG_LOG(ctx, INFO, "host memory: %" PRIu64 " MiB (%s pages), populated in %lld ms",
+                mig__sim_ram_size(h.ram) >> 20, mig__sim_ram_huge(h.ram) ? "2 MiB" : "4 KiB",
                 (long long)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000));
     }
     MIG_LOG(ctx, INFO, "test-guest host serving %s/control.sock", cfg->dir);

@@ -24,7 +24,11 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define MIG_LOG_MODULE "sim-ram"
@@ -40,6 +44,7 @@ struct ext {
 
 struct mig__sim_ram {
     int fd;
+    bool huge; /* the file lives on a tmpfs of 2 MiB pages */
     uint8_t *map; /* the whole memfd: populated at start, cleared by the scrubber */
     uint64_t bytes;
     pthread_mutex_t lock;
@@ -111,6 +116,30 @@ static void *scrubber(void *arg)
     return NULL;
 }
 
+/* A file of 'bytes' on a tmpfs of its own with transparent huge pages
+ * (huge=always), mounted only while the file is created: the open file
+ * keeps the detached mount alive and nothing stays visible. Guests still
+ * map it with small pages (their dirty tracking is per 4 KiB page); what
+ * huge pages save is the backends' side: a copy into this memory through
+ * write(2) or a fresh mapping costs a page-cache lookup per 2 MiB instead of
+ * per 4 KiB (20 GB/s against 6 GB/s here). Needs CAP_SYS_ADMIN: -1 without. */
+static int huge_file(uint64_t bytes)
+{
+    char dir[] = "/tmp/mig-sim-ram-XXXXXX", path[64], opts[64];
+    int fd = -1;
+    if (!mkdtemp(dir))
+        return -1;
+    snprintf(opts, sizeof(opts), "huge=always,size=%" PRIu64 ",mode=0700", bytes);
+    if (mount("mig-sim-ram", dir, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts) == 0) {
+        snprintf(path, sizeof(path), "%s/memory", dir);
+        fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        unlink(path);
+        umount2(dir, MNT_DETACH);
+    }
+    rmdir(dir);
+    return fd;
+}
+
 int mig__sim_ram_new(uint64_t bytes, struct mig__sim_ram **r_out)
 {
     struct mig__sim_ram *r = calloc(1, sizeof(*r));
@@ -134,7 +163,10 @@ int mig__sim_ram_new(uint64_t bytes, struct mig__sim_ram **r_out)
         rc = -MIG_ENOMEM;
         goto out;
     }
-    r->fd = memfd_create("simhost-memory", MFD_CLOEXEC);
+    r->fd = huge_file(r->bytes);
+    r->huge = r->fd >= 0;
+    if (r->fd < 0)
+        r->fd = memfd_create("simhost-memory", MFD_CLOEXEC);
     if (r->fd < 0 || ftruncate(r->fd, (off_t)r->bytes) < 0) {
         rc = mig__from_errno(errno);
         goto out;
@@ -198,6 +230,11 @@ int mig__sim_ram_fd(const struct mig__sim_ram *r)
 uint64_t mig__sim_ram_size(const struct mig__sim_ram *r)
 {
     return r->bytes;
+}
+
+bool mig__sim_ram_huge(const struct mig__sim_ram *r)
+{
+    return r->huge;
 }
 
 /* Free bytes, counting those still being scrubbed (they will be free). */

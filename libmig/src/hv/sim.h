@@ -98,7 +98,8 @@ struct mig__sim_config {
 };
 
 /* ---- the host's own memory (sim-ram.c, simhost --memory) ----------------
- * One memfd, populated when the host starts; each guest's memory is an
+ * One file (a memfd, or on a private tmpfs of huge pages when the host may
+ * mount one), populated when the host starts; each guest's memory is an
  * extent of it (aligned to MIG_SIM_RAM_ALIGN), cleared by a scrubber thread
  * after the guest goes. */
 #define MIG_SIM_RAM_ALIGN (2u << 20)
@@ -110,6 +111,8 @@ MIG_HIDDEN void mig__sim_ram_free(struct mig__sim_ram *r);
 /* The memfd (owned by r; guests and backends get dups of it). */
 MIG_HIDDEN int mig__sim_ram_fd(const struct mig__sim_ram *r);
 MIG_HIDDEN uint64_t mig__sim_ram_size(const struct mig__sim_ram *r);
+/* Whether it has 2 MiB pages (a private huge tmpfs; needs CAP_SYS_ADMIN). */
+MIG_HIDDEN bool mig__sim_ram_huge(const struct mig__sim_ram *r);
 /* Free bytes, including those still being scrubbed; the largest free extent. */
 MIG_HIDDEN uint64_t mig__sim_ram_free_bytes(struct mig__sim_ram *r);
 MIG_HIDDEN uint64_t mig__sim_ram_largest(struct mig__sim_ram *r);

@@ -71,9 +71,12 @@ int mig__sender_new(struct mig_session *s, struct mig__sender **snd_out);
 /* Send pfns[0..n) as round 'round' over every data channel and wait until
  * each channel has sent ROUND_END (and, if 'final', its end-of-data mark).
  * While waiting, calls tick(s) every ~200 ms (progress, keepalive, cancel).
- * Returns 0 or the first worker error. */
+ * deadline_ns (mig__now_ns() clock; 0: none, ignored when final): no batch
+ * starts after it, and the round ends early with pfns[*sent_out..n) unsent
+ * (else *sent_out = n). Returns 0 or the first worker error. */
 int mig__sender_round(struct mig__sender *snd, uint32_t round, const uint64_t *pfns, uint64_t n,
-                      bool final, void (*tick)(struct mig_session *s));
+                      bool final, uint64_t deadline_ns, void (*tick)(struct mig_session *s),
+                      uint64_t *sent_out);
 /* Bytes/s limit shared by all channels; 0 = unlimited. */
 void mig__sender_set_rate(struct mig__sender *snd, uint64_t bytes_per_s);
 /* Take 'bytes' sent outside the workers (hooks) from the shared bandwidth

@@ -425,7 +425,10 @@ static int setup(struct mig_session *s)
 /* Get-and-clear the dirty bitmap into s->pfns; returns the count. With
  * 'keep', the pages of the previous collection (still set in s->bitmap, not
  * sent yet) are kept: the final round must send them too. */
-static int collect_dirty(struct mig_session *s, bool keep, uint64_t *n_out)
+/* The dirty set into s->pfns (*n_out pages): the backend's log-dirty bits
+ * since the last clean, plus, with 'keep', the bits s->bitmap holds.
+ * *fresh_out (may be NULL): the pages the backend reported. */
+static int collect_dirty(struct mig_session *s, bool keep, uint64_t *n_out, uint64_t *fresh_out)
 {
     size_t longs = (s->info.nr_pages + BITS_PER_LONG - 1) / BITS_PER_LONG;
     uint64_t ndirty = 0, n = 0;
@@ -445,12 +448,18 @@ static int collect_dirty(struct mig_session *s, bool keep, uint64_t *n_out)
         }
     }
     *n_out = n;
+    if (fresh_out)
+        *fresh_out = ndirty;
     return 0;
 }
 
+/* Send s->pfns[0..n) as a round. A pre-copy round ends early at the total
+ * time limit (--timeout): then *sent_out < n and the rest was not sent. */
 static int send_round(struct mig_session *s, uint32_t round, uint64_t n, bool final,
-                      uint64_t *bytes_out, uint64_t *ns_out)
+                      uint64_t *bytes_out, uint64_t *ns_out, uint64_t *sent_out)
 {
+    uint64_t deadline = s->p.timeout_s ? s->t_start_ns + s->p.timeout_s * 1000000000ull : 0;
+    uint64_t sent = n;
     uint64_t b0 = 0, t0 = mig__now_ns();
     refresh_stats(s);
     b0 = s->st.wire_bytes;
@@ -461,15 +470,20 @@ static int send_round(struct mig_session *s, uint32_t round, uint64_t n, bool fi
         return rc == -MIG_ECANCELLED ? rc
                                      : mig__session_fail(s, rc, "round %u: hook: %s", round,
                                                          hook_why(s, rc));
-    rc = mig__sender_round(s->sender, round, s->pfns, n, final, tick);
+    rc = mig__sender_round(s->sender, round, s->pfns, n, final, deadline, tick, &sent);
     if (rc < 0)
         return rc == -MIG_ECANCELLED ? rc
                                      : mig__session_fail(s, rc, "round %u: %s", round,
                                                          mig_strerror(rc));
+    if (sent < n)
+        MIG_LOG(s->ctx, INFO, "round %u cut at the %u s time limit: %" PRIu64 " of %" PRIu64
+                " pages sent", round, s->p.timeout_s, sent, n);
+    if (sent_out)
+        *sent_out = sent;
     /* Pre-copy rounds are announced on the control channel too; the final
      * round's announcement comes after the state (stop_and_copy()). */
     if (!final) {
-        mig__rec_put_round_end(s->link->ctrl, round, n);
+        mig__rec_put_round_end(s->link->ctrl, round, sent);
         rc = mig__stream_flush(s->link->ctrl);
         if (rc < 0)
             return mig__session_fail(s, rc, "round %u: control channel: %s", round,
@@ -502,12 +516,21 @@ static int precopy(struct mig_session *s)
         s->pfns[i] = i;
 
     for (uint32_t round = 0;; round++) {
-        uint64_t bytes, ns;
-        rc = send_round(s, round, n, false, &bytes, &ns);
+        uint64_t bytes, ns, sent;
+        rc = send_round(s, round, n, false, &bytes, &ns, &sent);
         if (rc == 0)
             rc = fault(s, "src-round", round);
         if (rc < 0)
             return rc;
+        /* Cut by the time limit: what it did not send is still owed, so it
+         * joins the next dirty set (a forced switchover sends it). */
+        bool cut = sent < n;
+        if (cut) {
+            memset(s->bitmap, 0, (s->info.nr_pages + BITS_PER_LONG - 1) / BITS_PER_LONG *
+                                     sizeof(unsigned long));
+            for (uint64_t i = sent; i < n; i++)
+                s->bitmap[s->pfns[i] / BITS_PER_LONG] |= 1ul << (s->pfns[i] % BITS_PER_LONG);
+        }
         /* A short round measures latency, not bandwidth: fall back on the
          * average over all rounds so far. */
         all_bytes += bytes;
@@ -519,7 +542,8 @@ static int precopy(struct mig_session *s)
         if (atomic_load(&s->cancel))
             return -MIG_ECANCELLED;
 
-        rc = collect_dirty(s, false, &n);
+        uint64_t fresh;
+        rc = collect_dirty(s, cut, &n, &fresh);
         if (rc < 0)
             return rc;
         uint64_t now = mig__now_ns();
@@ -533,7 +557,7 @@ static int precopy(struct mig_session *s)
             .extra_bytes = hook_pending,
             .page_size = MIG_PAGE_SIZE,
             .bandwidth = bandwidth,
-            .dirty_rate = interval ? n * MIG_PAGE_SIZE * 1000000000u / interval : 0,
+            .dirty_rate = interval ? fresh * MIG_PAGE_SIZE * 1000000000u / interval : 0,
             .fixed_cost_ms = DEFAULT_FIXED_COST_MS + s->hv->ops->state_cost_ms(s->hv),
             .elapsed_ms = ms_since(s->t_start_ns),
             .throttle = ts.percent,
@@ -563,9 +587,11 @@ static int precopy(struct mig_session *s)
             bool forced = pp.timeout_ms && rs.elapsed_ms >= pp.timeout_ms;
             if (n == 0 || forced)
                 return 0;
-            rc = send_round(s, round + 1, n, false, &bytes, &ns);
+            rc = send_round(s, round + 1, n, false, &bytes, &ns, &sent);
             if (rc < 0)
                 return rc;
+            if (sent < n) /* the limit came meanwhile: the rest goes suspended */
+                return 0;
             /* sent: the final round takes only what Xen logged since */
             memset(s->bitmap, 0, (s->info.nr_pages + BITS_PER_LONG - 1) / BITS_PER_LONG *
                                      sizeof(unsigned long));
@@ -619,7 +645,7 @@ static int stop_and_copy(struct mig_session *s)
     if (rc < 0)
         return mig__session_fail(s, rc, "switchover: hook: %s", hook_why(s, rc));
     /* What the last pre-copy round left dirty, plus what was written since. */
-    rc = collect_dirty(s, true, &n);
+    rc = collect_dirty(s, true, &n, NULL);
     if (rc < 0)
         return rc;
     if (mig__planted(s->ctx, "final-round")) /* campaign self-test: pages lost */
@@ -629,7 +655,7 @@ static int stop_and_copy(struct mig_session *s)
     if (rc < 0)
         return mig__session_fail(s, rc, "switchover: %s", mig_strerror(rc));
     s->st.remaining_bytes = n * MIG_PAGE_SIZE;
-    rc = send_round(s, s->st.rounds, n, true, &bytes, &ns);
+    rc = send_round(s, s->st.rounds, n, true, &bytes, &ns, NULL);
     if (rc < 0)
         return rc;
     MIG_LOG(s->ctx, INFO, "switchover: last %" PRIu64 " pages sent at %" PRIu64 " ms", n,
