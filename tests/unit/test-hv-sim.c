@@ -1015,6 +1015,17 @@ static void host_memory_full(void **state)
     assert_int_equal(mig_simhost_destroy(NULL, h.dir, "a"), 0);
     assert_int_equal(mig_simhost_create(NULL, h.dir, "b", "mem=72M"), 0);
     assert_int_equal(mig_simhost_destroy(NULL, h.dir, "b"), 0);
+    /* an incoming guest destroyed behind the receiver's back: its memory
+     * may be someone else's now, the receiver writes no more of it */
+    uint64_t pfn = 5;
+    static uint8_t page[MIG_SIM_PAGE];
+    assert_int_equal(mig__hv_sim_ops.open(ctx, arg, MIG_ROLE_DESTINATION, &dst), 0);
+    assert_int_equal(dst->ops->create_incoming(dst, &info), 0);
+    assert_int_equal(dst->ops->write_pages(dst, &pfn, 1, page), 0);
+    assert_int_equal(mig_simhost_destroy(NULL, h.dir, "x--incoming"), 0);
+    assert_int_equal(dst->ops->write_pages(dst, &pfn, 1, page), -MIG_EPEER);
+    assert_int_equal(dst->ops->write_zero(dst, pfn, 1), -MIG_EPEER);
+    dst->ops->close(dst);
     host_stop(&h);
     mig_ctx_free(ctx);
 }

@@ -970,11 +970,27 @@ static int sim_create_incoming(struct mig__hv *hv, const struct mig__dom_info *i
     return rc;
 }
 
+/* In the host's memory an incoming guest that is gone (destroyed behind
+ * our back) has given its extent back, and the next guest may have it by
+ * now: write nothing more once its connection hangs up. */
+static int incoming_alive(struct sim_hv *s)
+{
+    struct pollfd p = {.fd = s->guest, .events = 0};
+    if (!s->pooled)
+        return 0;
+    if (poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR | POLLNVAL)))
+        return -MIG_EPEER;
+    return 0;
+}
+
 static int sim_write_pages(struct mig__hv *hv, const uint64_t *pfns, unsigned n, const void *data)
 {
     struct sim_hv *s = to_sim(hv);
     if (!s->mem || s->committed)
         return -MIG_ESTATE;
+    int rc = incoming_alive(s);
+    if (rc)
+        return rc;
     for (unsigned i = 0; i < n; i++)
         if (pfns[i] >= s->nr_pages)
             return -MIG_EINVAL;
@@ -1038,8 +1054,10 @@ static int sim_write_zero(struct mig__hv *hv, uint64_t pfn, uint64_t count)
         return -MIG_EINVAL;
     if (!count)
         return 0;
-    if (s->pooled) /* the host's memory stays populated: a hole would give pages back */
-        return pwrite_zero(s, pfn, count);
+    if (s->pooled) { /* the host's memory stays populated: a hole would give pages back */
+        int rc = incoming_alive(s);
+        return rc ? rc : pwrite_zero(s, pfn, count);
+    }
     if (fallocate(s->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(pfn * MIG_SIM_PAGE),
                   (off_t)(count * MIG_SIM_PAGE)) < 0) {
         /* no hole punching here: zero by hand */
