@@ -49,21 +49,25 @@ free_port() {
 
 # start_host NAME [--listen]: a test-guest host in $T/host-NAME; with
 # --listen it also accepts migrations on tcp:127.0.0.1:PORT (PORT_NAME).
+# start_host NAME [--listen] [SIMHOST OPTIONS...] (e.g. --mem 1G)
 start_host() {
     local name=$1 dir=$T/host-$1
+    shift
     mkdir -p "$dir"
-    if [ "${2:-}" = --listen ]; then
+    if [ "${1:-}" = --listen ]; then
+        shift
         local port
         port=$(free_port)
         eval "PORT_$name=$port"
         "$XLML" -v --dir "$dir" --state-dir "$dir" --listen "tcp:127.0.0.1:$port" --psk "$T/key" \
-            simhost 2>"$T/host-$name.log" &
+            "$@" simhost 2>"$T/host-$name.log" &
     else
-        "$XLML" -v --dir "$dir" --state-dir "$dir" simhost 2>"$T/host-$name.log" &
+        "$XLML" -v --dir "$dir" --state-dir "$dir" "$@" simhost 2>"$T/host-$name.log" &
     fi
     HOSTPIDS+=($!)
     eval "HOSTPID_$name=$!"
-    for _ in $(seq 100); do
+    # (a host with --mem populates its memory first: seconds)
+    for _ in $(seq 400); do
         "$XLML" --host "$dir" sim list >/dev/null 2>&1 && return 0
         sleep 0.05
     done

@@ -409,6 +409,154 @@ static void flipped_byte_is_crc_error(void **state)
     pair_close(&p);
 }
 
+/* ---- PAGES straight into their destination (mig__placer) ---------------- */
+
+struct placing {
+    uint8_t mem[16][MIG_PAGE_SIZE]; /* the "domain" */
+    int answer;                     /* 0 place, 1 decline, < 0 refuse */
+    unsigned calls;
+    uint32_t round, count;
+};
+
+static int place_cb(void *opaque, uint32_t round, uint32_t count, const uint64_t *pfns,
+                    void **ptrs)
+{
+    struct placing *pl = opaque;
+    pl->calls++;
+    pl->round = round;
+    pl->count = count;
+    if (pl->answer)
+        return pl->answer;
+    for (uint32_t i = 0; i < count; i++) {
+        assert_true(pfns[i] < 16);
+        ptrs[i] = pl->mem[pfns[i]];
+    }
+    return 0;
+}
+
+static void put_four_pages(struct pair *p, uint8_t seed)
+{
+    static uint8_t pages[4][MIG_PAGE_SIZE];
+    const uint64_t pfns[4] = {3, 4, 5, 9}; /* a run of three, then one apart */
+    const void *ptrs[4];
+    for (unsigned i = 0; i < 4; i++) {
+        memset(pages[i], seed + i, MIG_PAGE_SIZE);
+        pages[i][100] = (uint8_t)(0xa0 + i);
+        ptrs[i] = pages[i];
+    }
+    mig__rec_put_pages(p->a, 7, 4, pfns, ptrs);
+    mig__rec_put_round_end(p->a, 7, 4);
+    assert_int_equal(mig__stream_flush(p->a), 0);
+}
+
+static void placer_reads_pages_into_place(void **state)
+{
+    (void)state;
+    struct pair p;
+    struct mig__rec r;
+    struct mig__rec_pages pg;
+    static struct placing pl;
+    struct mig__placer placer = {.place = place_cb, .opaque = &pl};
+    uint32_t round;
+    uint64_t pages;
+    pair_open(&p, 2000, true);
+    mig__stream_set_placer(p.b, &placer);
+
+    /* placed: the data is in the domain, the record has round, count, pfns */
+    memset(&pl, 0, sizeof(pl));
+    put_four_pages(&p, 0x10);
+    assert_int_equal(mig__stream_get(p.b, &r), 0);
+    assert_int_equal(r.type, MIG_REC_PAGES);
+    assert_true(r.placed);
+    assert_int_equal(r.place_err, 0);
+    assert_int_equal(pl.calls, 1);
+    assert_int_equal(pl.round, 7);
+    assert_int_equal(pl.count, 4);
+    const uint64_t want[4] = {3, 4, 5, 9};
+    for (unsigned i = 0; i < 4; i++) {
+        assert_int_equal(pl.mem[want[i]][0], 0x10 + i);
+        assert_int_equal(pl.mem[want[i]][100], 0xa0 + i);
+        assert_int_equal(pl.mem[want[i]][MIG_PAGE_SIZE - 1], 0x10 + i);
+    }
+    assert_int_equal(pl.mem[6][0], 0); /* between the runs: untouched */
+    assert_int_equal(mig__le32_get(r.payload + 4), 4);
+    assert_int_equal(mig__le64_get(r.payload + 8 + 3 * 8), 9);
+    /* the framing goes on */
+    assert_int_equal(mig__stream_get(p.b, &r), 0);
+    assert_int_equal(r.type, MIG_REC_ROUND_END);
+    assert_int_equal(mig__rec_get_round_end(&r, &round, &pages), 0);
+    assert_int_equal(pages, 4);
+
+    /* declined: read as usual */
+    memset(&pl, 0, sizeof(pl));
+    pl.answer = 1;
+    put_four_pages(&p, 0x20);
+    assert_int_equal(mig__stream_get(p.b, &r), 0);
+    assert_false(r.placed);
+    assert_int_equal(r.place_err, 0);
+    assert_int_equal(mig__rec_get_pages(&r, &pg), 0);
+    assert_int_equal(pg.count, 4);
+    assert_int_equal(((const uint8_t *)pg.data)[3 * MIG_PAGE_SIZE], 0x23);
+    assert_int_equal(pl.mem[3][0], 0);
+    assert_int_equal(mig__stream_get(p.b, &r), 0);
+    assert_int_equal(r.type, MIG_REC_ROUND_END);
+
+    /* refused: the record says so, its data went nowhere, the stream lives */
+    memset(&pl, 0, sizeof(pl));
+    pl.answer = -MIG_EPROTO;
+    put_four_pages(&p, 0x30);
+    assert_int_equal(mig__stream_get(p.b, &r), 0);
+    assert_false(r.placed);
+    assert_int_equal(r.place_err, -MIG_EPROTO);
+    assert_int_equal(pl.mem[3][0], 0);
+    assert_int_equal(mig__stream_get(p.b, &r), 0);
+    assert_int_equal(r.type, MIG_REC_ROUND_END);
+
+    /* a count the record's length does not match is never placed */
+    memset(&pl, 0, sizeof(pl));
+    uint8_t bad[16 + 8 + 8 + MIG_PAGE_SIZE + 8];
+    memset(bad, 0, sizeof(bad));
+    uint8_t *pay = bad + 16;
+    mig__le32_put(pay, 1);     /* round */
+    mig__le32_put(pay + 4, 2); /* count 2, but room for one page */
+    hdr(bad, MIG_REC_PAGES, 8 + 8 + MIG_PAGE_SIZE + 8, pay);
+    raw_write(&p, bad, sizeof(bad));
+    assert_int_equal(mig__stream_get(p.b, &r), 0);
+    assert_false(r.placed);
+    assert_int_equal(pl.calls, 0);
+    assert_int_equal(mig__rec_get_pages(&r, &pg), -MIG_EPROTO);
+    pair_close(&p);
+}
+
+/* A byte flipped in placed page data: the CRC, checked after the data is
+ * in place, ends the stream (the incoming domain is then discarded). */
+static void placer_crc_mismatch_fails(void **state)
+{
+    (void)state;
+    struct pair p;
+    struct mig__rec r;
+    static struct placing pl;
+    struct mig__placer placer = {.place = place_cb, .opaque = &pl};
+    static uint8_t buf[16 + 8 + 8 + MIG_PAGE_SIZE];
+    static uint8_t page[MIG_PAGE_SIZE];
+    pair_open(&p, 2000, true);
+    mig__stream_set_placer(p.b, &placer);
+    memset(&pl, 0, sizeof(pl));
+    memset(page, 0x5c, sizeof(page));
+    uint8_t *pay = buf + 16;
+    mig__le32_put(pay, 0);
+    mig__le32_put(pay + 4, 1);
+    mig__le64_put(pay + 8, 2);
+    memcpy(pay + 16, page, MIG_PAGE_SIZE);
+    hdr(buf, MIG_REC_PAGES, 16 + MIG_PAGE_SIZE, pay);
+    buf[16 + 16 + 1234] ^= 0x01; /* corruption in transit */
+    raw_write(&p, buf, sizeof(buf));
+    assert_int_equal(mig__stream_get(p.b, &r), -MIG_ECRC);
+    assert_int_equal(pl.calls, 1);
+    assert_non_null(strstr(p.log.text, "CRC32C mismatch in placed pages"));
+    pair_close(&p);
+}
+
 static void nonzero_padding_rejected(void **state)
 {
     (void)state;
@@ -448,20 +596,20 @@ static void bad_text_rejected(void **state)
     const uint8_t nul[] = {'a', 0, 'b'};
     const uint8_t overlong[] = {0xc0, 0xaf};
     const uint8_t cut[] = {'a', 0xe2, 0x82};
-    struct mig__rec r = {MIG_REC_FACTS, 3, nul};
+    struct mig__rec r = {.type = MIG_REC_FACTS, .len = 3, .payload = nul};
     assert_int_equal(mig__rec_get_text(&r, &t), -MIG_EPROTO);
     assert_null(t);
-    r = (struct mig__rec){MIG_REC_FACTS, 2, overlong};
+    r = (struct mig__rec){.type = MIG_REC_FACTS, .len = 2, .payload = overlong};
     assert_int_equal(mig__rec_get_text(&r, &t), -MIG_EPROTO);
-    r = (struct mig__rec){MIG_REC_FACTS, 3, cut};
+    r = (struct mig__rec){.type = MIG_REC_FACTS, .len = 3, .payload = cut};
     assert_int_equal(mig__rec_get_text(&r, &t), -MIG_EPROTO);
-    r = (struct mig__rec){MIG_REC_ERROR, 2, overlong};
+    r = (struct mig__rec){.type = MIG_REC_ERROR, .len = 2, .payload = overlong};
     assert_int_equal(mig__rec_get_code_text(&r, &code, &t), -MIG_EPROTO);
     /* Decoders refuse counts that do not match the length. */
     uint8_t pg[8 + 8 + 4096] = {0};
     mig__le32_put(pg + 4, 2); /* claims 2 pages, carries 1 */
     struct mig__rec_pages v;
-    r = (struct mig__rec){MIG_REC_PAGES, sizeof(pg), pg};
+    r = (struct mig__rec){.type = MIG_REC_PAGES, .len = sizeof(pg), .payload = pg};
     assert_int_equal(mig__rec_get_pages(&r, &v), -MIG_EPROTO);
     mig__le32_put(pg + 4, 1);
     assert_int_equal(mig__rec_get_pages(&r, &v), 0);
@@ -470,7 +618,7 @@ static void bad_text_rejected(void **state)
     mig__le64_put(zr + 8, UINT64_MAX);
     mig__le64_put(zr + 16, 2); /* pfn + count wraps */
     struct mig__rec_zero_runs z;
-    r = (struct mig__rec){MIG_REC_ZERO_RUNS, sizeof(zr), zr};
+    r = (struct mig__rec){.type = MIG_REC_ZERO_RUNS, .len = sizeof(zr), .payload = zr};
     assert_int_equal(mig__rec_get_zero_runs(&r, &z), -MIG_EPROTO);
 }
 
@@ -568,6 +716,8 @@ int main(void)
         cmocka_unit_test(unknown_type),
         cmocka_unit_test(flipped_byte_is_crc_error),
         cmocka_unit_test(nonzero_padding_rejected),
+        cmocka_unit_test(placer_reads_pages_into_place),
+        cmocka_unit_test(placer_crc_mismatch_fails),
         cmocka_unit_test(handshake_records_refused_after_handshake),
         cmocka_unit_test(bad_text_rejected),
         cmocka_unit_test(garbage_before_handshake),

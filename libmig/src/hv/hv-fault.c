@@ -123,6 +123,8 @@ int mig__hv_fault_wrap(struct mig__hv *inner, struct mig__hv **hv_out)
         .ready = f_ready, .commit = f_commit, .discard = f_discard, .probe = f_probe,
         .vifs = inner->ops->vifs ? f_vifs : NULL,
         .reap = inner->ops->reap ? f_reap : NULL,
+        /* no place_pages: a wrapped backend takes pages through write_pages,
+         * where the hv-write_pages faults are */
     };
     f->base = *inner;
     f->base.ops = ops;

@@ -109,6 +109,13 @@ struct mig__hv_ops {
     int (*write_pages)(struct mig__hv *hv, const uint64_t *pfns, unsigned n, const void *data);
     /* Make 'count' pages from 'pfn' zero. */
     int (*write_zero)(struct mig__hv *hv, uint64_t pfn, uint64_t count);
+    /* Optional: writable addresses of 'n' pages of the incoming domain, so
+     * the receiver reads their data straight there (instead of write_pages).
+     * ptrs[i] stays valid until the domain is committed or discarded; the
+     * caller has checked pfns and orders rounds as for write_pages. n == 0
+     * asks whether this domain can (0) or not (-MIG_ENOTSUP). Called from
+     * the data channels' threads. */
+    int (*place_pages)(struct mig__hv *hv, const uint64_t *pfns, unsigned n, void **ptrs);
     /* A blob sent after SWITCHOVER comes only once every data channel has
      * applied the final round (no write_pages/write_zero after it); a
      * setup_state blob comes whenever it arrives, pages may race it. */

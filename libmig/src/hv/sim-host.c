@@ -477,7 +477,7 @@ static void handle(struct host *h, int sock)
                      g->name, (int)g->pid, g->addr, g->tracking);
         if (!rc && g->pooled) /* the backend finds the guest's memory here in the memfd */
             snprintf(h->out + strlen(h->out), MIG_SIM_MSG_MAX - strlen(h->out),
-                     " memoff=%" PRIu64, g->mem_off);
+                     " memoff=%" PRIu64 " huge=%d", g->mem_off, mig__sim_ram_huge(h->ram));
     } else if (!strcmp(verb, "list")) {
         size_t off = (size_t)snprintf(h->out, MIG_SIM_MSG_MAX, "ok");
         char *line = malloc(MIG_SIM_MSG_MAX);

@@ -39,6 +39,7 @@ struct chan {
     bool finished;                /* end-of-data mark seen */
     ZSTD_DCtx *dctx;              /* owned */
     uint8_t *zbuf;                /* owned: decompressed batch */
+    struct mig__placer placer;    /* PAGES straight into the domain (backend place_pages) */
 };
 
 struct dest {
@@ -123,24 +124,48 @@ static int wait_barrier(struct chan *c, uint32_t round)
     return rc;
 }
 
+/* A page record may be applied: its pages exist and its round is due
+ * (waits for the barrier). */
+static int pages_due(struct chan *c, uint32_t round, uint32_t count, const uint64_t *pfns)
+{
+    struct dest *d = c->d;
+    if (count == 0 || count > MIG_PAGES_PER_BATCH)
+        return -MIG_EPROTO;
+    for (uint32_t i = 0; i < count; i++)
+        if (pfns[i] >= d->info.nr_pages) {
+            MIG_LOG_RL(d->ctx, &d->rl, ERROR, "page %" PRIu64 " beyond the guest's %" PRIu64,
+                       pfns[i], d->info.nr_pages);
+            return -MIG_EPROTO;
+        }
+    int rc = wait_barrier(c, round);
+    if (rc == 0)
+        rc = fault(d, "dest-pages", round);
+    return rc;
+}
+
+/* mig__placer: where a PAGES record's data goes, read off the wire. */
+static int chan_place(void *opaque, uint32_t round, uint32_t count, const uint64_t *pfns,
+                      void **ptrs)
+{
+    struct chan *c = opaque;
+    int rc = pages_due(c, round, count, pfns);
+    if (rc == 0)
+        rc = c->d->hv->ops->place_pages(c->d->hv, pfns, count, ptrs);
+    return rc;
+}
+
 static int apply_pages(struct chan *c, const struct mig__rec *rec)
 {
     struct dest *d = c->d;
     struct mig__rec_pages pg;
+    if (rec->placed)
+        return 0; /* pages_due passed, the data is in place, its CRC checked */
+    if (rec->place_err)
+        return rec->place_err;
     int rc = mig__rec_get_pages(rec, &pg);
     if (rc < 0)
         return rc;
-    if (pg.count == 0 || pg.count > MIG_PAGES_PER_BATCH)
-        return -MIG_EPROTO;
-    for (uint32_t i = 0; i < pg.count; i++)
-        if (pg.pfns[i] >= d->info.nr_pages) {
-            MIG_LOG_RL(d->ctx, &d->rl, ERROR, "page %" PRIu64 " beyond the guest's %" PRIu64,
-                       pg.pfns[i], d->info.nr_pages);
-            return -MIG_EPROTO;
-        }
-    rc = wait_barrier(c, pg.round);
-    if (rc == 0)
-        rc = fault(d, "dest-pages", pg.round);
+    rc = pages_due(c, pg.round, pg.count, pg.pfns);
     if (rc < 0)
         return rc;
     const void *data = pg.data;
@@ -406,7 +431,16 @@ static int start_channels(struct dest *d)
      * loop applies it itself (serve()). */
     if (d->link->data_on_ctrl)
         return 0;
+    /* A backend that can hand out the incoming domain's pages gets their
+     * data written there by the channel's reads: no copy of it here. */
+    bool place = d->hv->ops->place_pages && d->hv->ops->place_pages(d->hv, NULL, 0, NULL) == 0;
+    if (place)
+        MIG_LOG(d->ctx, INFO, "%s: pages go straight into its memory", d->info.name);
     for (unsigned i = 0; i < d->n; i++) {
+        if (place) {
+            d->ch[i].placer = (struct mig__placer){.place = chan_place, .opaque = &d->ch[i]};
+            mig__stream_set_placer(d->ch[i].stream, &d->ch[i].placer);
+        }
         if (pthread_create(&d->ch[i].thread, NULL, chan_main, &d->ch[i]) != 0)
             return -MIG_ENOMEM;
         d->ch[i].started = true;
@@ -431,6 +465,8 @@ static void join_channels(struct dest *d)
         struct chan *c = &d->ch[i];
         if (c->started)
             pthread_join(c->thread, NULL);
+        if (c->stream)
+            mig__stream_set_placer(c->stream, NULL); /* it points into d->ch */
         ZSTD_freeDCtx(c->dctx);
         free(c->zbuf);
     }

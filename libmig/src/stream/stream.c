@@ -48,6 +48,9 @@ struct mig__stream {
     size_t rpos, rend;
     uint8_t *payload;               /* owned; records borrow it until next get */
     size_t payload_cap;
+    const struct mig__placer *placer; /* borrowed; NULL: none */
+    uint64_t *place_pfns;           /* owned, MIG_PAGES_PER_BATCH (with a placer) */
+    void **place_ptrs;              /* owned, MIG_PAGES_PER_BATCH (with a placer) */
     uint64_t bytes_in;
     struct mig_ratelimit rl;        /* protocol warnings */
 };
@@ -93,6 +96,8 @@ void mig__stream_free(struct mig__stream *s)
     mig__conn_free(s->conn);
     pthread_mutex_destroy(&s->wlock);
     free(s->payload);
+    free(s->place_pfns);
+    free(s->place_ptrs);
     free(s->rbuf);
     free(s->wiov);
     free(s->wbuf);
@@ -401,6 +406,73 @@ static int bad(struct mig__stream *s, int rc, const char *what, uint32_t type, u
     return mig__stream_fail(s, rc);
 }
 
+void mig__stream_set_placer(struct mig__stream *s, const struct mig__placer *placer)
+{
+    if (placer && !s->place_pfns) {
+        s->place_pfns = calloc(MIG_PAGES_PER_BATCH, sizeof(*s->place_pfns));
+        s->place_ptrs = calloc(MIG_PAGES_PER_BATCH, sizeof(*s->place_ptrs));
+        if (!s->place_pfns || !s->place_ptrs)
+            placer = NULL; /* no room: records are read as usual */
+    }
+    s->placer = placer;
+}
+
+/* Make the payload buffer hold at least 'cap' bytes (keeping what it has). */
+static int payload_reserve(struct mig__stream *s, size_t cap)
+{
+    if (s->payload_cap >= cap)
+        return 0;
+    uint8_t *p = realloc(s->payload, cap);
+    if (!p)
+        return mig__stream_fail(s, -MIG_ENOMEM);
+    s->payload = p;
+    s->payload_cap = cap;
+    return 0;
+}
+
+/* A PAGES record with a placer: read round, count and pfns into the
+ * payload, ask where the pages go, read them there. *got_out: payload bytes
+ * read so far (the caller reads the rest as usual unless *placed_out). */
+static int place_pages(struct mig__stream *s, uint32_t len, uint32_t *crc, size_t *got_out,
+                       bool *placed_out, int *err_out)
+{
+    const uint32_t per = 8 + MIG_PAGE_SIZE;
+    int rc = payload_reserve(s, 8 + 8 * (size_t)MIG_PAGES_PER_BATCH);
+    if (rc)
+        return rc;
+    rc = read_exact(s, s->payload, 8, crc);
+    if (rc)
+        return rc;
+    *got_out = 8;
+    uint32_t round = mig__le32_get(s->payload), count = mig__le32_get(s->payload + 4);
+    if (count == 0 || count > MIG_PAGES_PER_BATCH || len != 8 + (uint64_t)count * per)
+        return 0; /* not a PAGES record this reader accepts: the usual path rejects it */
+    rc = read_exact(s, s->payload + 8, 8 * (size_t)count, crc);
+    if (rc)
+        return rc;
+    *got_out = 8 + 8 * (size_t)count;
+    for (uint32_t i = 0; i < count; i++)
+        s->place_pfns[i] = mig__le64_get(s->payload + 8 + 8 * (size_t)i);
+    rc = s->placer->place(s->placer->opaque, round, count, s->place_pfns, s->place_ptrs);
+    if (rc < 0)
+        *err_out = rc;
+    if (rc != 0)
+        return 0;
+    /* runs of adjacent destinations are read in one go */
+    for (uint32_t i = 0; i < count;) {
+        uint8_t *dst = s->place_ptrs[i];
+        uint32_t j = i + 1;
+        while (j < count && (uint8_t *)s->place_ptrs[j] == dst + (size_t)(j - i) * MIG_PAGE_SIZE)
+            j++;
+        rc = read_exact(s, dst, (size_t)(j - i) * MIG_PAGE_SIZE, crc);
+        if (rc)
+            return rc;
+        i = j;
+    }
+    *placed_out = true;
+    return 0;
+}
+
 int mig__stream_get(struct mig__stream *s, struct mig__rec *rec_out)
 {
     for (;;) {
@@ -435,6 +507,15 @@ int mig__stream_get(struct mig__stream *s, struct mig__rec *rec_out)
          * 1 MiB), so a peer announcing a large record must send it before we
          * hold that much memory. It is kept for the next records. */
         size_t need = (size_t)len + ((8 - (len & 7)) & 7), got = 0;
+        bool placed = false;
+        int place_err = 0;
+        if (type == MIG_REC_PAGES && s->placer && len >= 8) {
+            rc = place_pages(s, len, s->crc ? &crc : NULL, &got, &placed, &place_err);
+            if (rc)
+                return rc;
+            if (placed)
+                need = got; /* the rest went to the pages; no padding (len % 8 == 0) */
+        }
         while (got < need) {
             if (s->payload_cap <= got) {
                 size_t cap = s->payload_cap * 2;
@@ -457,6 +538,9 @@ int mig__stream_get(struct mig__stream *s, struct mig__rec *rec_out)
         for (size_t i = len; i < need; i++)
             if (s->payload[i])
                 return bad(s, -MIG_EPROTO, "non-zero padding", type, len);
+        if (placed && s->crc && crc != want)
+            return bad(s, -MIG_ECRC, "CRC32C mismatch in placed pages: record corrupted in transit",
+                       type, len);
         if (s->crc && crc != want)
             return bad(s, -MIG_ECRC, "CRC32C mismatch: record corrupted in transit", type, len);
         if (!s->crc && want != 0)
@@ -466,6 +550,8 @@ int mig__stream_get(struct mig__stream *s, struct mig__rec *rec_out)
         rec_out->type = type;
         rec_out->len = len;
         rec_out->payload = s->payload;
+        rec_out->placed = placed;
+        rec_out->place_err = place_err;
         return 0;
     }
 }

@@ -60,6 +60,11 @@ struct mig__rec {
     uint32_t type;            /* enum mig__rec_type */
     uint32_t len;             /* payload bytes */
     const uint8_t *payload;
+    /* PAGES only, with a placer (mig__stream_set_placer): the page data went
+     * straight to where the placer said, and payload holds only round,
+     * count and pfns; or place_err: the placer refused it (data dropped). */
+    bool placed;
+    int place_err;
 };
 
 struct mig__zero_run {
@@ -108,6 +113,22 @@ int mig__stream_error(const struct mig__stream *s);
 /* Read the next record (KEEPALIVEs are consumed silently). Blocks at most the
  * stream's timeout: -MIG_ETIMEOUT when the peer went silent. */
 int mig__stream_get(struct mig__stream *s, struct mig__rec *rec_out);
+
+/* Receiving PAGES records straight into their destination (the incoming
+ * guest's memory, as QEMU's multifd receive does) instead of the payload
+ * buffer and then a copy. Once a PAGES record's header, round, count and
+ * pfns are read, place() is called: 0 and ptrs[0..count) set (writable
+ * page_size bytes each): the page data is read there, the record's CRC is
+ * checked after (on a mismatch the pages hold garbage and the stream fails:
+ * the migration is aborted, the incoming domain never runs); 1: read the
+ * record as usual; < 0: the record is read as usual and comes back with
+ * place_err set (its pages must not be applied). A count or length a PAGES record may not have is
+ * never placed. The placer is borrowed; NULL turns it off. Reader thread only. */
+struct mig__placer {
+    int (*place)(void *opaque, uint32_t round, uint32_t count, const uint64_t *pfns, void **ptrs);
+    void *opaque;
+};
+void mig__stream_set_placer(struct mig__stream *s, const struct mig__placer *placer);
 /* Bytes written to / read from the transport so far (headers included). */
 uint64_t mig__stream_bytes_out(const struct mig__stream *s);
 uint64_t mig__stream_bytes_in(const struct mig__stream *s);
