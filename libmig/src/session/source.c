@@ -506,6 +506,7 @@ static int precopy(struct mig_session *s)
     };
     struct mig__throttle_state ts = {0};
     uint64_t bandwidth = 0, n = s->info.nr_pages, all_bytes = 0, all_ns = 0;
+    bool stopping = false; /* the policy said stop: this round sends the stop set live */
     uint64_t last_clean = 0;
     int rc = s->hv->ops->logdirty_enable(s->hv);
     if (rc < 0)
@@ -575,7 +576,18 @@ static int precopy(struct mig_session *s)
                 round, n, bandwidth / 1000000u, rs.dirty_rate / 1000000u, ts.percent,
                 s->st.expected_downtime_ms, mig__decision_name(d));
         report(s, false);
-        if (d == MIG_DECIDE_STOP_AND_COPY) {
+        bool forced = pp.timeout_ms && rs.elapsed_ms >= pp.timeout_ms;
+        if (stopping) {
+            /* The round just sent was the stop set, live; what the guest
+             * wrote meanwhile (n pages, in the bitmap) is the final round.
+             * Suspend only if that still fits: a round slowed down (a busy
+             * host, a burst of writes) goes on pre-copying instead of
+             * overrunning the downtime target. */
+            if (d == MIG_DECIDE_STOP_AND_COPY || forced)
+                return 0; /* stop_and_copy adds what is written until the suspend */
+            stopping = false;
+            MIG_LOG(s->ctx, INFO, "round %u: the final set would not fit; going on", round);
+        } else if (d == MIG_DECIDE_STOP_AND_COPY) {
             /* As Xen's saver does: what this round left dirty goes now,
              * with the guest running, and the switchover copies only what
              * is written meanwhile. Suspending right after the clean
@@ -584,18 +596,10 @@ static int precopy(struct mig_session *s)
              * page, hundreds of ms on an emulated host) on top of copying
              * these pages inside the downtime. Not when a time limit
              * forces the switchover: that one happens now. */
-            bool forced = pp.timeout_ms && rs.elapsed_ms >= pp.timeout_ms;
             if (n == 0 || forced)
                 return 0;
-            rc = send_round(s, round + 1, n, false, &bytes, &ns, &sent);
-            if (rc < 0)
-                return rc;
-            if (sent < n) /* the limit came meanwhile: the rest goes suspended */
-                return 0;
-            /* sent: the final round takes only what Xen logged since */
-            memset(s->bitmap, 0, (s->info.nr_pages + BITS_PER_LONG - 1) / BITS_PER_LONG *
-                                     sizeof(unsigned long));
-            return 0;
+            stopping = true;
+            continue;
         }
         if (d == MIG_DECIDE_ABORT)
             return mig__session_fail(s, -MIG_ECONVERGE,
