@@ -422,11 +422,10 @@ static int setup(struct mig_session *s)
     return 0;
 }
 
-/* Get-and-clear the dirty bitmap into s->pfns; returns the count. With
- * 'keep', the pages of the previous collection (still set in s->bitmap, not
- * sent yet) are kept: the final round must send them too. */
-/* The dirty set into s->pfns (*n_out pages): the backend's log-dirty bits
- * since the last clean, plus, with 'keep', the bits s->bitmap holds.
+/* Get-and-clear the dirty bitmap into s->pfns (*n_out pages): the backend's
+ * log-dirty bits since the last clean, plus, with 'keep', the bits s->bitmap
+ * still holds (pages not sent yet: a cut round's rest, or the set written
+ * during the stop set's live round; the final round must send them too).
  * *fresh_out (may be NULL): the pages the backend reported. */
 static int collect_dirty(struct mig_session *s, bool keep, uint64_t *n_out, uint64_t *fresh_out)
 {
