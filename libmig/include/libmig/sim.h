@@ -33,7 +33,7 @@ struct mig_simhost_config {
     int extra_fd;
     int (*extra_cb)(void *opaque, int fd);
     void *extra_opaque; /* borrowed; passed to extra_cb */
-    /* The host's own memory (simhost --memory): 0, each guest's memory is a
+    /* The host's own memory (simhost --mem): 0, each guest's memory is a
      * memfd of its own that the kernel fills on first touch; else this many
      * bytes are allocated and populated at start and guests get extents of
      * them, cleared after use, as a hypervisor hands out its heap. A guest

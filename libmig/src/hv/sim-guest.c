@@ -56,7 +56,7 @@ struct guest {
     struct mig__sim_config cfg;
     char cfg_text[512];
     int memfd;
-    bool pooled;      /* memfd is the host's memory (simhost --memory) ... */
+    bool pooled;      /* memfd is the host's memory (simhost --mem) ... */
     uint64_t mem_off; /* ... and the guest's is [mem_off, +mem_bytes) of it */
     char mem_off_text[24];
     int chan;

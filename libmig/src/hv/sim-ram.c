@@ -1,15 +1,16 @@
 /*
- * sim-ram.c: a test-guest host's own memory (simhost --memory SIZE), the
+ * sim-ram.c: a test-guest host's own memory (simhost --mem SIZE), the
  * stand-in for the memory a Xen hypervisor owns.
  *
  * Without it each guest's memory is a new memfd whose pages the kernel
  * allocates and clears on their first touch; in a VM (these CI machines)
  * that first touch costs about 1 us per page, which made a destination
  * guest's memory, not the migration, the bottleneck of every copy. With it
- * the host allocates SIZE once at start (one memfd, every page populated)
- * and carves each guest's memory out of it, as Xen hands a domain pages
- * from its heap: a guest is an extent [off, off + bytes) of the host's
- * memfd, a guest that goes gives its extent back, and the extent is
+ * the host allocates SIZE once at start (one file, every page populated:
+ * on a private tmpfs of 2 MiB pages when it may mount one, see huge_file(),
+ * else a memfd) and carves each guest's memory out of it, as Xen hands a
+ * domain pages from its heap: a guest is an extent [off, off + bytes) of
+ * the host's file, a guest that goes gives its extent back, and the extent is
  * cleared (scrubbed, as Xen scrubs freed pages) by a thread of its own
  * before anyone gets it again. A host that has no free extent large enough
  * refuses the guest (-MIG_ENOSPC), as Xen refuses a domain it cannot hold.

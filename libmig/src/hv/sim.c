@@ -64,7 +64,7 @@ struct sim_hv {
     int uffd;
     int pagemap;
     uint8_t *mem; /* memfd mapping: read-only (source) or read-write (destination) */
-    /* memfd is the host's memory (simhost --memory) and the guest's is the
+    /* memfd is the host's memory (simhost --mem) and the guest's is the
      * extent from memoff: no holes there, zero pages are cleared by hand */
     bool pooled;
     bool huge;       /* ... of 2 MiB pages: our mapping faults in per 2 MiB */

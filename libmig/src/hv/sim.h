@@ -97,7 +97,7 @@ struct mig__sim_config {
     uint64_t disk_bps;   /* bytes/s the guest writes to its disk (4 KiB blocks) */
 };
 
-/* ---- the host's own memory (sim-ram.c, simhost --memory) ----------------
+/* ---- the host's own memory (sim-ram.c, simhost --mem) ----------------
  * One file (a memfd, or on a private tmpfs of huge pages when the host may
  * mount one), populated when the host starts; each guest's memory is an
  * extent of it (aligned to MIG_SIM_RAM_ALIGN), cleared by a scrubber thread
