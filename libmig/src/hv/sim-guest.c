@@ -58,7 +58,6 @@ struct guest {
     int memfd;
     bool pooled;      /* memfd is the host's memory (simhost --mem) ... */
     uint64_t mem_off; /* ... and the guest's is [mem_off, +mem_bytes) of it */
-    char mem_off_text[24];
     int chan;
     int uffd;
     const char *tracking;
@@ -620,21 +619,23 @@ static const char *state_name(const struct guest *g)
 static void status_line(struct guest *g, char *out, size_t cap)
 {
     static const char *const vnames[] = {"none", "running", "ok", "failed"};
+    char memoff[40] = ""; /* where the guest is in its host's memory, if there */
+    if (g->pooled)
+        snprintf(memoff, sizeof(memoff), " memoff=%" PRIu64, g->mem_off);
     pthread_mutex_lock(&g->lock);
     snprintf(out, cap,
              "ok name=%s pid=%d state=%s tracking=%s mem=%" PRIu64 " writes=%" PRIu64
              " throttle=%u verify=%s checked=%" PRIu64 " errors=%" PRIu64 " first_bad=%" PRId64
              " downtime_us=%" PRId64 " max_gap_us=%" PRIu64 " addr=0x%" PRIxPTR " nr_pages=%" PRIu64
              " vcpus=%u tracked=%d disk=%" PRIu64 " disk_writes=%" PRIu64 " disk_checked=%" PRIu64
-             " disk_errors=%" PRIu64 " disk_first_bad=%" PRId64 " disk_failed=%d%s%s config=%s",
+             " disk_errors=%" PRIu64 " disk_first_bad=%" PRId64 " disk_failed=%d%s config=%s",
              g->name, (int)getpid(), state_name(g), g->tracking, g->cfg.mem_bytes,
              (uint64_t)atomic_load(&g->writes), atomic_load(&g->throttle),
              vnames[atomic_load(&g->verify)], g->verify_pages, g->verify_errors,
              g->verify_first_bad, g->downtime_us, (uint64_t)atomic_load(&g->max_gap_ns) / 1000,
              (uintptr_t)g->mem, g->nr_pages, g->cfg.vcpus, g->tracker_conn >= 0, g->cfg.disk_bytes,
              (uint64_t)atomic_load(&g->dseq), g->disk_checked, g->disk_errors, g->disk_first_bad,
-             atomic_load(&g->disk_failed), g->pooled ? " memoff=" : "",
-             g->pooled ? g->mem_off_text : "", g->cfg_text);
+             atomic_load(&g->disk_failed), memoff, g->cfg_text);
     pthread_mutex_unlock(&g->lock);
 }
 
@@ -851,7 +852,6 @@ int mig_sim_guest_main(int argc, char **argv)
             g->mem_off = strtoull(argv[++i], NULL, 10);
         }
     }
-    snprintf(g->mem_off_text, sizeof(g->mem_off_text), "%" PRIu64, g->mem_off);
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     g->chan = 3;
     g->memfd = 4;

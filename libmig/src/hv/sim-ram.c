@@ -56,8 +56,7 @@ struct mig__sim_ram {
     unsigned ndirty;
     unsigned cap; /* of both arrays: bytes / ALIGN + 1 extents at most */
     uint64_t dirty_bytes;
-    bool scrubbing; /* the scrubber holds one extent outside both lists */
-    uint64_t scrub_bytes;
+    uint64_t scrub_bytes; /* the extent the scrubber holds outside both lists; 0: none */
     bool stop;
     bool thread_started;
     pthread_t thread;
@@ -103,12 +102,10 @@ static void *scrubber(void *arg)
             break;
         struct ext e = r->dirty_ext[--r->ndirty];
         r->dirty_bytes -= e.len;
-        r->scrubbing = true;
         r->scrub_bytes = e.len;
         pthread_mutex_unlock(&r->lock);
         memset(r->map + e.off, 0, e.len);
         pthread_mutex_lock(&r->lock);
-        r->scrubbing = false;
         r->scrub_bytes = 0;
         free_insert(r, e.off, e.len);
         pthread_cond_broadcast(&r->cond);
@@ -293,7 +290,7 @@ int mig__sim_ram_alloc(struct mig__sim_ram *r, uint64_t bytes, uint64_t *off_out
             break;
         }
         /* what is being scrubbed may make room: wait for it, not longer */
-        if (!r->ndirty && !r->scrubbing)
+        if (!r->ndirty && !r->scrub_bytes)
             break;
         pthread_cond_wait(&r->cond, &r->lock);
     }

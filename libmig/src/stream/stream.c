@@ -538,11 +538,11 @@ int mig__stream_get(struct mig__stream *s, struct mig__rec *rec_out)
         for (size_t i = len; i < need; i++)
             if (s->payload[i])
                 return bad(s, -MIG_EPROTO, "non-zero padding", type, len);
-        if (placed && s->crc && crc != want)
-            return bad(s, -MIG_ECRC, "CRC32C mismatch in placed pages: record corrupted in transit",
-                       type, len);
         if (s->crc && crc != want)
-            return bad(s, -MIG_ECRC, "CRC32C mismatch: record corrupted in transit", type, len);
+            return bad(s, -MIG_ECRC,
+                       placed ? "CRC32C mismatch in placed pages: record corrupted in transit"
+                              : "CRC32C mismatch: record corrupted in transit",
+                       type, len);
         if (!s->crc && want != 0)
             return bad(s, -MIG_EPROTO, "CRC field set on an encrypted channel", type, len);
         if (type == MIG_REC_KEEPALIVE)
