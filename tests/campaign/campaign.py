@@ -45,7 +45,8 @@ XLML = os.environ.get("XLML")
 HERE = os.path.dirname(os.path.abspath(__file__))
 LOCAL_SSH = os.path.join(HERE, "local-ssh")
 
-SRC_POINTS = ["src-handshake", "wire-corrupt@5", "wire-corrupt@6", "wire-corrupt@10", "src-round@0", "src-round@1", "src-round@2", "src-stopcopy", "src-ready",
+SRC_POINTS = ["src-handshake", "wire-corrupt@25", "wire-corrupt@6", "wire-corrupt@10",
+              "src-torn-page@0", "src-torn-page@1", "src-round@0", "src-round@1", "src-round@2", "src-stopcopy", "src-ready",
               "src-commit-sent", "src-blk-final",
               # backend ops failing as a hypervisor library would
               "hv-logdirty_enable", "hv-logdirty_clean", "hv-map_pages", "hv-suspend",
@@ -56,7 +57,7 @@ DST_POINTS = ["dest-handshake", "dest-setup", "dest-pages@0", "dest-pages@1", "d
               # the block mirror's target: a record written, the final sync
               "dest-blk-write", "dest-blk-ready"]
 ACTIONS = ["exit", "drop", "error", "stall:1"]
-WIRE_ACTION = "corrupt"  # the wire points' only action
+WIRE_ACTION = "corrupt"  # the wire points' (and src-torn-page's) only action
 DISK_ACTIONS = ACTIONS + ["enospc"]  # enospc: that write fails as if the disk were full (injected)
 TMPFS_SLACK = 16 << 20  # host b's tmpfs: one guest's disk plus this
 
@@ -236,7 +237,7 @@ class Campaign:
         fault = None
         if kind == "src":
             p = rng.choice(SRC_POINTS)
-            fault = "%s=%s" % (p, WIRE_ACTION if p.startswith("wire-") else rng.choice(ACTIONS))
+            fault = "%s=%s" % (p, WIRE_ACTION if p.startswith(("wire-", "src-torn-page")) else rng.choice(ACTIONS))
         elif kind == "dst":
             p = rng.choice(DST_POINTS)
             fault = "%s=%s" % (p, rng.choice(DISK_ACTIONS if "-blk-" in p else ACTIONS))
@@ -500,7 +501,7 @@ def phase(point):
              ("src-handshake", "handshake"), ("dest-handshake", "handshake"),
              ("dest-setup", "setup"), ("hv-create_incoming", "setup"),
              ("hv-logdirty_enable", "setup"), ("wire-corrupt", "rounds"),
-             ("src-round", "rounds"), ("dest-pages", "rounds"), ("hv-logdirty_clean", "rounds"),
+             ("src-round", "rounds"), ("src-torn-page", "rounds"), ("dest-pages", "rounds"), ("hv-logdirty_clean", "rounds"),
              ("hv-map_pages", "rounds"), ("hv-write_pages", "rounds"),
              ("dest-blk-write", "rounds (disk)"),
              ("src-stopcopy", "stop-and-copy"), ("hv-suspend", "stop-and-copy"),

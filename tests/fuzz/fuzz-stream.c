@@ -7,6 +7,8 @@
  *                  past the checksum and into the decoders)
  *   mode & 3 == 2: server handshake (control, then data join), auth by mode bit 2
  *   mode & 3 == 3: client handshake (control)
+ *   mode & 8: records (modes 0, 1) go through a placer, as the destination
+ *             reads PAGES and PAGES_CRC straight into a domain's memory
  * Build: make fuzz; run: tests/fuzz/run-fuzz.sh.
  */
 #include <config.h>
@@ -33,12 +35,16 @@ static void decode_all(const struct mig__rec *r)
     switch (r->type) {
     case MIG_REC_PAGES:
     case MIG_REC_PAGES_ZSTD:
+    case MIG_REC_PAGES_CRC:
         if (!mig__rec_get_pages(r, &pg)) {
             for (uint32_t i = 0; i < pg.count; i++)
-                sum += pg.pfns[i];
+                sum += pg.pfns[i] + (pg.crcs ? pg.crcs[i] : 0);
             if (pg.data_len)
                 sum += pg.data[pg.data_len - 1];
         }
+        for (uint32_t i = 0; i < r->nbad; i++) /* ascending indices into the record */
+            if (r->bad[i] >= MIG_PAGES_PER_BATCH || (i && r->bad[i] <= r->bad[i - 1]))
+                abort();
         break;
     case MIG_REC_ZERO_RUNS:
         if (!mig__rec_get_zero_runs(r, &zr))
@@ -82,9 +88,30 @@ static void decode_all(const struct mig__rec *r)
     free(text);
     /* Decoders must refuse a record of another type. */
     if (r->type != MIG_REC_PAGES && r->type != MIG_REC_PAGES_ZSTD &&
-        mig__rec_get_pages(r, &pg) != -MIG_EINVAL)
+        r->type != MIG_REC_PAGES_CRC && mig__rec_get_pages(r, &pg) != -MIG_EINVAL)
         abort();
     (void)sum;
+}
+
+/* The placer of mode bit 3: a domain of 16 pages (pfn % 16), every third
+ * record declined and every fifth refused. */
+static uint8_t fuzz_dom[16][MIG_PAGE_SIZE];
+
+static int fuzz_place(void *opaque, uint32_t round, uint32_t count, const uint64_t *pfns,
+                      void **ptrs)
+{
+    unsigned *calls = opaque;
+    (void)round;
+    if (count == 0 || count > MIG_PAGES_PER_BATCH)
+        abort(); /* the stream checks counts before it asks */
+    ++*calls;
+    if (*calls % 5 == 0)
+        return -MIG_EPROTO;
+    if (*calls % 3 == 0)
+        return 1;
+    for (uint32_t i = 0; i < count; i++)
+        ptrs[i] = fuzz_dom[pfns[i] % 16];
+    return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -111,10 +138,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     switch (mode & 3) {
     case 0:
     case 1:
+    {
+        unsigned calls = 0;
+        struct mig__placer placer = {.place = fuzz_place, .opaque = &calls};
         mig__stream_set_handshake(s, false);
+        if (mode & 8)
+            mig__stream_set_placer(s, &placer);
         for (int i = 0; i < 64 && mig__stream_get(s, &r) == 0; i++)
             decode_all(&r);
+        mig__stream_set_placer(s, NULL);
         break;
+    }
     case 2: {
         struct mig__hs hs = {.ctx = ctx, .auth = (mode & 4) ? MIG_AUTH_PSK : MIG_AUTH_NONE,
                              .psk = psk, .psk_len = sizeof(psk) - 1, .caps = 7,

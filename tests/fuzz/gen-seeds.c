@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 #include "fuzz-mem.h"
+#include "../../libmig/src/stream/crc32c.h"
 
 static const char *dir;
 static struct mig_ctx *ctx;
@@ -75,6 +76,12 @@ static void one_record(struct mig__stream *s, uint32_t type)
     case MIG_REC_PAGES: mig__rec_put_pages(s, 1, 2, pfns, pages); break;
     case MIG_REC_ZERO_RUNS: mig__rec_put_zero_runs(s, 1, 2, runs); break;
     case MIG_REC_PAGES_ZSTD: mig__rec_put_pages_zstd(s, 1, 2, pfns, "zstdframe", 9); break;
+    case MIG_REC_PAGES_CRC: {
+        /* page 0 intact, page 1 torn (its CRC is of other contents) */
+        uint32_t crcs[2] = {mig__crc32c(0, page[0], MIG_PAGE_SIZE), 0x12345678u};
+        mig__rec_put_pages_crc(s, 1, 2, pfns, crcs, pages);
+        break;
+    }
     case MIG_REC_BLOCK_EXTENT: mig__rec_put_block_extent(s, 0, 4096, page[0], 512); break;
     case MIG_REC_STATE_BLOB: mig__rec_put_blob(s, 3, "cpu-context", 11); break;
     case MIG_REC_ROUND_END: mig__rec_put_round_end(s, 2, 1024); break;
@@ -109,6 +116,15 @@ int main(int argc, char **argv)
             one_record(sd.s, MIG_REC_READY);
             snprintf(name, sizeof(name), "rec-%s-%s", mig__rec_type_name(t), enc ? "tls" : "crc");
             seed_end(&sd, (uint8_t)enc, name);
+            if (t == MIG_REC_PAGES || t == MIG_REC_PAGES_CRC) { /* through a placer */
+                seed_begin(&sd, enc);
+                one_record(sd.s, t);
+                one_record(sd.s, t);
+                one_record(sd.s, t);
+                snprintf(name, sizeof(name), "placed-%s-%s", mig__rec_type_name(t),
+                         enc ? "tls" : "crc");
+                seed_end(&sd, (uint8_t)(8 | enc), name);
+            }
         }
     }
     /* Server side: what a client sends on a control channel, then records. */

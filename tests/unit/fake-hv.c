@@ -1,8 +1,8 @@
 /*
  * fake-hv.c: an in-memory domain backend ("fake:") for unit tests that run a
  * whole migration in one process (test-session-hooks, test-blk): NPAGES
- * pages, no dirty pages after round 0, and what each side's instance looked
- * like at close in 'seen'.
+ * pages, no dirty pages after round 0 (unless a test sets seen.redirty_at),
+ * and what each side's instance looked like at close in 'seen'.
  */
 #include <config.h>
 
@@ -24,6 +24,7 @@ struct fake_hv {
     uint8_t *mem;           /* NPAGES pages */
     bool suspended, logdirty, created, committed, discarded;
     int resumes;
+    unsigned cleans;        /* logdirty_clean calls */
 };
 
 struct fake_seen seen = {.lock = PTHREAD_MUTEX_INITIALIZER};
@@ -109,9 +110,14 @@ static int f_logdirty_enable(struct mig__hv *hv)
 
 static int f_logdirty_clean(struct mig__hv *hv, unsigned long *bm, uint64_t *n)
 {
-    (void)hv;
-    (void)bm;
     *n = 0;
+    pthread_mutex_lock(&seen.lock);
+    if (++fh(hv)->cleans == seen.redirty_at) { /* as if the guest had written every page */
+        for (unsigned i = 0; i < NPAGES; i++)
+            bm[i / (8 * sizeof(*bm))] |= 1ul << (i % (8 * sizeof(*bm)));
+        *n = NPAGES;
+    }
+    pthread_mutex_unlock(&seen.lock);
     return 0;
 }
 

@@ -20,6 +20,8 @@ struct fake_seen {
     bool src_suspended_at_end;
     bool dst_committed, dst_discarded;
     bool fail_rename;           /* set by a test: the source's rename fails */
+    unsigned redirty_at;        /* set by a test: the source's clean number N (from 1)
+                                 * reports every page */
     int src_renames;
     char src_name[80];          /* the source's name after its last rename */
     uint8_t dst_mem[NPAGES * 4096];

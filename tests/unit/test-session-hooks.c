@@ -236,6 +236,7 @@ struct result {
 /* Migrate the fake domain with the recording hook; fail_src / fail_dst name
  * the event at which each side's hook fails (NULL: none). */
 static bool fail_rename_next; /* the next migrate()'s source cannot rename */
+static unsigned redirty_next; /* the next migrate()'s clean number N reports every page */
 
 static void migrate(bool channels, const char *fail_src, const char *fail_dst, struct result *res)
 {
@@ -249,6 +250,7 @@ static void migrate(bool channels, const char *fail_src, const char *fail_dst, s
     hl.blob[0] = 0;
     fake_hv_reset();
     seen.fail_rename = fail_rename_next;
+    seen.redirty_at = redirty_next;
 
     const char *src_args[4] = {"test:on=1", NULL, NULL, NULL};
     const char *dst_args[4] = {"test:on=1", NULL, NULL, NULL};
@@ -472,6 +474,88 @@ static void test_after_commit_failure_is_not_rolled_back(void **state)
     assert_true(seen.dst_committed);
 }
 
+/* ---- pages read while the guest wrote them (PAGES_CRC) ------------------------ */
+
+/* What the fake source's memory holds (f_open). */
+static void assert_dst_mem_is_source(void)
+{
+    for (unsigned i = 0; i < NPAGES; i++)
+        for (unsigned b = 0; b < 4096; b += 1021)
+            assert_int_equal(seen.dst_mem[i * 4096 + b], i % 3 ? (uint8_t)(i + 1) : 0);
+}
+
+/* Migrate with MIG_FAULT set (both sides' contexts read it). */
+static void migrate_fault(bool channels, const char *faults, unsigned redirty_at,
+                          struct result *res)
+{
+    setenv("MIG_FAULT", faults, 1);
+    redirty_next = redirty_at;
+    migrate(channels, NULL, NULL, res);
+    redirty_next = 0;
+    unsetenv("MIG_FAULT");
+}
+
+/* A page of round 0 arrives torn (its data does not match its CRC, as when
+ * the guest wrote it between the sender's CRC and the socket's copy); the
+ * write dirtied it, round 1 sends it again: the migration commits. */
+static void test_torn_page_resent(void **state)
+{
+    (void)state;
+#ifdef MIG_FAULT_INJECTION
+    for (int channels = 0; channels < 2; channels++) {
+        struct result r;
+        migrate_fault(channels, "src-torn-page@0=corrupt", 1, &r);
+        assert_int_equal(r.src_rc, 0);
+        assert_true(seen.dst_committed);
+        assert_int_equal(seen.src_destroyed, 1);
+        assert_dst_mem_is_source();
+    }
+#else
+    print_message("not a fault-injection build: src-torn-page cannot fire\n");
+    skip();
+#endif
+}
+
+/* The same page never comes again (nothing dirtied it): it was damaged in
+ * transit. The destination refuses READY, the source runs on. */
+static void test_damaged_page_not_resent_aborts(void **state)
+{
+    (void)state;
+#ifdef MIG_FAULT_INJECTION
+    struct result r;
+    migrate_fault(false, "src-torn-page@0=corrupt", 0, &r);
+    assert_int_equal(r.src_rc, -MIG_EABORTED); /* the destination refused */
+    assert_non_null(strstr(r.err, "1 pages arrived damaged and never came again (the first: page 1)"));
+    assert_source_unchanged();
+    assert_int_equal(seen.src_resumes, 1);
+    assert_true(seen.dst_discarded);
+    /* in the final round (guest paused, every page dirty), the same */
+    migrate_fault(false, "src-torn-page@2=corrupt", 2, &r);
+    assert_int_equal(r.src_rc, -MIG_EABORTED); /* the destination refused */
+    assert_source_unchanged();
+#else
+    print_message("not a fault-injection build: src-torn-page cannot fire\n");
+    skip();
+#endif
+}
+
+/* A source that does not offer PAGES_CRC (an older version) sends PAGES
+ * from a stable copy; the destination takes them as before. */
+static void test_legacy_pages(void **state)
+{
+    (void)state;
+#ifdef MIG_FAULT_INJECTION
+    struct result r;
+    migrate_fault(true, "src-legacy-pages=error", 1, &r);
+    assert_int_equal(r.src_rc, 0);
+    assert_true(seen.dst_committed);
+    assert_dst_mem_is_source();
+#else
+    print_message("not a fault-injection build: src-legacy-pages cannot fire\n");
+    skip();
+#endif
+}
+
 static void test_no_instance_no_hook_traffic(void **state)
 {
     (void)state;
@@ -507,6 +591,9 @@ int main(void)
         cmocka_unit_test(test_dst_ready_fails),
         cmocka_unit_test(test_src_ready_fails_commit_not_sent),
         cmocka_unit_test(test_after_commit_failure_is_not_rolled_back),
+        cmocka_unit_test(test_torn_page_resent),
+        cmocka_unit_test(test_damaged_page_not_resent_aborts),
+        cmocka_unit_test(test_legacy_pages),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

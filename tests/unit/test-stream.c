@@ -557,6 +557,123 @@ static void placer_crc_mismatch_fails(void **state)
     pair_close(&p);
 }
 
+/* ---- PAGES_CRC: pages with a CRC each ---------------------------------------- */
+
+/* Five pages (an odd count: the list is padded) at pfns 3, 4, 5, 9, 10 whose
+ * CRCs are taken before 'torn' (a mask of page indices) changes them, as a
+ * guest writing a page between the sender's CRC and the socket's copy. */
+static void put_five_crc_pages(struct pair *p, uint8_t seed, unsigned torn)
+{
+    static uint8_t pages[5][MIG_PAGE_SIZE];
+    const uint64_t pfns[5] = {3, 4, 5, 9, 10};
+    const void *ptrs[5];
+    uint32_t crcs[5];
+    for (unsigned i = 0; i < 5; i++) {
+        memset(pages[i], seed + i, MIG_PAGE_SIZE);
+        crcs[i] = mig__crc32c(0, pages[i], MIG_PAGE_SIZE);
+        if (torn & (1u << i))
+            pages[i][2000] ^= 0x40;
+        ptrs[i] = pages[i];
+    }
+    mig__rec_put_pages_crc(p->a, 2, 5, pfns, crcs, ptrs);
+    mig__rec_put_round_end(p->a, 2, 5);
+    assert_int_equal(mig__stream_flush(p->a), 0);
+}
+
+static void pages_crc_names_torn_pages(void **state)
+{
+    (void)state;
+    struct pair p;
+    struct mig__rec r;
+    struct mig__rec_pages pg;
+    static struct placing pl;
+    struct mig__placer placer = {.place = place_cb, .opaque = &pl};
+    pair_open(&p, 2000, true);
+    for (int placed = 0; placed < 2; placed++) {
+        mig__stream_set_placer(p.b, placed ? &placer : NULL);
+        memset(&pl, 0, sizeof(pl));
+        /* intact */
+        put_five_crc_pages(&p, 0x40, 0);
+        assert_int_equal(mig__stream_get(p.b, &r), 0);
+        assert_int_equal(r.type, MIG_REC_PAGES_CRC);
+        assert_int_equal(r.placed, placed);
+        assert_int_equal(r.nbad, 0);
+        assert_int_equal(mig__rec_get_pages(&r, &pg), 0);
+        assert_int_equal(pg.round, 2);
+        assert_int_equal(pg.count, 5);
+        assert_int_equal(pg.pfns[4], 10);
+        assert_non_null(pg.crcs);
+        if (placed) {
+            assert_null(pg.data);
+            assert_int_equal(pl.mem[10][MIG_PAGE_SIZE - 1], 0x44);
+        } else {
+            assert_int_equal(pg.data_len, 5 * MIG_PAGE_SIZE);
+            assert_int_equal(pg.data[4 * MIG_PAGE_SIZE], 0x44);
+        }
+        assert_int_equal(mig__stream_get(p.b, &r), 0);
+        assert_int_equal(r.type, MIG_REC_ROUND_END);
+        assert_int_equal(r.nbad, 0);
+        /* pages 1 and 4 torn: named, stored all the same, the stream goes on */
+        put_five_crc_pages(&p, 0x50, (1u << 1) | (1u << 4));
+        assert_int_equal(mig__stream_get(p.b, &r), 0);
+        assert_int_equal(r.nbad, 2);
+        assert_int_equal(r.bad[0], 1);
+        assert_int_equal(r.bad[1], 4);
+        assert_int_equal(mig__rec_get_pages(&r, &pg), 0);
+        if (placed)
+            assert_int_equal(pl.mem[4][2000], 0x51 ^ 0x40);
+        else
+            assert_int_equal(pg.data[MIG_PAGE_SIZE + 2000], 0x51 ^ 0x40);
+        assert_int_equal(mig__stream_get(p.b, &r), 0);
+        assert_int_equal(r.type, MIG_REC_ROUND_END);
+    }
+    pair_close(&p);
+}
+
+/* The page list has the record's CRC: damage there ends the stream before
+ * a page is read or placed; counts the length does not match, and padding
+ * that is not zero, are refused. */
+static void pages_crc_list_checked(void **state)
+{
+    (void)state;
+    struct pair p;
+    struct mig__rec r;
+    static struct placing pl;
+    struct mig__placer placer = {.place = place_cb, .opaque = &pl};
+    static uint8_t buf[16 + 8 + 8 + 8 + MIG_PAGE_SIZE];
+    uint8_t *pay = buf + 16;
+    const uint32_t meta = mig__rec_pages_crc_meta(1), len = meta + MIG_PAGE_SIZE;
+    assert_int_equal(meta, 24);
+    assert_int_equal(mig__rec_pages_crc_meta(2), 32);
+
+    for (int c = 0; c < 3; c++) {
+        pair_open(&p, 2000, true);
+        mig__stream_set_placer(p.b, &placer);
+        memset(&pl, 0, sizeof(pl));
+        memset(buf, 0, sizeof(buf));
+        mig__le32_put(pay, 0);
+        mig__le32_put(pay + 4, c == 1 ? 2 : 1);
+        mig__le64_put(pay + 8, 2);
+        memset(pay + meta, 0x77, MIG_PAGE_SIZE);
+        mig__le32_put(pay + 16, mig__crc32c(0, pay + meta, MIG_PAGE_SIZE));
+        if (c == 2)
+            pay[20] = 1; /* the padding after one CRC */
+        /* the record's CRC over the header and the list only */
+        mig__le32_put(buf, MIG_REC_PAGES_CRC);
+        mig__le32_put(buf + 4, len);
+        mig__le32_put(buf + 8, mig__crc32c(mig__crc32c(0, buf, 8), pay, meta));
+        if (c == 0)
+            pay[8] ^= 0x01; /* the pfn damaged in transit */
+        raw_write(&p, buf, 16 + len);
+        assert_int_equal(mig__stream_get(p.b, &r), c == 0 ? -MIG_ECRC : -MIG_EPROTO);
+        assert_int_equal(pl.calls, 0);
+        assert_non_null(strstr(p.log.text, c == 0 ? "CRC32C mismatch in a page list"
+                                           : c == 1 ? "page count does not match"
+                                                    : "non-zero padding"));
+        pair_close(&p);
+    }
+}
+
 static void nonzero_padding_rejected(void **state)
 {
     (void)state;
@@ -718,6 +835,8 @@ int main(void)
         cmocka_unit_test(nonzero_padding_rejected),
         cmocka_unit_test(placer_reads_pages_into_place),
         cmocka_unit_test(placer_crc_mismatch_fails),
+        cmocka_unit_test(pages_crc_names_torn_pages),
+        cmocka_unit_test(pages_crc_list_checked),
         cmocka_unit_test(handshake_records_refused_after_handshake),
         cmocka_unit_test(bad_text_rejected),
         cmocka_unit_test(garbage_before_handshake),

@@ -66,6 +66,15 @@ struct dest {
      * before the state that ends its stream. */
     struct mig__blob late[MIG_DEST_MAX_LATE];
     unsigned nlate;
+    /* Pages whose PAGES_CRC check failed (the source read them while the
+     * guest rewrote them, or they were damaged in transit) until they come
+     * again intact; any left once the final round is applied fail the
+     * session (check_damage). A page is in at most one record per round and
+     * rounds are applied in order, so the channel applying a page alone
+     * sets or clears its bit. */
+    _Atomic uint64_t *_Atomic damaged; /* owned, nr_pages bits; NULL until the first */
+    atomic_uint_fast64_t ndamaged;     /* bits set */
+    atomic_uint_fast64_t torn;         /* damaged pages seen in all (log) */
 };
 
 void mig_recv_params_init(struct mig_recv_params *p)
@@ -143,6 +152,64 @@ static int pages_due(struct chan *c, uint32_t round, uint32_t count, const uint6
     return rc;
 }
 
+/* A page arrived that does not match its CRC: it must come again. */
+static int damage_mark(struct dest *d, uint64_t pfn)
+{
+    _Atomic uint64_t *bm = atomic_load(&d->damaged);
+    if (!bm) {
+        pthread_mutex_lock(&d->lock);
+        bm = atomic_load(&d->damaged);
+        if (!bm) {
+            bm = calloc((d->info.nr_pages + 63) / 64, sizeof(*bm));
+            atomic_store(&d->damaged, bm);
+        }
+        pthread_mutex_unlock(&d->lock);
+        if (!bm)
+            return -MIG_ENOMEM;
+    }
+    uint64_t bit = 1ull << (pfn & 63);
+    if (!(atomic_fetch_or(&bm[pfn / 64], bit) & bit))
+        atomic_fetch_add(&d->ndamaged, 1);
+    atomic_fetch_add(&d->torn, 1);
+    return 0;
+}
+
+/* Pages [pfn, pfn + count) arrived intact. */
+static void damage_clear(struct dest *d, uint64_t pfn, uint64_t count)
+{
+    if (!atomic_load(&d->ndamaged))
+        return; /* the usual case; a mark happened before (round barrier or this thread) */
+    _Atomic uint64_t *bm = atomic_load(&d->damaged);
+    while (count) {
+        unsigned off = (unsigned)(pfn & 63);
+        uint64_t n = 64 - off < count ? 64 - off : count;
+        uint64_t mask = (n == 64 ? ~0ull : ((1ull << n) - 1)) << off;
+        uint64_t was = atomic_fetch_and(&bm[pfn / 64], ~mask) & mask;
+        if (was)
+            atomic_fetch_sub(&d->ndamaged, (uint64_t)__builtin_popcountll(was));
+        pfn += n;
+        count -= n;
+    }
+}
+
+/* Record what a PAGES_CRC's checks found; intact pages of the other page
+ * records clear their marks too. */
+static int note_damage(struct dest *d, const struct mig__rec *rec, const struct mig__rec_pages *pg)
+{
+    uint32_t b = 0;
+    for (uint32_t i = 0; i < pg->count; i++) {
+        if (b < rec->nbad && rec->bad[b] == i) {
+            b++;
+            int rc = damage_mark(d, pg->pfns[i]);
+            if (rc < 0)
+                return rc;
+        } else {
+            damage_clear(d, pg->pfns[i], 1);
+        }
+    }
+    return 0;
+}
+
 /* mig__placer: where a PAGES record's data goes, read off the wire. */
 static int chan_place(void *opaque, uint32_t round, uint32_t count, const uint64_t *pfns,
                       void **ptrs)
@@ -158,13 +225,13 @@ static int apply_pages(struct chan *c, const struct mig__rec *rec)
 {
     struct dest *d = c->d;
     struct mig__rec_pages pg;
-    if (rec->placed)
-        return 0; /* pages_due passed, the data is in place, its CRC checked */
     if (rec->place_err)
         return rec->place_err;
     int rc = mig__rec_get_pages(rec, &pg);
     if (rc < 0)
         return rc;
+    if (rec->placed) /* pages_due passed, the data is in place and checked */
+        return note_damage(d, rec, &pg);
     rc = pages_due(c, pg.round, pg.count, pg.pfns);
     if (rc < 0)
         return rc;
@@ -180,7 +247,8 @@ static int apply_pages(struct chan *c, const struct mig__rec *rec)
     } else if (pg.data_len != pg.count * MIG_PAGE_SIZE) {
         return -MIG_EPROTO;
     }
-    return d->hv->ops->write_pages(d->hv, pg.pfns, pg.count, data);
+    rc = d->hv->ops->write_pages(d->hv, pg.pfns, pg.count, data);
+    return rc < 0 ? rc : note_damage(d, rec, &pg);
 }
 
 static int apply_zero_runs(struct chan *c, const struct mig__rec *rec)
@@ -202,6 +270,7 @@ static int apply_zero_runs(struct chan *c, const struct mig__rec *rec)
         rc = d->hv->ops->write_zero(d->hv, zr.runs[i].pfn, zr.runs[i].count);
         if (rc < 0)
             return rc;
+        damage_clear(d, zr.runs[i].pfn, zr.runs[i].count);
     }
     return 0;
 }
@@ -229,6 +298,7 @@ static int chan_handle(struct chan *c, const struct mig__rec *rec)
     switch (rec->type) {
     case MIG_REC_PAGES:
     case MIG_REC_PAGES_ZSTD:
+    case MIG_REC_PAGES_CRC:
         return apply_pages(c, rec);
     case MIG_REC_ZERO_RUNS:
         return apply_zero_runs(c, rec);
@@ -495,6 +565,28 @@ static int wait_final(struct dest *d, uint32_t final)
     return rc;
 }
 
+/* After the final round: a damaged page that never came again was damaged
+ * in transit (a page the guest rewrote is dirty and was resent, at the
+ * latest in the final round, the guest paused). */
+static int check_damage(struct dest *d)
+{
+    uint64_t left = atomic_load(&d->ndamaged), torn = atomic_load(&d->torn);
+    if (left) {
+        _Atomic uint64_t *bm = atomic_load(&d->damaged);
+        uint64_t first = 0;
+        while (!atomic_load(&bm[first / 64]))
+            first += 64;
+        first += (uint64_t)__builtin_ctzll(atomic_load(&bm[first / 64]));
+        return send_error(d, -MIG_ECRC,
+                          "%" PRIu64 " pages arrived damaged and never came again (the first: "
+                          "page %" PRIu64 "): corrupted in transit", left, first);
+    }
+    if (torn)
+        MIG_LOG(d->ctx, INFO, "%" PRIu64 " pages were read by the source while the guest "
+                "wrote them and came again", torn);
+    return 0;
+}
+
 /* The state held since SWITCHOVER, in arrival order, once the final round
  * is applied everywhere; frees each. */
 static int load_late(struct dest *d)
@@ -603,8 +695,8 @@ static int serve(struct dest *d)
         if (d->link->data_on_ctrl) {
             struct chan *c0 = &d->ch[0];
             bool data = rec.type == MIG_REC_PAGES || rec.type == MIG_REC_PAGES_ZSTD ||
-                        rec.type == MIG_REC_ZERO_RUNS || hook_data_record(&rec) ||
-                        (rec.type == MIG_REC_SWITCHOVER && switchover);
+                        rec.type == MIG_REC_PAGES_CRC || rec.type == MIG_REC_ZERO_RUNS ||
+                        hook_data_record(&rec) || (rec.type == MIG_REC_SWITCHOVER && switchover);
             if (rec.type == MIG_REC_ROUND_END) {
                 uint32_t round;
                 uint64_t pages;
@@ -634,6 +726,9 @@ static int serve(struct dest *d)
             rc = wait_final(d, round);
             if (rc < 0)
                 return send_error(d, rc, "final round: %s", mig_strerror(rc));
+            rc = check_damage(d);
+            if (rc < 0)
+                return rc;
             rc = load_late(d);
             if (rc < 0)
                 return send_error(d, rc, "loading the domain state: %s", mig_strerror(rc));
@@ -781,6 +876,7 @@ static int serve_link(struct mig_ctx *ctx, const struct mig_recv_params *p, stru
         mig__link_shutdown(link);
     }
     join_channels(&d);
+    free((void *)atomic_load(&d.damaged));
     for (unsigned i = 0; i < d.nlate; i++)
         free(d.late[i].data);
     if (d.fsm.state != MIG_STATE_COMMITTED)
@@ -824,7 +920,7 @@ static void link_opts(const struct mig_recv_params *p, struct mig__link_opts *lo
     lo->psk_file = p->link.psk_file;
     lo->insecure = p->link.insecure;
     lo->pki_dir = p->link.pki_dir;
-    lo->caps = MIG_CAP_ZSTD;
+    lo->caps = MIG_CAP_ZSTD | MIG_CAP_PAGE_CRC;
 }
 
 int mig_receive_fds(struct mig_ctx *ctx, const struct mig_recv_params *p, int rfd, int wfd)

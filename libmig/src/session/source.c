@@ -364,8 +364,12 @@ static int setup(struct mig_session *s)
         .pki_dir = s->p.link.pki_dir,
         .ssh_command = s->p.link.ssh_command,
         .remote_args = s->p.link.remote_args,
-        .caps = MIG_CAP_ZSTD,
+        .caps = MIG_CAP_ZSTD | MIG_CAP_PAGE_CRC,
     };
+    /* test builds: offer what a version without PAGES_CRC offers (the
+     * pages then go as PAGES, from a stable copy) */
+    if (mig__fault(s->ctx, "src-legacy-pages", 0))
+        lo.caps &= ~MIG_CAP_PAGE_CRC;
     rc = mig__link_connect(s->ctx, s->p.destination, &lo, &s->link);
     if (rc < 0)
         return mig__session_fail(s, rc, "cannot connect to %s: %s", s->p.destination,

@@ -19,6 +19,7 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "stream arrays assume 
 
 #define VAR UINT32_MAX
 #define PAGES_MAX (8u + MIG_PAGES_PER_BATCH * (8u + MIG_PAGE_SIZE))
+#define PAGES_CRC_MAX (8u + MIG_PAGES_PER_BATCH * (12u + MIG_PAGE_SIZE))
 
 static const struct {
     const char *name;
@@ -50,7 +51,13 @@ static const struct {
     [MIG_REC_SESSION] = {"SESSION", 56, 56, true},
     [MIG_REC_JOIN_ACK] = {"JOIN_ACK", 8, 8, true},
     [MIG_REC_HOOK_DATA] = {"HOOK_DATA", 8 + MIG_HOOK_DATA_MAX, VAR, false},
+    [MIG_REC_PAGES_CRC] = {"PAGES_CRC", PAGES_CRC_MAX, VAR, false},
 };
+
+uint32_t mig__rec_pages_crc_meta(uint32_t count)
+{
+    return 8 + 12 * count + 4 * (count & 1);
+}
 
 bool mig__rec_type_known(uint32_t type)
 {
@@ -79,11 +86,15 @@ const char *mig__rec_type_name(uint32_t type)
 
 /* ---- encoders ----------------------------------------------------------- */
 
-void mig__rec_put_pages(struct mig__stream *s, uint32_t round, unsigned n, const uint64_t *pfns,
-                        const void *const *pages)
+/* PAGES (crcs NULL) or PAGES_CRC: the list, then the pages from where they
+ * are (one iovec each). */
+static void put_page_list(struct mig__stream *s, uint32_t round, unsigned n, const uint64_t *pfns,
+                          const uint32_t *crcs, const void *const *pages)
 {
     uint8_t hdr[8];
-    struct iovec iov[2 + MIG_PAGES_PER_BATCH];
+    static const uint8_t pad[4];
+    struct iovec iov[4 + MIG_PAGES_PER_BATCH];
+    unsigned k = 0;
 
     if (n == 0 || n > MIG_PAGES_PER_BATCH) {
         mig__stream_fail(s, n ? -MIG_ETOOBIG : -MIG_EINVAL);
@@ -91,11 +102,32 @@ void mig__rec_put_pages(struct mig__stream *s, uint32_t round, unsigned n, const
     }
     mig__le32_put(hdr, round);
     mig__le32_put(hdr + 4, n);
-    iov[0] = (struct iovec){hdr, sizeof(hdr)};
-    iov[1] = (struct iovec){(void *)pfns, (size_t)n * 8};
+    iov[k++] = (struct iovec){hdr, sizeof(hdr)};
+    iov[k++] = (struct iovec){(void *)pfns, (size_t)n * 8};
+    if (crcs) {
+        iov[k++] = (struct iovec){(void *)crcs, (size_t)n * 4};
+        iov[k++] = (struct iovec){(void *)pad, (n & 1) * 4};
+    }
+    unsigned nmeta = k;
     for (unsigned i = 0; i < n; i++)
-        iov[2 + i] = (struct iovec){(void *)pages[i], MIG_PAGE_SIZE};
-    mig__stream_put(s, MIG_REC_PAGES, iov, 2 + n);
+        iov[k++] = (struct iovec){(void *)pages[i], MIG_PAGE_SIZE};
+    if (crcs) /* the record's CRC covers the list; each page has its own */
+        mig__stream_put_meta(s, MIG_REC_PAGES_CRC, iov, k, nmeta);
+    else
+        mig__stream_put(s, MIG_REC_PAGES, iov, k);
+}
+
+void mig__rec_put_pages(struct mig__stream *s, uint32_t round, unsigned n, const uint64_t *pfns,
+                        const void *const *pages)
+{
+    put_page_list(s, round, n, pfns, NULL, pages);
+}
+
+void mig__rec_put_pages_crc(struct mig__stream *s, uint32_t round, unsigned n,
+                            const uint64_t *pfns, const uint32_t *crcs,
+                            const void *const *pages)
+{
+    put_page_list(s, round, n, pfns, crcs, pages);
 }
 
 void mig__rec_put_pages_zstd(struct mig__stream *s, uint32_t round, unsigned n,
@@ -235,7 +267,8 @@ static int want_type(const struct mig__rec *r, uint32_t type)
 
 int mig__rec_get_pages(const struct mig__rec *r, struct mig__rec_pages *out)
 {
-    if (r->type != MIG_REC_PAGES && r->type != MIG_REC_PAGES_ZSTD)
+    if (r->type != MIG_REC_PAGES && r->type != MIG_REC_PAGES_ZSTD &&
+        r->type != MIG_REC_PAGES_CRC)
         return -MIG_EINVAL;
     if (r->len < 8)
         return -MIG_EPROTO;
@@ -247,12 +280,24 @@ int mig__rec_get_pages(const struct mig__rec *r, struct mig__rec_pages *out)
     out->round = mig__le32_get(r->payload);
     out->count = count;
     out->pfns = (const uint64_t *)(const void *)(r->payload + 8);
+    if (r->type == MIG_REC_PAGES_CRC) {
+        uint32_t meta = mig__rec_pages_crc_meta(count);
+        if ((uint64_t)r->len != meta + (uint64_t)count * MIG_PAGE_SIZE)
+            return -MIG_EPROTO;
+        if ((count & 1) && mig__le32_get(r->payload + meta - 4) != 0)
+            return -MIG_EPROTO;
+        out->crcs = (const uint32_t *)(const void *)(r->payload + head);
+        out->data = r->placed ? NULL : r->payload + meta;
+        out->data_len = r->placed ? 0 : count * MIG_PAGE_SIZE;
+        out->raw_len = count * MIG_PAGE_SIZE;
+        return 0;
+    }
     if (r->type == MIG_REC_PAGES) {
         if ((uint64_t)r->len != head + (uint64_t)count * MIG_PAGE_SIZE)
             return -MIG_EPROTO;
-        out->data = r->payload + head;
-        out->data_len = count * MIG_PAGE_SIZE;
-        out->raw_len = out->data_len;
+        out->data = r->placed ? NULL : r->payload + head;
+        out->data_len = r->placed ? 0 : count * MIG_PAGE_SIZE;
+        out->raw_len = count * MIG_PAGE_SIZE;
         return 0;
     }
     if ((uint64_t)r->len <= head + 8)

@@ -51,6 +51,7 @@ struct mig__stream {
     const struct mig__placer *placer; /* borrowed; NULL: none */
     uint64_t *place_pfns;           /* owned, MIG_PAGES_PER_BATCH (with a placer) */
     void **place_ptrs;              /* owned, MIG_PAGES_PER_BATCH (with a placer) */
+    uint32_t *bad_idx;              /* owned, MIG_PAGES_PER_BATCH: a PAGES_CRC's bad pages */
     uint64_t bytes_in;
     struct mig_ratelimit rl;        /* protocol warnings */
 };
@@ -98,6 +99,7 @@ void mig__stream_free(struct mig__stream *s)
     free(s->payload);
     free(s->place_pfns);
     free(s->place_ptrs);
+    free(s->bad_idx);
     free(s->rbuf);
     free(s->wiov);
     free(s->wbuf);
@@ -182,8 +184,10 @@ static int wiov_reserve(struct mig__stream *s, unsigned n)
     return 0;
 }
 
+/* Queue a record; its CRC covers the header, iov[0..nmeta) and, when that
+ * is all of it, the padding. */
 static void put_locked(struct mig__stream *s, uint32_t type, const struct iovec *iov,
-                       unsigned iovcnt)
+                       unsigned iovcnt, unsigned nmeta)
 {
     uint8_t hdr[MIG_REC_HDR_LEN];
     uint64_t len = 0;
@@ -210,8 +214,9 @@ static void put_locked(struct mig__stream *s, uint32_t type, const struct iovec 
     uint32_t crc = 0;
     if (s->crc) {
         crc = mig__crc32c(0, hdr, 8);
-        crc = mig__crc32c_iov(crc, iov, iovcnt);
-        crc = mig__crc32c(crc, zeros, pad);
+        crc = mig__crc32c_iov(crc, iov, nmeta);
+        if (nmeta == iovcnt)
+            crc = mig__crc32c(crc, zeros, pad);
     }
     /* test builds: a record damaged in flight, as the receiver will see it */
     if (s->crc && mig__fault(s->ctx, "wire-corrupt", (long)type) == MIG__FAULT_CORRUPT)
@@ -247,9 +252,17 @@ static void put_locked(struct mig__stream *s, uint32_t type, const struct iovec 
         s->wlen = 0;
     }
     s->wiov[n++] = (struct iovec){hdr, sizeof(hdr)};
-    for (unsigned i = 0; i < iovcnt; i++)
-        if (iov[i].iov_len)
+    for (unsigned i = 0; i < iovcnt; i++) {
+        if (!iov[i].iov_len)
+            continue;
+        /* adjacent pieces (a guest's consecutive pages) go as one: the
+         * kernel's copy pays per piece */
+        struct iovec *last = &s->wiov[n - 1];
+        if ((uint8_t *)last->iov_base + last->iov_len == (uint8_t *)iov[i].iov_base)
+            last->iov_len += iov[i].iov_len;
+        else
             s->wiov[n++] = iov[i];
+    }
     if (pad)
         s->wiov[n++] = (struct iovec){(void *)zeros, pad};
     push(s, s->wiov, (int)n);
@@ -259,7 +272,15 @@ void mig__stream_put(struct mig__stream *s, uint32_t type, const struct iovec *i
                      unsigned iovcnt)
 {
     pthread_mutex_lock(&s->wlock);
-    put_locked(s, type, iov, iovcnt);
+    put_locked(s, type, iov, iovcnt, iovcnt);
+    pthread_mutex_unlock(&s->wlock);
+}
+
+void mig__stream_put_meta(struct mig__stream *s, uint32_t type, const struct iovec *iov,
+                          unsigned iovcnt, unsigned nmeta)
+{
+    pthread_mutex_lock(&s->wlock);
+    put_locked(s, type, iov, iovcnt, nmeta < iovcnt ? nmeta : iovcnt);
     pthread_mutex_unlock(&s->wlock);
 }
 
@@ -276,7 +297,7 @@ int mig__stream_keepalive(struct mig__stream *s)
     if (pthread_mutex_trylock(&s->wlock))
         return s->err; /* a writer is active: the peer hears from us anyway */
     if (!s->err && mig__now_ns() - s->last_tx_ns >= (uint64_t)s->timeout_ms * 1000000ull / 3) {
-        put_locked(s, MIG_REC_KEEPALIVE, NULL, 0);
+        put_locked(s, MIG_REC_KEEPALIVE, NULL, 0, 0);
         flush_locked(s);
     }
     int rc = s->err;
@@ -473,6 +494,86 @@ static int place_pages(struct mig__stream *s, uint32_t len, uint32_t *crc, size_
     return 0;
 }
 
+/* PAGES_CRC: the list (round, count, pfns, CRCs) first, its record CRC
+ * checked before a page is read; then the pages, into place (a placer) or
+ * into the payload, in runs of up to READ_CHUNK read while in cache and
+ * each page checked against its own CRC. 'crc' holds the header's part. */
+static int get_pages_crc(struct mig__stream *s, uint32_t len, uint32_t crc, uint32_t want,
+                         struct mig__rec *rec)
+{
+    const uint32_t type = MIG_REC_PAGES_CRC, run_max = READ_CHUNK / MIG_PAGE_SIZE;
+    uint32_t *crcp = s->crc ? &crc : NULL;
+    if (len < 8)
+        return bad(s, -MIG_EPROTO, "page record too short", type, len);
+    if (!s->bad_idx) {
+        s->bad_idx = malloc(MIG_PAGES_PER_BATCH * sizeof(*s->bad_idx));
+        if (!s->bad_idx)
+            return mig__stream_fail(s, -MIG_ENOMEM);
+    }
+    int rc = payload_reserve(s, mig__rec_pages_crc_meta(MIG_PAGES_PER_BATCH));
+    if (rc)
+        return rc;
+    rc = read_exact(s, s->payload, 8, crcp);
+    if (rc)
+        return rc;
+    uint32_t round = mig__le32_get(s->payload), count = mig__le32_get(s->payload + 4);
+    if (count == 0 || count > MIG_PAGES_PER_BATCH ||
+        len != mig__rec_pages_crc_meta(count) + (uint64_t)count * MIG_PAGE_SIZE)
+        return bad(s, -MIG_EPROTO, "page count does not match the record's length", type, len);
+    const uint32_t meta = mig__rec_pages_crc_meta(count), crc_off = 8 + 8 * count;
+    rc = read_exact(s, s->payload + 8, meta - 8, crcp);
+    if (rc)
+        return rc;
+    if ((count & 1) && mig__le32_get(s->payload + meta - 4))
+        return bad(s, -MIG_EPROTO, "non-zero padding", type, len);
+    if (s->crc && crc != want)
+        return bad(s, -MIG_ECRC, "CRC32C mismatch in a page list: record corrupted in transit",
+                   type, len);
+    if (!s->crc && want != 0)
+        return bad(s, -MIG_EPROTO, "CRC field set on an encrypted channel", type, len);
+
+    void **ptrs = NULL;
+    if (s->placer) {
+        for (uint32_t i = 0; i < count; i++)
+            s->place_pfns[i] = mig__le64_get(s->payload + 8 + 8 * (size_t)i);
+        rc = s->placer->place(s->placer->opaque, round, count, s->place_pfns, s->place_ptrs);
+        if (rc < 0)
+            rec->place_err = rc;
+        else if (rc == 0)
+            ptrs = s->place_ptrs;
+    }
+    uint32_t nbad = 0;
+    for (uint32_t i = 0, j; i < count; i = j) {
+        uint8_t *dst;
+        if (ptrs) { /* a run of adjacent destinations */
+            dst = ptrs[i];
+            for (j = i + 1; j < count && j - i < run_max; j++)
+                if ((uint8_t *)ptrs[j] != dst + (size_t)(j - i) * MIG_PAGE_SIZE)
+                    break;
+        } else { /* the payload grows with what arrives */
+            j = count - i < run_max ? count : i + run_max;
+            rc = payload_reserve(s, meta + (size_t)j * MIG_PAGE_SIZE);
+            if (rc)
+                return rc;
+            dst = s->payload + meta + (size_t)i * MIG_PAGE_SIZE;
+        }
+        rc = read_exact(s, dst, (size_t)(j - i) * MIG_PAGE_SIZE, NULL);
+        if (rc)
+            return rc;
+        for (uint32_t k = i; k < j; k++)
+            if (mig__crc32c(0, dst + (size_t)(k - i) * MIG_PAGE_SIZE, MIG_PAGE_SIZE) !=
+                mig__le32_get(s->payload + crc_off + 4 * (size_t)k))
+                s->bad_idx[nbad++] = k;
+    }
+    rec->type = type;
+    rec->len = len;
+    rec->payload = s->payload;
+    rec->placed = ptrs != NULL;
+    rec->nbad = nbad;
+    rec->bad = s->bad_idx;
+    return 0;
+}
+
 int mig__stream_get(struct mig__stream *s, struct mig__rec *rec_out)
 {
     for (;;) {
@@ -502,6 +603,9 @@ int mig__stream_get(struct mig__stream *s, struct mig__rec *rec_out)
             return bad(s, -MIG_EPROTO, "reserved header field not zero", type, len);
         uint32_t crc = s->crc ? mig__crc32c(0, h, 8) : 0;
         s->rpos += MIG_REC_HDR_LEN;
+        memset(rec_out, 0, sizeof(*rec_out));
+        if (type == MIG_REC_PAGES_CRC)
+            return get_pages_crc(s, len, crc, want, rec_out);
 
         /* The buffer grows with the bytes that actually arrive (doubling from
          * 1 MiB), so a peer announcing a large record must send it before we

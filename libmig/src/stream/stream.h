@@ -52,6 +52,8 @@ enum mig__rec_type {
     MIG_REC_JOIN_ACK,         /* data channel accepted */
     /* Added by the engine's hooks (session/hooks.h). */
     MIG_REC_HOOK_DATA,        /* hook id, kind, bytes (begin blob, ack, hook data) */
+    /* Added with MIG_CAP_PAGE_CRC. */
+    MIG_REC_PAGES_CRC,        /* round, count, pfns[count], crcs[count], pages: one CRC per page */
     MIG_REC__COUNT
 };
 
@@ -65,6 +67,13 @@ struct mig__rec {
      * count and pfns; or place_err: the placer refused it (data dropped). */
     bool placed;
     int place_err;
+    /* PAGES_CRC only: the pages whose data did not match their own CRC
+     * (indices into the record, ascending; borrowed like payload). Their
+     * data was stored all the same: the sender read them while the guest
+     * was rewriting them, or they were damaged in transit (the receiver
+     * tells the two apart by whether they come again, stream-format.md). */
+    uint32_t nbad;
+    const uint32_t *bad;
 };
 
 struct mig__zero_run {
@@ -77,7 +86,9 @@ struct mig__rec_pages {
     uint32_t round;
     uint32_t count;
     const uint64_t *pfns;     /* count entries (host order after decode) */
-    const uint8_t *data;      /* PAGES: count * 4096 bytes; PAGES_ZSTD: zstd frame */
+    const uint32_t *crcs;     /* PAGES_CRC: count CRC32Cs, one per page; else NULL */
+    const uint8_t *data;      /* PAGES(_CRC): count * 4096 bytes (NULL when the record was
+                               * placed); PAGES_ZSTD: zstd frame */
     uint32_t data_len;        /* bytes of 'data' */
     uint32_t raw_len;         /* PAGES_ZSTD: decompressed size (count * 4096) */
 };
@@ -106,6 +117,10 @@ struct mig__stream;
 /* Queue one record of 'type' whose payload is the concatenation of iov. */
 void mig__stream_put(struct mig__stream *s, uint32_t type, const struct iovec *iov,
                      unsigned iovcnt);
+/* The same, with the record's CRC over the header and only the first 'nmeta'
+ * iovs: the rest carries checks of its own (PAGES_CRC's pages). */
+void mig__stream_put_meta(struct mig__stream *s, uint32_t type, const struct iovec *iov,
+                          unsigned iovcnt, unsigned nmeta);
 /* Push everything queued to the transport. Returns the sticky error. */
 int mig__stream_flush(struct mig__stream *s);
 /* The first error this stream met, or 0. */
@@ -114,16 +129,18 @@ int mig__stream_error(const struct mig__stream *s);
  * stream's timeout: -MIG_ETIMEOUT when the peer went silent. */
 int mig__stream_get(struct mig__stream *s, struct mig__rec *rec_out);
 
-/* Receiving PAGES records straight into their destination (the incoming
- * guest's memory, as QEMU's multifd receive does) instead of the payload
- * buffer and then a copy. Once a PAGES record's header, round, count and
- * pfns are read, place() is called: 0 and ptrs[0..count) set (writable
- * page_size bytes each): the page data is read there, the record's CRC is
- * checked after (on a mismatch the pages hold garbage and the stream fails:
- * the migration is aborted, the incoming domain never runs); 1: read the
- * record as usual; < 0: the record is read as usual and comes back with
- * place_err set (its pages must not be applied). A count or length a PAGES record may not have is
- * never placed. The placer is borrowed; NULL turns it off. Reader thread only. */
+/* Receiving PAGES and PAGES_CRC records straight into their destination
+ * (the incoming guest's memory, as QEMU's multifd receive does) instead of
+ * the payload buffer and then a copy. Once a record's header, round, count
+ * and pfns (and PAGES_CRC's CRCs, whose record CRC is then checked) are
+ * read, place() is called: 0 and ptrs[0..count) set (writable page_size
+ * bytes each): the page data is read there and checked after (PAGES: the
+ * record's CRC, a mismatch fails the stream, the pages hold garbage and the
+ * incoming domain must never run; PAGES_CRC: each page's CRC, mismatches
+ * come back in the record's 'bad'); 1: read the record as usual; < 0: the
+ * record is read as usual and comes back with place_err set (its pages must
+ * not be applied). A count or length the type may not have is never placed.
+ * The placer is borrowed; NULL turns it off. Reader thread only. */
 struct mig__placer {
     int (*place)(void *opaque, uint32_t round, uint32_t count, const uint64_t *pfns, void **ptrs);
     void *opaque;
@@ -143,6 +160,12 @@ int mig__stream_keepalive(struct mig__stream *s);
 
 void mig__rec_put_pages(struct mig__stream *s, uint32_t round, unsigned n, const uint64_t *pfns,
                         const void *const *pages);
+/* PAGES_CRC: crcs[i] = mig__crc32c(0, pages[i], 4096), computed by the caller
+ * from the pages as it read them; the pages may change after that (a guest
+ * writing them): the receiver finds such pages by their CRC. */
+void mig__rec_put_pages_crc(struct mig__stream *s, uint32_t round, unsigned n,
+                            const uint64_t *pfns, const uint32_t *crcs,
+                            const void *const *pages);
 void mig__rec_put_pages_zstd(struct mig__stream *s, uint32_t round, unsigned n,
                              const uint64_t *pfns, const void *frame, uint32_t frame_len);
 void mig__rec_put_zero_runs(struct mig__stream *s, uint32_t round, unsigned nruns,
@@ -212,6 +235,7 @@ struct mig__link_opts {
 #define MIG_CAP_ZSTD      (1u << 0)
 #define MIG_CAP_BLOCK     (1u << 1)
 #define MIG_CAP_NETHANDOFF (1u << 2)
+#define MIG_CAP_PAGE_CRC  (1u << 3)   /* PAGES_CRC: pages sent straight from guest memory */
 
 struct mig__link {
     struct mig__stream *ctrl;     /* owned */
