@@ -79,7 +79,8 @@ static void one_record(struct mig__stream *s, uint32_t type)
     case MIG_REC_PAGES_CRC: {
         /* page 0 intact, page 1 torn (its CRC is of other contents) */
         uint32_t crcs[2] = {mig__crc32c(0, page[0], MIG_PAGE_SIZE), 0x12345678u};
-        mig__rec_put_pages_crc(s, 1, 2, pfns, crcs, pages);
+        mig__rec_put_pages_crc_begin(s, 1, 2, pfns, pages);
+        mig__rec_put_pages_crc_end(s, 2, crcs);
         break;
     }
     case MIG_REC_BLOCK_EXTENT: mig__rec_put_block_extent(s, 0, 4096, page[0], 512); break;

@@ -575,7 +575,8 @@ static void put_five_crc_pages(struct pair *p, uint8_t seed, unsigned torn)
             pages[i][2000] ^= 0x40;
         ptrs[i] = pages[i];
     }
-    mig__rec_put_pages_crc(p->a, 2, 5, pfns, crcs, ptrs);
+    mig__rec_put_pages_crc_begin(p->a, 2, 5, pfns, ptrs);
+    mig__rec_put_pages_crc_end(p->a, 5, crcs);
     mig__rec_put_round_end(p->a, 2, 5);
     assert_int_equal(mig__stream_flush(p->a), 0);
 }
@@ -631,8 +632,9 @@ static void pages_crc_names_torn_pages(void **state)
 }
 
 /* The page list has the record's CRC: damage there ends the stream before
- * a page is read or placed; counts the length does not match, and padding
- * that is not zero, are refused. */
+ * a page is read or placed; the CRCs have their own: damage there ends it
+ * too; counts the length does not match, and padding that is not zero, are
+ * refused. */
 static void pages_crc_list_checked(void **state)
 {
     (void)state;
@@ -640,36 +642,41 @@ static void pages_crc_list_checked(void **state)
     struct mig__rec r;
     static struct placing pl;
     struct mig__placer placer = {.place = place_cb, .opaque = &pl};
-    static uint8_t buf[16 + 8 + 8 + 8 + MIG_PAGE_SIZE];
-    uint8_t *pay = buf + 16;
-    const uint32_t meta = mig__rec_pages_crc_meta(1), len = meta + MIG_PAGE_SIZE;
-    assert_int_equal(meta, 24);
-    assert_int_equal(mig__rec_pages_crc_meta(2), 32);
-
-    for (int c = 0; c < 3; c++) {
+    static uint8_t buf[16 + 8 + 16 + 2 * MIG_PAGE_SIZE + 12 + 4];
+    assert_int_equal(mig__rec_pages_crc_len(1), 8 + 8 + MIG_PAGE_SIZE + 4 + 4);
+    static const char *const why[] = {"CRC32C mismatch in a page list",
+                                      "page count does not match",
+                                      "CRC32C mismatch in a page record's CRCs",
+                                      "non-zero padding"};
+    for (int c = 0; c < 4; c++) {
         pair_open(&p, 2000, true);
         mig__stream_set_placer(p.b, &placer);
         memset(&pl, 0, sizeof(pl));
         memset(buf, 0, sizeof(buf));
+        uint32_t n = c == 3 ? 2 : 1, len = mig__rec_pages_crc_len(n);
+        uint8_t *pay = buf + 16, *pages = pay + 8 + 8 * n, *tail = pages + n * MIG_PAGE_SIZE;
         mig__le32_put(pay, 0);
-        mig__le32_put(pay + 4, c == 1 ? 2 : 1);
-        mig__le64_put(pay + 8, 2);
-        memset(pay + meta, 0x77, MIG_PAGE_SIZE);
-        mig__le32_put(pay + 16, mig__crc32c(0, pay + meta, MIG_PAGE_SIZE));
-        if (c == 2)
-            pay[20] = 1; /* the padding after one CRC */
+        mig__le32_put(pay + 4, c == 1 ? 2 : n);
+        for (uint32_t i = 0; i < n; i++) {
+            mig__le64_put(pay + 8 + 8 * i, 2 + i);
+            memset(pages + i * MIG_PAGE_SIZE, 0x77, MIG_PAGE_SIZE);
+            mig__le32_put(tail + 4 * i, mig__crc32c(0, pages + i * MIG_PAGE_SIZE, MIG_PAGE_SIZE));
+        }
+        mig__le32_put(tail + 4 * n, mig__crc32c(0, tail, 4 * n));
+        if (c == 3)
+            tail[4 * n + 4 + 1] = 1; /* the record's padding (len % 8 == 4) */
         /* the record's CRC over the header and the list only */
         mig__le32_put(buf, MIG_REC_PAGES_CRC);
         mig__le32_put(buf + 4, len);
-        mig__le32_put(buf + 8, mig__crc32c(mig__crc32c(0, buf, 8), pay, meta));
+        mig__le32_put(buf + 8, mig__crc32c(mig__crc32c(0, buf, 8), pay, 8 + 8 * n));
         if (c == 0)
             pay[8] ^= 0x01; /* the pfn damaged in transit */
-        raw_write(&p, buf, 16 + len);
-        assert_int_equal(mig__stream_get(p.b, &r), c == 0 ? -MIG_ECRC : -MIG_EPROTO);
-        assert_int_equal(pl.calls, 0);
-        assert_non_null(strstr(p.log.text, c == 0 ? "CRC32C mismatch in a page list"
-                                           : c == 1 ? "page count does not match"
-                                                    : "non-zero padding"));
+        if (c == 2)
+            tail[1] ^= 0x10; /* a page's CRC damaged in transit */
+        raw_write(&p, buf, 16 + len + ((8 - (len & 7)) & 7));
+        assert_int_equal(mig__stream_get(p.b, &r), c == 0 || c == 2 ? -MIG_ECRC : -MIG_EPROTO);
+        assert_int_equal(pl.calls, c >= 2 ? 1 : 0);
+        assert_non_null(strstr(p.log.text, why[c]));
         pair_close(&p);
     }
 }

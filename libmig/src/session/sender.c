@@ -160,11 +160,6 @@ static int send_record(struct worker *w, uint32_t round, const uint64_t *pfns,
             else
                 w->runs[nruns++] = (struct mig__zero_run){.pfn = pfns[i], .count = 1};
         } else if (w->direct) {
-            /* The page goes to the socket from guest memory, with the
-             * CRC of what this read saw: if the guest rewrites it before
-             * the socket's copy, the receiver finds the mismatch and
-             * waits for the page to come again (it is dirty). */
-            w->crcs[nz] = mig__crc32c(0, mapped[i], MIG_PAGE_SIZE);
             w->pfns[nz] = pfns[i];
             ptrs[nz++] = mapped[i];
         } else {
@@ -177,10 +172,6 @@ static int send_record(struct worker *w, uint32_t round, const uint64_t *pfns,
             ptrs[nz++] = dst;
         }
     }
-    /* test builds: a page as a read torn by the guest's write looks */
-    if (nz && w->direct && mig__fault(w->snd->s->ctx, "src-torn-page", (long)round) ==
-                               MIG__FAULT_CORRUPT)
-        w->crcs[0] ^= 1;
     if (nruns) {
         mig__rec_put_zero_runs(w->stream, round, nruns, w->runs);
         *wire += 16 + (uint64_t)nruns * sizeof(struct mig__zero_run);
@@ -192,17 +183,29 @@ static int send_record(struct worker *w, uint32_t round, const uint64_t *pfns,
                 return rc;
             *wire += (uint64_t)rc + 8 * nz;
         } else if (w->direct) {
-            mig__rec_put_pages_crc(w->stream, round, nz, w->pfns, w->crcs, ptrs);
-            *wire += (uint64_t)nz * (MIG_PAGE_SIZE + 12) + 4 * (nz & 1);
+            /* The pages go to the socket from guest memory, then their
+             * CRCs as they are now (just read by the socket's copy, still
+             * in cache). A page the guest wrote since this round's clean
+             * may differ from what was sent: the receiver finds the
+             * mismatch, and the write made the page dirty, so it comes
+             * again (at the latest in the final round, guest paused). */
+            mig__rec_put_pages_crc_begin(w->stream, round, nz, w->pfns, ptrs);
+            for (unsigned i = 0; i < nz; i++)
+                w->crcs[i] = mig__crc32c(0, ptrs[i], MIG_PAGE_SIZE);
+            /* test builds: a page as a read torn by the guest's write looks */
+            if (mig__fault(w->snd->s->ctx, "src-torn-page", (long)round) == MIG__FAULT_CORRUPT)
+                w->crcs[0] ^= 1;
+            mig__rec_put_pages_crc_end(w->stream, nz, w->crcs);
+            *wire += (uint64_t)nz * (MIG_PAGE_SIZE + 12) + 4;
         } else {
             mig__rec_put_pages(w->stream, round, nz, w->pfns, ptrs);
             *wire += (uint64_t)nz * (MIG_PAGE_SIZE + 8);
         }
     }
-    /* The stream may still point at the bounce buffer or the mapping:
-     * push it out before the next record overwrites it or the batch is
-     * unmapped. */
-    rc = mig__stream_flush(w->stream);
+    /* Large records went out as they were put and small ones were copied
+     * into the stream's buffer: push those now, except after PAGES_CRC,
+     * whose CRCs (1 KiB) leave with the next record's write. */
+    rc = w->direct ? mig__stream_error(w->stream) : mig__stream_flush(w->stream);
     if (rc < 0)
         return rc;
     atomic_fetch_add(&w->snd->c.zero_pages, n - nz);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crc32c.h"
 #include "stream-internal.h"
 
 /* Arrays (pfns, zero runs) are sent and viewed in place: little-endian hosts
@@ -19,7 +20,7 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "stream arrays assume 
 
 #define VAR UINT32_MAX
 #define PAGES_MAX (8u + MIG_PAGES_PER_BATCH * (8u + MIG_PAGE_SIZE))
-#define PAGES_CRC_MAX (8u + MIG_PAGES_PER_BATCH * (12u + MIG_PAGE_SIZE))
+#define PAGES_CRC_MAX (12u + MIG_PAGES_PER_BATCH * (12u + MIG_PAGE_SIZE))
 
 static const struct {
     const char *name;
@@ -54,9 +55,9 @@ static const struct {
     [MIG_REC_PAGES_CRC] = {"PAGES_CRC", PAGES_CRC_MAX, VAR, false},
 };
 
-uint32_t mig__rec_pages_crc_meta(uint32_t count)
+uint32_t mig__rec_pages_crc_len(uint32_t count)
 {
-    return 8 + 12 * count + 4 * (count & 1);
+    return 12 + count * (12 + MIG_PAGE_SIZE);
 }
 
 bool mig__rec_type_known(uint32_t type)
@@ -86,15 +87,13 @@ const char *mig__rec_type_name(uint32_t type)
 
 /* ---- encoders ----------------------------------------------------------- */
 
-/* PAGES (crcs NULL) or PAGES_CRC: the list, then the pages from where they
- * are (one iovec each). */
-static void put_page_list(struct mig__stream *s, uint32_t round, unsigned n, const uint64_t *pfns,
-                          const uint32_t *crcs, const void *const *pages)
+/* PAGES: the list, then the pages from where they are (one iovec each);
+ * PAGES_CRC (open): the same without the CRCs that end it. */
+static void put_page_list(struct mig__stream *s, uint32_t type, uint32_t round, unsigned n,
+                          const uint64_t *pfns, const void *const *pages)
 {
     uint8_t hdr[8];
-    static const uint8_t pad[4];
-    struct iovec iov[4 + MIG_PAGES_PER_BATCH];
-    unsigned k = 0;
+    struct iovec iov[2 + MIG_PAGES_PER_BATCH];
 
     if (n == 0 || n > MIG_PAGES_PER_BATCH) {
         mig__stream_fail(s, n ? -MIG_ETOOBIG : -MIG_EINVAL);
@@ -102,32 +101,38 @@ static void put_page_list(struct mig__stream *s, uint32_t round, unsigned n, con
     }
     mig__le32_put(hdr, round);
     mig__le32_put(hdr + 4, n);
-    iov[k++] = (struct iovec){hdr, sizeof(hdr)};
-    iov[k++] = (struct iovec){(void *)pfns, (size_t)n * 8};
-    if (crcs) {
-        iov[k++] = (struct iovec){(void *)crcs, (size_t)n * 4};
-        iov[k++] = (struct iovec){(void *)pad, (n & 1) * 4};
-    }
-    unsigned nmeta = k;
+    iov[0] = (struct iovec){hdr, sizeof(hdr)};
+    iov[1] = (struct iovec){(void *)pfns, (size_t)n * 8};
     for (unsigned i = 0; i < n; i++)
-        iov[k++] = (struct iovec){(void *)pages[i], MIG_PAGE_SIZE};
-    if (crcs) /* the record's CRC covers the list; each page has its own */
-        mig__stream_put_meta(s, MIG_REC_PAGES_CRC, iov, k, nmeta);
+        iov[2 + i] = (struct iovec){(void *)pages[i], MIG_PAGE_SIZE};
+    if (type == MIG_REC_PAGES_CRC) /* the record's CRC covers the list */
+        mig__stream_put_open(s, type, iov, 2 + n, 2, 4 * n + 4);
     else
-        mig__stream_put(s, MIG_REC_PAGES, iov, k);
+        mig__stream_put(s, type, iov, 2 + n);
 }
 
 void mig__rec_put_pages(struct mig__stream *s, uint32_t round, unsigned n, const uint64_t *pfns,
                         const void *const *pages)
 {
-    put_page_list(s, round, n, pfns, NULL, pages);
+    put_page_list(s, MIG_REC_PAGES, round, n, pfns, pages);
 }
 
-void mig__rec_put_pages_crc(struct mig__stream *s, uint32_t round, unsigned n,
-                            const uint64_t *pfns, const uint32_t *crcs,
-                            const void *const *pages)
+void mig__rec_put_pages_crc_begin(struct mig__stream *s, uint32_t round, unsigned n,
+                                  const uint64_t *pfns, const void *const *pages)
 {
-    put_page_list(s, round, n, pfns, crcs, pages);
+    put_page_list(s, MIG_REC_PAGES_CRC, round, n, pfns, pages);
+}
+
+void mig__rec_put_pages_crc_end(struct mig__stream *s, unsigned n, const uint32_t *crcs)
+{
+    uint8_t tail[4 * (MIG_PAGES_PER_BATCH + 1)];
+    if (n == 0 || n > MIG_PAGES_PER_BATCH) {
+        mig__stream_fail(s, -MIG_EINVAL);
+        return;
+    }
+    memcpy(tail, crcs, 4 * (size_t)n);
+    mig__le32_put(tail + 4 * n, mig__crc32c(0, tail, 4 * (size_t)n));
+    mig__stream_put_tail(s, tail, 4 * n + 4);
 }
 
 void mig__rec_put_pages_zstd(struct mig__stream *s, uint32_t round, unsigned n,
@@ -281,14 +286,12 @@ int mig__rec_get_pages(const struct mig__rec *r, struct mig__rec_pages *out)
     out->count = count;
     out->pfns = (const uint64_t *)(const void *)(r->payload + 8);
     if (r->type == MIG_REC_PAGES_CRC) {
-        uint32_t meta = mig__rec_pages_crc_meta(count);
-        if ((uint64_t)r->len != meta + (uint64_t)count * MIG_PAGE_SIZE)
+        /* as read (stream.c): the list, the pages unless placed, the CRCs */
+        if (r->len != mig__rec_pages_crc_len(count))
             return -MIG_EPROTO;
-        if ((count & 1) && mig__le32_get(r->payload + meta - 4) != 0)
-            return -MIG_EPROTO;
-        out->crcs = (const uint32_t *)(const void *)(r->payload + head);
-        out->data = r->placed ? NULL : r->payload + meta;
+        out->data = r->placed ? NULL : r->payload + head;
         out->data_len = r->placed ? 0 : count * MIG_PAGE_SIZE;
+        out->crcs = (const uint32_t *)(const void *)(r->payload + head + out->data_len);
         out->raw_len = count * MIG_PAGE_SIZE;
         return 0;
     }

@@ -45,9 +45,8 @@ uint32_t mig__rec_max_len(uint32_t type);
 /* Fixed payload size of 'type', or UINT32_MAX when variable. */
 uint32_t mig__rec_fixed_len(uint32_t type);
 bool mig__rec_is_handshake(uint32_t type);
-/* PAGES_CRC: bytes before the page data (round, count, pfns, CRCs, padding
- * to 8) for a record of 'count' pages. */
-uint32_t mig__rec_pages_crc_meta(uint32_t count);
+/* PAGES_CRC: the length of a record of 'count' pages. */
+uint32_t mig__rec_pages_crc_len(uint32_t count);
 
 /* Little-endian helpers. */
 static inline void mig__le32_put(uint8_t *p, uint32_t v)

@@ -43,6 +43,8 @@ struct mig__stream {
     unsigned wiov_cap;
     uint64_t bytes_out;
     uint64_t last_tx_ns;
+    uint32_t tail_owed;             /* an open record's tail still to come (put_tail) */
+    uint32_t tail_pad;              /* its padding, sent after the tail */
 
     uint8_t *rbuf;                  /* owned, RBUF_SIZE */
     size_t rpos, rend;
@@ -184,17 +186,24 @@ static int wiov_reserve(struct mig__stream *s, unsigned n)
     return 0;
 }
 
-/* Queue a record; its CRC covers the header, iov[0..nmeta) and, when that
- * is all of it, the padding. */
+/* Queue a record of iov's bytes plus a tail of tail_len bytes that
+ * put_tail sends later (0: none); its CRC covers the header, iov[0..nmeta)
+ * and, when that is all of it, the padding. */
 static void put_locked(struct mig__stream *s, uint32_t type, const struct iovec *iov,
-                       unsigned iovcnt, unsigned nmeta)
+                       unsigned iovcnt, unsigned nmeta, uint32_t tail_len)
 {
     uint8_t hdr[MIG_REC_HDR_LEN];
-    uint64_t len = 0;
+    uint64_t len = tail_len;
     int rc;
 
     if (s->err)
         return;
+    if (s->tail_owed) {
+        MIG_LOG(s->ctx, ERROR, "%s record put inside an open record",
+                mig__rec_type_name(type));
+        mig__stream_fail(s, -MIG_EINVAL);
+        return;
+    }
     for (unsigned i = 0; i < iovcnt; i++)
         len += iov[i].iov_len;
     if (!mig__rec_type_known(type)) {
@@ -215,7 +224,7 @@ static void put_locked(struct mig__stream *s, uint32_t type, const struct iovec 
     if (s->crc) {
         crc = mig__crc32c(0, hdr, 8);
         crc = mig__crc32c_iov(crc, iov, nmeta);
-        if (nmeta == iovcnt)
+        if (nmeta == iovcnt && !tail_len)
             crc = mig__crc32c(crc, zeros, pad);
     }
     /* test builds: a record damaged in flight, as the receiver will see it */
@@ -223,6 +232,12 @@ static void put_locked(struct mig__stream *s, uint32_t type, const struct iovec 
         crc ^= 0x00010000u;
     mig__le32_put(hdr + 8, crc);
     mig__le32_put(hdr + 12, 0);
+    if (tail_len) { /* the padding follows the tail */
+        s->tail_owed = tail_len;
+        s->tail_pad = (uint32_t)pad;
+        len -= tail_len;
+        pad = 0;
+    }
 
     size_t rec = MIG_REC_HDR_LEN + len + pad;
     if (len <= COALESCE_MAX) {
@@ -272,15 +287,38 @@ void mig__stream_put(struct mig__stream *s, uint32_t type, const struct iovec *i
                      unsigned iovcnt)
 {
     pthread_mutex_lock(&s->wlock);
-    put_locked(s, type, iov, iovcnt, iovcnt);
+    put_locked(s, type, iov, iovcnt, iovcnt, 0);
     pthread_mutex_unlock(&s->wlock);
 }
 
-void mig__stream_put_meta(struct mig__stream *s, uint32_t type, const struct iovec *iov,
-                          unsigned iovcnt, unsigned nmeta)
+void mig__stream_put_open(struct mig__stream *s, uint32_t type, const struct iovec *iov,
+                          unsigned iovcnt, unsigned nmeta, uint32_t tail_len)
 {
     pthread_mutex_lock(&s->wlock);
-    put_locked(s, type, iov, iovcnt, nmeta < iovcnt ? nmeta : iovcnt);
+    put_locked(s, type, iov, iovcnt, nmeta < iovcnt ? nmeta : iovcnt, tail_len);
+    pthread_mutex_unlock(&s->wlock);
+}
+
+void mig__stream_put_tail(struct mig__stream *s, const void *tail, uint32_t len)
+{
+    pthread_mutex_lock(&s->wlock);
+    if (!s->err && (len != s->tail_owed || !len)) {
+        MIG_LOG(s->ctx, ERROR, "record tail of %" PRIu32 " bytes where %" PRIu32 " are owed", len,
+                s->tail_owed);
+        mig__stream_fail(s, -MIG_EINVAL);
+    }
+    if (!s->err && s->wlen + len + s->tail_pad > WBUF_SIZE)
+        flush_locked(s);
+    if (!s->err && len + s->tail_pad <= WBUF_SIZE) {
+        memcpy(s->wbuf + s->wlen, tail, len);
+        memset(s->wbuf + s->wlen + len, 0, s->tail_pad);
+        s->wlen += len + s->tail_pad;
+        s->tail_owed = 0;
+    } else if (!s->err) {
+        struct iovec iov[2] = {{(void *)tail, len}, {(void *)zeros, s->tail_pad}};
+        s->tail_owed = 0;
+        push(s, iov, s->tail_pad ? 2 : 1);
+    }
     pthread_mutex_unlock(&s->wlock);
 }
 
@@ -296,8 +334,8 @@ int mig__stream_keepalive(struct mig__stream *s)
 {
     if (pthread_mutex_trylock(&s->wlock))
         return s->err; /* a writer is active: the peer hears from us anyway */
-    if (!s->err && mig__now_ns() - s->last_tx_ns >= (uint64_t)s->timeout_ms * 1000000ull / 3) {
-        put_locked(s, MIG_REC_KEEPALIVE, NULL, 0, 0);
+    if (!s->err && !s->tail_owed && mig__now_ns() - s->last_tx_ns >= (uint64_t)s->timeout_ms * 1000000ull / 3) {
+        put_locked(s, MIG_REC_KEEPALIVE, NULL, 0, 0, 0);
         flush_locked(s);
     }
     int rc = s->err;
@@ -494,10 +532,11 @@ static int place_pages(struct mig__stream *s, uint32_t len, uint32_t *crc, size_
     return 0;
 }
 
-/* PAGES_CRC: the list (round, count, pfns, CRCs) first, its record CRC
- * checked before a page is read; then the pages, into place (a placer) or
- * into the payload, in runs of up to READ_CHUNK read while in cache and
- * each page checked against its own CRC. 'crc' holds the header's part. */
+/* PAGES_CRC: the list (round, count, pfns) first, its record CRC checked
+ * before a page is read; then the pages, into place (a placer) or into the
+ * payload after the list; then the CRCs and their own CRC, after the list
+ * (placed) or the pages; then each page checked against its CRC. 'crc'
+ * holds the header's part. */
 static int get_pages_crc(struct mig__stream *s, uint32_t len, uint32_t crc, uint32_t want,
                          struct mig__rec *rec)
 {
@@ -510,22 +549,19 @@ static int get_pages_crc(struct mig__stream *s, uint32_t len, uint32_t crc, uint
         if (!s->bad_idx)
             return mig__stream_fail(s, -MIG_ENOMEM);
     }
-    int rc = payload_reserve(s, mig__rec_pages_crc_meta(MIG_PAGES_PER_BATCH));
+    int rc = payload_reserve(s, 8 + 12 * (size_t)MIG_PAGES_PER_BATCH + 4);
     if (rc)
         return rc;
     rc = read_exact(s, s->payload, 8, crcp);
     if (rc)
         return rc;
     uint32_t round = mig__le32_get(s->payload), count = mig__le32_get(s->payload + 4);
-    if (count == 0 || count > MIG_PAGES_PER_BATCH ||
-        len != mig__rec_pages_crc_meta(count) + (uint64_t)count * MIG_PAGE_SIZE)
+    if (count == 0 || count > MIG_PAGES_PER_BATCH || len != mig__rec_pages_crc_len(count))
         return bad(s, -MIG_EPROTO, "page count does not match the record's length", type, len);
-    const uint32_t meta = mig__rec_pages_crc_meta(count), crc_off = 8 + 8 * count;
-    rc = read_exact(s, s->payload + 8, meta - 8, crcp);
+    const size_t list = 8 + 8 * (size_t)count, pages = (size_t)count * MIG_PAGE_SIZE;
+    rc = read_exact(s, s->payload + 8, list - 8, crcp);
     if (rc)
         return rc;
-    if ((count & 1) && mig__le32_get(s->payload + meta - 4))
-        return bad(s, -MIG_EPROTO, "non-zero padding", type, len);
     if (s->crc && crc != want)
         return bad(s, -MIG_ECRC, "CRC32C mismatch in a page list: record corrupted in transit",
                    type, len);
@@ -542,28 +578,43 @@ static int get_pages_crc(struct mig__stream *s, uint32_t len, uint32_t crc, uint
         else if (rc == 0)
             ptrs = s->place_ptrs;
     }
-    uint32_t nbad = 0;
     for (uint32_t i = 0, j; i < count; i = j) {
         uint8_t *dst;
         if (ptrs) { /* a run of adjacent destinations */
             dst = ptrs[i];
-            for (j = i + 1; j < count && j - i < run_max; j++)
+            for (j = i + 1; j < count; j++)
                 if ((uint8_t *)ptrs[j] != dst + (size_t)(j - i) * MIG_PAGE_SIZE)
                     break;
         } else { /* the payload grows with what arrives */
             j = count - i < run_max ? count : i + run_max;
-            rc = payload_reserve(s, meta + (size_t)j * MIG_PAGE_SIZE);
+            rc = payload_reserve(s, list + (size_t)j * MIG_PAGE_SIZE);
             if (rc)
                 return rc;
-            dst = s->payload + meta + (size_t)i * MIG_PAGE_SIZE;
+            dst = s->payload + list + (size_t)i * MIG_PAGE_SIZE;
         }
         rc = read_exact(s, dst, (size_t)(j - i) * MIG_PAGE_SIZE, NULL);
         if (rc)
             return rc;
-        for (uint32_t k = i; k < j; k++)
-            if (mig__crc32c(0, dst + (size_t)(k - i) * MIG_PAGE_SIZE, MIG_PAGE_SIZE) !=
-                mig__le32_get(s->payload + crc_off + 4 * (size_t)k))
-                s->bad_idx[nbad++] = k;
+    }
+    /* the CRCs, their CRC, the record's padding */
+    const size_t at = list + (ptrs ? 0 : pages), tail = 4 * (size_t)count + 4;
+    const size_t pad = (8 - (len & 7)) & 7;
+    rc = payload_reserve(s, at + tail + pad);
+    if (rc == 0)
+        rc = read_exact(s, s->payload + at, tail + pad, NULL);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < pad; i++)
+        if (s->payload[at + tail + i])
+            return bad(s, -MIG_EPROTO, "non-zero padding", type, len);
+    if (mig__crc32c(0, s->payload + at, tail - 4) != mig__le32_get(s->payload + at + tail - 4))
+        return bad(s, -MIG_ECRC, "CRC32C mismatch in a page record's CRCs: corrupted in transit",
+                   type, len);
+    uint32_t nbad = 0;
+    for (uint32_t k = 0; k < count; k++) {
+        const uint8_t *pg = ptrs ? ptrs[k] : s->payload + list + (size_t)k * MIG_PAGE_SIZE;
+        if (mig__crc32c(0, pg, MIG_PAGE_SIZE) != mig__le32_get(s->payload + at + 4 * (size_t)k))
+            s->bad_idx[nbad++] = k;
     }
     rec->type = type;
     rec->len = len;

@@ -53,7 +53,7 @@ enum mig__rec_type {
     /* Added by the engine's hooks (session/hooks.h). */
     MIG_REC_HOOK_DATA,        /* hook id, kind, bytes (begin blob, ack, hook data) */
     /* Added with MIG_CAP_PAGE_CRC. */
-    MIG_REC_PAGES_CRC,        /* round, count, pfns[count], crcs[count], pages: one CRC per page */
+    MIG_REC_PAGES_CRC,        /* round, count, pfns[count], pages, crcs[count], CRC of the crcs */
     MIG_REC__COUNT
 };
 
@@ -62,9 +62,10 @@ struct mig__rec {
     uint32_t type;            /* enum mig__rec_type */
     uint32_t len;             /* payload bytes */
     const uint8_t *payload;
-    /* PAGES only, with a placer (mig__stream_set_placer): the page data went
-     * straight to where the placer said, and payload holds only round,
-     * count and pfns; or place_err: the placer refused it (data dropped). */
+    /* PAGES and PAGES_CRC, with a placer (mig__stream_set_placer): the page
+     * data went straight to where the placer said, and payload holds all but
+     * the pages (mig__rec_get_pages knows where); or place_err: the placer
+     * refused it (data dropped). */
     bool placed;
     int place_err;
     /* PAGES_CRC only: the pages whose data did not match their own CRC
@@ -117,10 +118,14 @@ struct mig__stream;
 /* Queue one record of 'type' whose payload is the concatenation of iov. */
 void mig__stream_put(struct mig__stream *s, uint32_t type, const struct iovec *iov,
                      unsigned iovcnt);
-/* The same, with the record's CRC over the header and only the first 'nmeta'
- * iovs: the rest carries checks of its own (PAGES_CRC's pages). */
-void mig__stream_put_meta(struct mig__stream *s, uint32_t type, const struct iovec *iov,
-                          unsigned iovcnt, unsigned nmeta);
+/* An open record: iov's bytes now and a tail of tail_len bytes (> 0) that
+ * the same writer sends with mig__stream_put_tail before it puts anything
+ * else on this stream (KEEPALIVEs wait meanwhile). The record's CRC covers
+ * the header and only the first 'nmeta' iovs: the rest and the tail carry
+ * checks of their own (PAGES_CRC's pages and their CRCs). */
+void mig__stream_put_open(struct mig__stream *s, uint32_t type, const struct iovec *iov,
+                          unsigned iovcnt, unsigned nmeta, uint32_t tail_len);
+void mig__stream_put_tail(struct mig__stream *s, const void *tail, uint32_t len);
 /* Push everything queued to the transport. Returns the sticky error. */
 int mig__stream_flush(struct mig__stream *s);
 /* The first error this stream met, or 0. */
@@ -132,15 +137,16 @@ int mig__stream_get(struct mig__stream *s, struct mig__rec *rec_out);
 /* Receiving PAGES and PAGES_CRC records straight into their destination
  * (the incoming guest's memory, as QEMU's multifd receive does) instead of
  * the payload buffer and then a copy. Once a record's header, round, count
- * and pfns (and PAGES_CRC's CRCs, whose record CRC is then checked) are
- * read, place() is called: 0 and ptrs[0..count) set (writable page_size
- * bytes each): the page data is read there and checked after (PAGES: the
- * record's CRC, a mismatch fails the stream, the pages hold garbage and the
- * incoming domain must never run; PAGES_CRC: each page's CRC, mismatches
- * come back in the record's 'bad'); 1: read the record as usual; < 0: the
- * record is read as usual and comes back with place_err set (its pages must
- * not be applied). A count or length the type may not have is never placed.
- * The placer is borrowed; NULL turns it off. Reader thread only. */
+ * and pfns are read (PAGES_CRC: and the record's CRC checked), place() is
+ * called: 0 and ptrs[0..count) set (writable page_size bytes each): the page
+ * data is read there and checked after (PAGES: the record's CRC, a mismatch
+ * fails the stream, the pages hold garbage and the incoming domain must
+ * never run; PAGES_CRC: each page's CRC, which follows the pages,
+ * mismatches come back in the record's 'bad'); 1: read the record as
+ * usual; < 0: the record is read as usual and comes back with place_err set
+ * (its pages must not be applied). A count or length the type may not have
+ * is never placed. The placer is borrowed; NULL turns it off. Reader
+ * thread only. */
 struct mig__placer {
     int (*place)(void *opaque, uint32_t round, uint32_t count, const uint64_t *pfns, void **ptrs);
     void *opaque;
@@ -160,12 +166,14 @@ int mig__stream_keepalive(struct mig__stream *s);
 
 void mig__rec_put_pages(struct mig__stream *s, uint32_t round, unsigned n, const uint64_t *pfns,
                         const void *const *pages);
-/* PAGES_CRC: crcs[i] = mig__crc32c(0, pages[i], 4096), computed by the caller
- * from the pages as it read them; the pages may change after that (a guest
- * writing them): the receiver finds such pages by their CRC. */
-void mig__rec_put_pages_crc(struct mig__stream *s, uint32_t round, unsigned n,
-                            const uint64_t *pfns, const uint32_t *crcs,
-                            const void *const *pages);
+/* PAGES_CRC, in two steps: begin sends the list and the pages, straight
+ * from where they are; end sends crcs[i] = mig__crc32c(0, pages[i], 4096),
+ * taken by the caller after begin from the pages as they are then (the
+ * guest may have written them meanwhile: the receiver finds such pages by
+ * their CRC). Nothing else may be put on the stream between the two. */
+void mig__rec_put_pages_crc_begin(struct mig__stream *s, uint32_t round, unsigned n,
+                                  const uint64_t *pfns, const void *const *pages);
+void mig__rec_put_pages_crc_end(struct mig__stream *s, unsigned n, const uint32_t *crcs);
 void mig__rec_put_pages_zstd(struct mig__stream *s, uint32_t round, unsigned n,
                              const uint64_t *pfns, const void *frame, uint32_t frame_len);
 void mig__rec_put_zero_runs(struct mig__stream *s, uint32_t round, unsigned nruns,
