@@ -4,6 +4,7 @@
 #include <config.h>
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -631,6 +632,45 @@ static void pages_crc_names_torn_pages(void **state)
     pair_close(&p);
 }
 
+/* A record put by another thread (a hook's BLOCK_EXTENT) while a PAGES_CRC
+ * is open waits for its end instead of landing inside it. */
+static void *put_round_end(void *arg)
+{
+    mig__rec_put_round_end(arg, 9, 1);
+    return NULL;
+}
+
+static void pages_crc_open_record_is_not_split(void **state)
+{
+    (void)state;
+    struct pair p;
+    struct mig__rec r;
+    struct mig__rec_pages pg;
+    static uint8_t pages[2][MIG_PAGE_SIZE];
+    const uint64_t pfns[2] = {1, 2};
+    const void *ptrs[2] = {pages[0], pages[1]};
+    uint32_t crcs[2];
+    pthread_t t;
+    pair_open(&p, 2000, true);
+    memset(pages, 0x3c, sizeof(pages));
+    mig__rec_put_pages_crc_begin(p.a, 4, 2, pfns, ptrs);
+    assert_int_equal(pthread_create(&t, NULL, put_round_end, p.a), 0);
+    usleep(50000); /* the other writer is waiting for the lock */
+    for (int i = 0; i < 2; i++)
+        crcs[i] = mig__crc32c(0, pages[i], MIG_PAGE_SIZE);
+    mig__rec_put_pages_crc_end(p.a, 2, crcs);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(mig__stream_flush(p.a), 0);
+    assert_int_equal(mig__stream_get(p.b, &r), 0);
+    assert_int_equal(r.type, MIG_REC_PAGES_CRC);
+    assert_int_equal(r.nbad, 0);
+    assert_int_equal(mig__rec_get_pages(&r, &pg), 0);
+    assert_int_equal(pg.crcs[1], crcs[1]);
+    assert_int_equal(mig__stream_get(p.b, &r), 0);
+    assert_int_equal(r.type, MIG_REC_ROUND_END);
+    pair_close(&p);
+}
+
 /* The page list has the record's CRC: damage there ends the stream before
  * a page is read or placed; the CRCs have their own: damage there ends it
  * too; counts the length does not match, and padding that is not zero, are
@@ -844,6 +884,7 @@ int main(void)
         cmocka_unit_test(placer_crc_mismatch_fails),
         cmocka_unit_test(pages_crc_names_torn_pages),
         cmocka_unit_test(pages_crc_list_checked),
+        cmocka_unit_test(pages_crc_open_record_is_not_split),
         cmocka_unit_test(handshake_records_refused_after_handshake),
         cmocka_unit_test(bad_text_rejected),
         cmocka_unit_test(garbage_before_handshake),

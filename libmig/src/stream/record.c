@@ -97,6 +97,8 @@ static void put_page_list(struct mig__stream *s, uint32_t type, uint32_t round, 
 
     if (n == 0 || n > MIG_PAGES_PER_BATCH) {
         mig__stream_fail(s, n ? -MIG_ETOOBIG : -MIG_EINVAL);
+        if (type == MIG_REC_PAGES_CRC) /* nothing goes out; end still unlocks */
+            mig__stream_put_open(s, type, NULL, 0, 0, 0);
         return;
     }
     mig__le32_put(hdr, round);
@@ -128,6 +130,7 @@ void mig__rec_put_pages_crc_end(struct mig__stream *s, unsigned n, const uint32_
     uint8_t tail[4 * (MIG_PAGES_PER_BATCH + 1)];
     if (n == 0 || n > MIG_PAGES_PER_BATCH) {
         mig__stream_fail(s, -MIG_EINVAL);
+        mig__stream_put_tail(s, NULL, 0); /* unlocks */
         return;
     }
     memcpy(tail, crcs, 4 * (size_t)n);

@@ -291,17 +291,17 @@ void mig__stream_put(struct mig__stream *s, uint32_t type, const struct iovec *i
     pthread_mutex_unlock(&s->wlock);
 }
 
+/* The write lock stays held until put_tail: another writer of this stream
+ * (a hook's thread) must not put a record inside the open one. */
 void mig__stream_put_open(struct mig__stream *s, uint32_t type, const struct iovec *iov,
                           unsigned iovcnt, unsigned nmeta, uint32_t tail_len)
 {
     pthread_mutex_lock(&s->wlock);
     put_locked(s, type, iov, iovcnt, nmeta < iovcnt ? nmeta : iovcnt, tail_len);
-    pthread_mutex_unlock(&s->wlock);
 }
 
 void mig__stream_put_tail(struct mig__stream *s, const void *tail, uint32_t len)
 {
-    pthread_mutex_lock(&s->wlock);
     if (!s->err && (len != s->tail_owed || !len)) {
         MIG_LOG(s->ctx, ERROR, "record tail of %" PRIu32 " bytes where %" PRIu32 " are owed", len,
                 s->tail_owed);
@@ -319,6 +319,7 @@ void mig__stream_put_tail(struct mig__stream *s, const void *tail, uint32_t len)
         s->tail_owed = 0;
         push(s, iov, s->tail_pad ? 2 : 1);
     }
+    s->tail_owed = 0; /* after an error: nothing more goes out anyway */
     pthread_mutex_unlock(&s->wlock);
 }
 

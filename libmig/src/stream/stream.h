@@ -119,8 +119,9 @@ struct mig__stream;
 void mig__stream_put(struct mig__stream *s, uint32_t type, const struct iovec *iov,
                      unsigned iovcnt);
 /* An open record: iov's bytes now and a tail of tail_len bytes (> 0) that
- * the same writer sends with mig__stream_put_tail before it puts anything
- * else on this stream (KEEPALIVEs wait meanwhile). The record's CRC covers
+ * the same thread sends with mig__stream_put_tail right after: put_open
+ * returns holding the stream's write lock and put_tail releases it, so no
+ * other writer's record lands inside (KEEPALIVEs skip). The record's CRC covers
  * the header and only the first 'nmeta' iovs: the rest and the tail carry
  * checks of their own (PAGES_CRC's pages and their CRCs). */
 void mig__stream_put_open(struct mig__stream *s, uint32_t type, const struct iovec *iov,
@@ -170,7 +171,9 @@ void mig__rec_put_pages(struct mig__stream *s, uint32_t round, unsigned n, const
  * from where they are; end sends crcs[i] = mig__crc32c(0, pages[i], 4096),
  * taken by the caller after begin from the pages as they are then (the
  * guest may have written them meanwhile: the receiver finds such pages by
- * their CRC). Nothing else may be put on the stream between the two. */
+ * their CRC). begin returns holding the stream's write lock and end
+ * releases it: the same thread calls end right after, touching no stream
+ * in between. */
 void mig__rec_put_pages_crc_begin(struct mig__stream *s, uint32_t round, unsigned n,
                                   const uint64_t *pfns, const void *const *pages);
 void mig__rec_put_pages_crc_end(struct mig__stream *s, unsigned n, const uint32_t *crcs);
