@@ -573,10 +573,11 @@ static int check_damage(struct dest *d)
     uint64_t left = atomic_load(&d->ndamaged), torn = atomic_load(&d->torn);
     if (left) {
         _Atomic uint64_t *bm = atomic_load(&d->damaged);
-        uint64_t first = 0;
-        while (!atomic_load(&bm[first / 64]))
+        uint64_t first = 0, words = (d->info.nr_pages + 63) / 64;
+        while (first / 64 + 1 < words && !atomic_load(&bm[first / 64]))
             first += 64;
-        first += (uint64_t)__builtin_ctzll(atomic_load(&bm[first / 64]));
+        uint64_t w = atomic_load(&bm[first / 64]);
+        first += w ? (uint64_t)__builtin_ctzll(w) : 0;
         return send_error(d, -MIG_ECRC,
                           "%" PRIu64 " pages arrived damaged and never came again (the first: "
                           "page %" PRIu64 "): corrupted in transit", left, first);
