@@ -476,6 +476,7 @@ static void test_after_commit_failure_is_not_rolled_back(void **state)
 
 /* ---- pages read while the guest wrote them (PAGES_CRC) ------------------------ */
 
+#ifdef MIG_FAULT_INJECTION
 /* What the fake source's memory holds (f_open). */
 static void assert_dst_mem_is_source(void)
 {
@@ -494,6 +495,7 @@ static void migrate_fault(bool channels, const char *faults, unsigned redirty_at
     redirty_next = 0;
     unsetenv("MIG_FAULT");
 }
+#endif
 
 /* A page of round 0 arrives torn (its data does not match its CRC, as when
  * the guest wrote it between the sender's CRC and the socket's copy); the

