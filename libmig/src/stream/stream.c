@@ -313,13 +313,11 @@ void mig__stream_put_tail(struct mig__stream *s, const void *tail, uint32_t len)
         memcpy(s->wbuf + s->wlen, tail, len);
         memset(s->wbuf + s->wlen + len, 0, s->tail_pad);
         s->wlen += len + s->tail_pad;
-        s->tail_owed = 0;
     } else if (!s->err) {
         struct iovec iov[2] = {{(void *)tail, len}, {(void *)zeros, s->tail_pad}};
-        s->tail_owed = 0;
         push(s, iov, s->tail_pad ? 2 : 1);
     }
-    s->tail_owed = 0; /* after an error: nothing more goes out anyway */
+    s->tail_owed = 0; /* closed (after an error nothing more goes out anyway) */
     pthread_mutex_unlock(&s->wlock);
 }
 
@@ -335,7 +333,8 @@ int mig__stream_keepalive(struct mig__stream *s)
 {
     if (pthread_mutex_trylock(&s->wlock))
         return s->err; /* a writer is active: the peer hears from us anyway */
-    if (!s->err && !s->tail_owed && mig__now_ns() - s->last_tx_ns >= (uint64_t)s->timeout_ms * 1000000ull / 3) {
+    uint64_t quiet = mig__now_ns() - s->last_tx_ns;
+    if (!s->err && !s->tail_owed && quiet >= (uint64_t)s->timeout_ms * 1000000ull / 3) {
         put_locked(s, MIG_REC_KEEPALIVE, NULL, 0, 0, 0);
         flush_locked(s);
     }
