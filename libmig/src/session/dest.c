@@ -196,6 +196,8 @@ static void damage_clear(struct dest *d, uint64_t pfn, uint64_t count)
  * records clear their marks too. */
 static int note_damage(struct dest *d, const struct mig__rec *rec, const struct mig__rec_pages *pg)
 {
+    if (!rec->nbad && !atomic_load(&d->ndamaged))
+        return 0; /* the usual record: nothing to mark or clear */
     uint32_t b = 0;
     for (uint32_t i = 0; i < pg->count; i++) {
         if (b < rec->nbad && rec->bad[b] == i) {

@@ -489,6 +489,31 @@ static int payload_reserve(struct mig__stream *s, size_t cap)
     return 0;
 }
 
+/* Ask the placer where a page record's pages go (its pfns at payload + 8):
+ * 0 and s->place_ptrs set, 1 (read as usual) or an error (refused). */
+static int ask_placer(struct mig__stream *s, uint32_t round, uint32_t count)
+{
+    for (uint32_t i = 0; i < count; i++)
+        s->place_pfns[i] = mig__le64_get(s->payload + 8 + 8 * (size_t)i);
+    return s->placer->place(s->placer->opaque, round, count, s->place_pfns, s->place_ptrs);
+}
+
+/* Read 'count' pages to s->place_ptrs, runs of adjacent destinations in
+ * one go, updating *crc (NULL: none) as they arrive. */
+static int read_placed(struct mig__stream *s, uint32_t count, uint32_t *crc)
+{
+    for (uint32_t i = 0, j; i < count; i = j) {
+        uint8_t *dst = s->place_ptrs[i];
+        for (j = i + 1; j < count; j++)
+            if ((uint8_t *)s->place_ptrs[j] != dst + (size_t)(j - i) * MIG_PAGE_SIZE)
+                break;
+        int rc = read_exact(s, dst, (size_t)(j - i) * MIG_PAGE_SIZE, crc);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
 /* A PAGES record with a placer: read round, count and pfns into the
  * payload, ask where the pages go, read them there. *got_out: payload bytes
  * read so far (the caller reads the rest as usual unless *placed_out). */
@@ -510,26 +535,15 @@ static int place_pages(struct mig__stream *s, uint32_t len, uint32_t *crc, size_
     if (rc)
         return rc;
     *got_out = 8 + 8 * (size_t)count;
-    for (uint32_t i = 0; i < count; i++)
-        s->place_pfns[i] = mig__le64_get(s->payload + 8 + 8 * (size_t)i);
-    rc = s->placer->place(s->placer->opaque, round, count, s->place_pfns, s->place_ptrs);
+    rc = ask_placer(s, round, count);
     if (rc < 0)
         *err_out = rc;
     if (rc != 0)
         return 0;
-    /* runs of adjacent destinations are read in one go */
-    for (uint32_t i = 0; i < count;) {
-        uint8_t *dst = s->place_ptrs[i];
-        uint32_t j = i + 1;
-        while (j < count && (uint8_t *)s->place_ptrs[j] == dst + (size_t)(j - i) * MIG_PAGE_SIZE)
-            j++;
-        rc = read_exact(s, dst, (size_t)(j - i) * MIG_PAGE_SIZE, crc);
-        if (rc)
-            return rc;
-        i = j;
-    }
-    *placed_out = true;
-    return 0;
+    rc = read_placed(s, count, crc);
+    if (rc == 0)
+        *placed_out = true;
+    return rc;
 }
 
 /* PAGES_CRC: the list (round, count, pfns) first, its record CRC checked
@@ -570,29 +584,23 @@ static int get_pages_crc(struct mig__stream *s, uint32_t len, uint32_t crc, uint
 
     void **ptrs = NULL;
     if (s->placer) {
-        for (uint32_t i = 0; i < count; i++)
-            s->place_pfns[i] = mig__le64_get(s->payload + 8 + 8 * (size_t)i);
-        rc = s->placer->place(s->placer->opaque, round, count, s->place_pfns, s->place_ptrs);
+        rc = ask_placer(s, round, count);
         if (rc < 0)
             rec->place_err = rc;
         else if (rc == 0)
             ptrs = s->place_ptrs;
     }
-    for (uint32_t i = 0, j; i < count; i = j) {
-        uint8_t *dst;
-        if (ptrs) { /* a run of adjacent destinations */
-            dst = ptrs[i];
-            for (j = i + 1; j < count; j++)
-                if ((uint8_t *)ptrs[j] != dst + (size_t)(j - i) * MIG_PAGE_SIZE)
-                    break;
-        } else { /* the payload grows with what arrives */
-            j = count - i < run_max ? count : i + run_max;
-            rc = payload_reserve(s, list + (size_t)j * MIG_PAGE_SIZE);
-            if (rc)
-                return rc;
-            dst = s->payload + list + (size_t)i * MIG_PAGE_SIZE;
-        }
-        rc = read_exact(s, dst, (size_t)(j - i) * MIG_PAGE_SIZE, NULL);
+    if (ptrs) {
+        rc = read_placed(s, count, NULL);
+        if (rc)
+            return rc;
+    }
+    for (uint32_t i = 0, j; !ptrs && i < count; i = j) { /* the payload grows as it arrives */
+        j = count - i < run_max ? count : i + run_max;
+        rc = payload_reserve(s, list + (size_t)j * MIG_PAGE_SIZE);
+        if (rc == 0)
+            rc = read_exact(s, s->payload + list + (size_t)i * MIG_PAGE_SIZE,
+                            (size_t)(j - i) * MIG_PAGE_SIZE, NULL);
         if (rc)
             return rc;
     }
