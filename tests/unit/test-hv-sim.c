@@ -411,6 +411,56 @@ static void tracking_exact_sync_env(void **state)
     tracking_exact(SYNC, "sync", "mem=64M,dirty=0");
 }
 
+/* Log-dirty enable protects the guest's memory while round 0 reads it: a
+ * page handed out by map_pages right after enable is already watched, so a
+ * write after the read is reported by the next clean (1 GiB: protecting it
+ * all takes milliseconds, longer than the touch below). Disable right after
+ * enable lifts whatever was protected: a write then goes through. */
+static void enable_watches_what_is_read_mode(const char *mode, const char *config)
+{
+    struct host h;
+    struct mig_ctx *ctx = quiet_ctx();
+    struct mig__dom_info info;
+    struct mig__hv_map *map = NULL;
+    const void *ptr;
+    host_start(&h, NULL);
+    assert_int_equal(mig_simhost_create(NULL, h.dir, "e", config), 0);
+    struct mig__hv *hv = open_source(ctx, &h, "e");
+    if (strcmp(hv->ops->tracking(hv), mode))
+        fail_msg("tracking is '%s', want '%s'", hv->ops->tracking(hv), mode);
+    assert_int_equal(hv->ops->info(hv, &info), 0);
+    uint64_t np = info.nr_pages, last = np - 1;
+    unsigned long *b = bitmap_new(np);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(hv->ops->logdirty_enable(hv), 0);
+        assert_int_equal(hv->ops->map_pages(hv, &last, 1, &ptr, &map), 0);
+        hv->ops->unmap_pages(hv, map);
+        assert_int_equal(mig__sim_guest_touch(h.dir, "e", &last, 1), 0);
+        clean(hv, b, np);
+        if (!test_bit(b, last))
+            fail_msg("%s: a write after the page was read was not reported (try %d)", mode, i);
+        assert_int_equal(hv->ops->logdirty_disable(hv), 0);
+    }
+    /* disabled at once: nothing stays protected (a sync fault would hang) */
+    assert_int_equal(hv->ops->logdirty_enable(hv), 0);
+    assert_int_equal(hv->ops->logdirty_disable(hv), 0);
+    assert_int_equal(mig__sim_guest_touch(h.dir, "e", &last, 1), 0);
+    /* and the map does not wait for tracking that is off */
+    assert_int_equal(hv->ops->map_pages(hv, &last, 1, &ptr, &map), 0);
+    hv->ops->unmap_pages(hv, map);
+    hv->ops->close(hv);
+    free(b);
+    host_stop(&h);
+    mig_ctx_free(ctx);
+}
+
+static void enable_watches_what_is_read(void **state)
+{
+    (void)state;
+    enable_watches_what_is_read_mode(ASYNC, "mem=1G,dirty=0");
+    enable_watches_what_is_read_mode(SYNC, "mem=1G,dirty=0,tracking=sync");
+}
+
 /* With the workload running: every page whose generation changed between two
  * snapshots is reported by the clean before, between or after them;
  * after suspend the final clean covers the rest, and every page checks. */
@@ -1125,6 +1175,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(tracking_exact_async),
         cmocka_unit_test(tracking_exact_sync),
         cmocka_unit_test(tracking_exact_sync_env),
+        cmocka_unit_test(enable_watches_what_is_read),
         cmocka_unit_test(no_lost_write_async),
         cmocka_unit_test(no_lost_write_sync),
         cmocka_unit_test(sync_backend_crash),

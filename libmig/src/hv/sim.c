@@ -17,6 +17,9 @@
  *    pages and hands the bits over, holding the lock the fault thread takes,
  *    so a write after the re-protect faults again and lands in the next
  *    round.
+ * In both, enable returns at once and a thread write-protects the mapping
+ * in chunks while round 0 reads it; map_pages waits until its pages are
+ * protected, clean and disable until all are.
  * Pages are read through a read-only MAP_SHARED mapping of the memfd.
  *
  * Destination, arg "host=DIR": create-incoming / commit / discard through
@@ -92,6 +95,19 @@ struct sim_hv {
 
     struct page_region *vec;
     struct mig_ratelimit rl;
+
+    /* Log-dirty enable write-protects the guest's memory in chunks from a
+     * thread of its own while round 0 reads it (as Xen's HAP log-dirty
+     * enable only marks the p2m for lazy recalculation): map_pages waits
+     * until a batch's pages are protected, clean and disable until all are.
+     * Under wp_lock except wp_upto, which the thread publishes atomically. */
+    pthread_mutex_t wp_lock;
+    pthread_cond_t wp_cond;  /* wp_upto advanced, or the thread ended */
+    pthread_t wp_thr;
+    bool wp_thr_on;          /* started, not joined (the engine's thread only) */
+    bool wp_stop;            /* disable: stop protecting */
+    int wp_err;              /* the thread's failure */
+    _Atomic uint64_t wp_upto; /* pages [0, wp_upto) are protected */
 
     /* map_pages' knowledge of the memfd's holes, so that a batch costs no
      * SEEK_HOLE walk over the rest of the file: one data run and one hole run,
@@ -250,6 +266,8 @@ static int sim_open(struct mig_ctx *ctx, const char *arg, enum mig_role role,
     s->stop_pipe[0] = s->stop_pipe[1] = -1;
     pthread_mutex_init(&s->lock, NULL);
     pthread_mutex_init(&s->hole_lock, NULL);
+    pthread_mutex_init(&s->wp_lock, NULL);
+    pthread_cond_init(&s->wp_cond, NULL);
     mig__ratelimit_init(&s->rl, 1000, 5);
     rc = parse_arg(arg, role == MIG_ROLE_SOURCE, s->name, sizeof(s->name), s->dir, sizeof(s->dir));
     if (rc) {
@@ -286,6 +304,7 @@ out:
 }
 
 static int sim_logdirty_disable(struct mig__hv *hv);
+static int wp_join(struct sim_hv *s, bool stop);
 static int sim_throttle(struct mig__hv *hv, unsigned percent);
 static int sim_resume(struct mig__hv *hv);
 static int sim_discard(struct mig__hv *hv);
@@ -304,6 +323,7 @@ static void sim_close(struct mig__hv *hv)
     }
     if (s->base.role == MIG_ROLE_DESTINATION && s->incoming && !s->committed)
         sim_discard(hv);
+    wp_join(s, true);
     if (s->mem)
         munmap(s->mem, s->nr_pages * MIG_SIM_PAGE);
     if (s->pagemap >= 0)
@@ -318,6 +338,8 @@ static void sim_close(struct mig__hv *hv)
     free(s->vec);
     pthread_mutex_destroy(&s->lock);
     pthread_mutex_destroy(&s->hole_lock);
+    pthread_mutex_destroy(&s->wp_lock);
+    pthread_cond_destroy(&s->wp_cond);
     free(s);
 }
 
@@ -534,6 +556,69 @@ static int wp_range(struct sim_hv *s, uint64_t pfn, uint64_t count, bool protect
     }
 }
 
+/* Pages protected per ioctl by the enable thread: 16 MiB, about 0.1 ms
+ * here, so round 0's first batch hardly waits. */
+#define WP_CHUNK_PAGES 4096u
+
+static void *wp_main(void *arg)
+{
+    struct sim_hv *s = arg;
+    int rc = 0;
+    for (uint64_t pfn = 0; pfn < s->nr_pages && rc == 0;) {
+        pthread_mutex_lock(&s->wp_lock);
+        bool stop = s->wp_stop;
+        pthread_mutex_unlock(&s->wp_lock);
+        if (stop)
+            break;
+        uint64_t k = s->nr_pages - pfn < WP_CHUNK_PAGES ? s->nr_pages - pfn : WP_CHUNK_PAGES;
+        rc = wp_range(s, pfn, k, true);
+        if (rc == 0) {
+            pfn += k;
+            atomic_store_explicit(&s->wp_upto, pfn, memory_order_release);
+        }
+        pthread_mutex_lock(&s->wp_lock);
+        s->wp_err = rc;
+        pthread_cond_broadcast(&s->wp_cond);
+        pthread_mutex_unlock(&s->wp_lock);
+    }
+    pthread_mutex_lock(&s->wp_lock);
+    if (!s->wp_err && atomic_load(&s->wp_upto) < s->nr_pages)
+        s->wp_err = -MIG_ECANCELLED; /* stopped: waiters must not read on */
+    pthread_cond_broadcast(&s->wp_cond);
+    pthread_mutex_unlock(&s->wp_lock);
+    return NULL;
+}
+
+/* Wait until pages [0, end) are write-protected (a read of them after this
+ * misses no write): 0, or the enable thread's failure. Any thread. */
+static int wp_wait(struct sim_hv *s, uint64_t end)
+{
+    if (atomic_load_explicit(&s->wp_upto, memory_order_acquire) >= end)
+        return 0;
+    pthread_mutex_lock(&s->wp_lock);
+    while (atomic_load(&s->wp_upto) < end && !s->wp_err)
+        pthread_cond_wait(&s->wp_cond, &s->wp_lock);
+    int rc = atomic_load(&s->wp_upto) >= end ? 0 : s->wp_err;
+    pthread_mutex_unlock(&s->wp_lock);
+    return rc;
+}
+
+/* Join the enable thread (stop: tell it to end first). Returns its
+ * failure, 0 when it protected everything or none ran. Engine's thread. */
+static int wp_join(struct sim_hv *s, bool stop)
+{
+    if (!s->wp_thr_on)
+        return 0;
+    if (stop) {
+        pthread_mutex_lock(&s->wp_lock);
+        s->wp_stop = true;
+        pthread_mutex_unlock(&s->wp_lock);
+    }
+    pthread_join(s->wp_thr, NULL);
+    s->wp_thr_on = false;
+    return stop ? 0 : s->wp_err;
+}
+
 static void *fault_main(void *arg)
 {
     struct sim_hv *s = arg;
@@ -580,7 +665,6 @@ static void *fault_main(void *arg)
 static int sim_logdirty_enable(struct mig__hv *hv)
 {
     struct sim_hv *s = to_sim(hv);
-    int rc;
     if (s->base.role != MIG_ROLE_SOURCE || s->destroyed)
         return -MIG_ESTATE;
     if (s->tracking_on)
@@ -609,11 +693,14 @@ static int sim_logdirty_enable(struct mig__hv *hv)
             return -MIG_ENOMEM;
     }
     s->tracking_on = true;
-    rc = wp_range(s, 0, s->nr_pages, true);
-    if (rc) {
+    atomic_store(&s->wp_upto, 0);
+    s->wp_err = 0;
+    s->wp_stop = false;
+    if (pthread_create(&s->wp_thr, NULL, wp_main, s)) {
         sim_logdirty_disable(hv);
-        return rc;
+        return -MIG_ENOMEM;
     }
+    s->wp_thr_on = true;
     MIG_LOG(s->base.ctx, DEBUG, "sim: log-dirty on (%s)", s->tracking);
     return 0;
 }
@@ -624,6 +711,7 @@ static int sim_logdirty_disable(struct mig__hv *hv)
     int rc = 0;
     if (!s->tracking_on)
         return 0;
+    wp_join(s, true);
     /* lift protection first: a vCPU blocked on a sync fault is woken by it */
     rc = wp_range(s, 0, s->nr_pages, false);
     if (s->fault_thr_on) {
@@ -737,6 +825,9 @@ static int sim_logdirty_clean(struct mig__hv *hv, unsigned long *bitmap, uint64_
     struct sim_hv *s = to_sim(hv);
     if (!s->tracking_on)
         return -MIG_ESTATE;
+    int rc = wp_join(s, false);
+    if (rc)
+        return rc;
     holes_forget(s);
     if (s->fault_thr_on)
         return clean_sync(s, bitmap, ndirty_out);
@@ -755,9 +846,16 @@ static int sim_map_pages(struct mig__hv *hv, const uint64_t *pfns, unsigned n, c
     /* the whole memfd stays mapped: nothing per batch, safe from any thread
      * (lseek's file position is not used) */
     struct sim_hv *s = to_sim(hv);
-    uint64_t data_lo, data_hi, hole_lo, hole_hi;
+    uint64_t data_lo, data_hi, hole_lo, hole_hi, top = 0;
     if (!s->mem || n > 1024)
         return -MIG_EINVAL;
+    if (s->tracking_on) { /* read only what log-dirty already watches */
+        for (unsigned i = 0; i < n; i++)
+            top = pfns[i] > top ? pfns[i] : top;
+        int rc = wp_wait(s, top + 1);
+        if (rc)
+            return rc;
+    }
     pthread_mutex_lock(&s->hole_lock);
     data_lo = s->data_lo;
     data_hi = s->data_hi;
@@ -897,6 +995,7 @@ static int sim_destroy(struct mig__hv *hv)
     struct sim_hv *s = to_sim(hv);
     char req[128];
     snprintf(req, sizeof(req), "destroy %s", s->name);
+    wp_join(s, true);
     if (s->fault_thr_on)
         sim_logdirty_disable(hv);
     int rc = mig__sim_host_call(s->dir, req, NULL, 0, NULL, NULL);

@@ -39,8 +39,9 @@ _Static_assert(MIG_SEND_DIRECT_PAGES >= MIG_SEND_RECORD_PAGES, "worker arrays ho
 
 /* One batch, mapped, and what the worker's helper found in it. */
 struct batch {
-    const uint64_t *pfns;             /* borrowed from the round */
+    const uint64_t *pfns;             /* borrowed from the round, or ident */
     unsigned n;
+    uint64_t ident[MIG_PAGES_PER_BATCH]; /* the pfns of a round of every page */
     const void *mapped[MIG_PAGES_PER_BATCH];
     struct mig__hv_map *map;          /* owned until unmap_pages */
     uint8_t zero[MIG_PAGES_PER_BATCH];
@@ -90,7 +91,7 @@ struct mig__sender {
     bool quit;
     uint32_t round;
     bool final;
-    const uint64_t *pfns;             /* borrowed for the round */
+    const uint64_t *pfns;             /* borrowed for the round; NULL: 0..npfns-1 */
     uint64_t npfns;
     uint64_t deadline_ns;             /* no batch starts after it (0: none) */
     atomic_uint_fast64_t next;        /* index of the next batch to take */
@@ -292,7 +293,7 @@ static void helper_wait(struct worker *w)
 struct round_job {
     uint32_t round;
     bool final;
-    const uint64_t *pfns;             /* borrowed */
+    const uint64_t *pfns;             /* borrowed; NULL: pages 0..npfns-1 */
     uint64_t npfns;
     uint64_t deadline;                /* ns, 0: none */
 };
@@ -317,7 +318,13 @@ static int take_batch(struct worker *w, const struct round_job *j, struct batch 
         return 0;
     uint64_t left = j->npfns - start;
     b->n = left < MIG_PAGES_PER_BATCH ? (unsigned)left : MIG_PAGES_PER_BATCH;
-    b->pfns = j->pfns + start;
+    if (j->pfns) {
+        b->pfns = j->pfns + start;
+    } else {
+        for (unsigned i = 0; i < b->n; i++)
+            b->ident[i] = start + i;
+        b->pfns = b->ident;
+    }
     b->map = NULL;
     int rc = hv->ops->map_pages(hv, b->pfns, b->n, b->mapped, &b->map);
     return rc < 0 ? rc : 1;

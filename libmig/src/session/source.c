@@ -456,10 +456,11 @@ static int collect_dirty(struct mig_session *s, bool keep, uint64_t *n_out, uint
     return 0;
 }
 
-/* Send s->pfns[0..n) as a round. A pre-copy round ends early at the total
+/* Send pfns[0..n) as a round (pfns NULL: every page, 0..n-1, round 0's
+ * list without writing it out). A pre-copy round ends early at the total
  * time limit (--timeout): then *sent_out < n and the rest was not sent. */
-static int send_round(struct mig_session *s, uint32_t round, uint64_t n, bool final,
-                      uint64_t *bytes_out, uint64_t *ns_out, uint64_t *sent_out)
+static int send_round(struct mig_session *s, uint32_t round, const uint64_t *pfns, uint64_t n,
+                      bool final, uint64_t *bytes_out, uint64_t *ns_out, uint64_t *sent_out)
 {
     uint64_t deadline = s->p.timeout_s ? s->t_start_ns + s->p.timeout_s * 1000000000ull : 0;
     uint64_t sent = n;
@@ -473,7 +474,7 @@ static int send_round(struct mig_session *s, uint32_t round, uint64_t n, bool fi
         return rc == -MIG_ECANCELLED ? rc
                                      : mig__session_fail(s, rc, "round %u: hook: %s", round,
                                                          hook_why(s, rc));
-    rc = mig__sender_round(s->sender, round, s->pfns, n, final, deadline, tick, &sent);
+    rc = mig__sender_round(s->sender, round, pfns, n, final, deadline, tick, &sent);
     if (rc < 0)
         return rc == -MIG_ECANCELLED ? rc
                                      : mig__session_fail(s, rc, "round %u: %s", round,
@@ -516,12 +517,13 @@ static int precopy(struct mig_session *s)
         return mig__session_fail(s, rc, "enabling dirty tracking: %s", mig_strerror(rc));
     s->logdirty_on = true;
     last_clean = mig__now_ns();
-    for (uint64_t i = 0; i < n; i++)
-        s->pfns[i] = i;
 
     for (uint32_t round = 0;; round++) {
         uint64_t bytes, ns, sent;
-        rc = send_round(s, round, n, false, &bytes, &ns, &sent);
+        /* round 0 sends every page: no list (its first touch of 8 bytes a
+         * page cost 5 ms per 2 GiB guest) */
+        const uint64_t *list = round ? s->pfns : NULL;
+        rc = send_round(s, round, list, n, false, &bytes, &ns, &sent);
         if (rc == 0)
             rc = fault(s, "src-round", round);
         if (rc < 0)
@@ -532,8 +534,10 @@ static int precopy(struct mig_session *s)
         if (cut) {
             memset(s->bitmap, 0, (s->info.nr_pages + BITS_PER_LONG - 1) / BITS_PER_LONG *
                                      sizeof(unsigned long));
-            for (uint64_t i = sent; i < n; i++)
-                s->bitmap[s->pfns[i] / BITS_PER_LONG] |= 1ul << (s->pfns[i] % BITS_PER_LONG);
+            for (uint64_t i = sent; i < n; i++) {
+                uint64_t pfn = list ? list[i] : i;
+                s->bitmap[pfn / BITS_PER_LONG] |= 1ul << (pfn % BITS_PER_LONG);
+            }
         }
         /* A short round measures latency, not bandwidth: fall back on the
          * average over all rounds so far. */
@@ -662,7 +666,7 @@ static int stop_and_copy(struct mig_session *s)
     if (rc < 0)
         return mig__session_fail(s, rc, "switchover: %s", mig_strerror(rc));
     s->st.remaining_bytes = n * MIG_PAGE_SIZE;
-    rc = send_round(s, s->st.rounds, n, true, &bytes, &ns, NULL);
+    rc = send_round(s, s->st.rounds, s->pfns, n, true, &bytes, &ns, NULL);
     if (rc < 0)
         return rc;
     MIG_LOG(s->ctx, INFO, "switchover: last %" PRIu64 " pages sent at %" PRIu64 " ms", n,
