@@ -27,6 +27,11 @@
 #define RBUF_SIZE (64u << 10)
 #define COALESCE_MAX (32u << 10)   /* payloads above this go out by writev */
 #define READ_CHUNK (256u << 10)    /* direct reads, CRC'd while in cache */
+/* Buffered reads take at most this much beyond what is needed: a page
+ * record's header and list come with a little of its pages, which are
+ * copied out of the buffer, the rest read straight into place (64 KiB
+ * reads copied 6% of every page record twice). */
+#define FILL_READ (8u << 10)
 
 struct mig__stream {
     struct mig_ctx *ctx;            /* borrowed */
@@ -392,8 +397,10 @@ static int fill(struct mig__stream *s, size_t need)
         s->rpos = 0;
     }
     while (s->rend < need) {
-        size_t n;
-        int rc = read_some(s, s->rbuf + s->rend, RBUF_SIZE - s->rend, &n);
+        size_t n, want = need - s->rend < FILL_READ ? FILL_READ : need - s->rend;
+        if (want > RBUF_SIZE - s->rend)
+            want = RBUF_SIZE - s->rend;
+        int rc = read_some(s, s->rbuf + s->rend, want, &n);
         if (rc)
             return rc;
         s->rend += n;
