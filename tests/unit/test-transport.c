@@ -22,6 +22,7 @@
 
 #define MIG_LOG_MODULE "test"
 #include "../../libmig/src/stream/stream-internal.h"
+#include "../../libmig/src/transport/transport-provider.h"
 
 static char tmpdir[256];
 static char pki_good[300], pki_evil[300], psk_file[300], psk_other[300];
@@ -431,6 +432,94 @@ static void tls_strays_during_join(void **state)
     mig__stream_free(data);
     mig__stream_free(ctrl);
     mig__hs_dispose(&hs);
+    mig_ctx_free(ctx);
+}
+
+/* Large socket reads wait for all their bytes in one wake-up (SO_RCVLOWAT):
+ * bytes sent in pieces with pauses still arrive whole and at once after the
+ * last piece; a small read after it is not held by the mark; a timeout
+ * hands over what came below the mark (slow links make progress); nothing
+ * at all is still a timeout. */
+struct pieces {
+    int fd;
+    const uint8_t *data;
+};
+
+static void *send_pieces(void *arg)
+{
+    struct pieces *p = arg;
+    size_t cut[] = {0, 1000, 100000, 100001, 256u << 10};
+    for (int i = 0; i + 1 < 5; i++) {
+        usleep(30 * 1000);
+        assert_int_equal(send(p->fd, p->data + cut[i], cut[i + 1] - cut[i], 0),
+                         (ssize_t)(cut[i + 1] - cut[i]));
+    }
+    return NULL;
+}
+
+static void tcp_large_reads(void **state)
+{
+    (void)state;
+    struct mig_ctx *ctx = new_ctx();
+    int l = socket(AF_INET, SOCK_STREAM, 0), w = socket(AF_INET, SOCK_STREAM, 0), r;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof(a);
+    assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(l, 1), 0);
+    assert_int_equal(getsockname(l, (struct sockaddr *)&a, &al), 0);
+    assert_int_equal(connect(w, (struct sockaddr *)&a, sizeof(a)), 0);
+    r = accept(l, NULL, NULL);
+    assert_true(r >= 0);
+    struct mig__conn *c = NULL;
+    assert_int_equal(mig__conn_fd_new(ctx, r, r, MIG_AUTH_NONE, "test", &c), 0);
+    const size_t big = 256u << 10;
+    uint8_t *data = malloc(big), *got = calloc(1, big);
+    assert_non_null(data);
+    assert_non_null(got);
+    for (size_t i = 0; i < big; i++)
+        data[i] = (uint8_t)(i * 7 + i / 4096);
+
+    /* four pieces 30 ms apart: whole, in far less than the timeout */
+    struct pieces p = {w, data};
+    pthread_t t;
+    uint64_t t0 = mig__now_ns();
+    assert_int_equal(pthread_create(&t, NULL, send_pieces, &p), 0);
+    size_t have = 0, n, reads = 0;
+    while (have < big) {
+        assert_int_equal(c->ops->read(c, got + have, big - have, 5000, &n), 0);
+        have += n;
+        reads++;
+    }
+    pthread_join(t, NULL);
+    assert_true(mig__now_ns() - t0 < 2000000000ull);
+    assert_memory_equal(got, data, big);
+    print_message("256 KiB in 4 pieces: %zu reads\n", reads);
+
+    /* a small read right after: 16 bytes come at once */
+    assert_int_equal(send(w, data, 16, 0), 16);
+    t0 = mig__now_ns();
+    assert_int_equal(c->ops->read(c, got, 64, 5000, &n), 0);
+    assert_int_equal(n, 16);
+    assert_true(mig__now_ns() - t0 < 1000000000ull);
+
+    /* below the mark until the timeout: what came is returned */
+    assert_int_equal(send(w, data, 100000, 0), 100000);
+    t0 = mig__now_ns();
+    have = 0;
+    while (have < 100000) {
+        assert_int_equal(c->ops->read(c, got + have, big, 300, &n), 0);
+        have += n;
+    }
+    assert_memory_equal(got, data, 100000);
+    assert_true(mig__now_ns() - t0 < 2000000000ull);
+
+    /* nothing: a timeout */
+    assert_int_equal(c->ops->read(c, got, big, 200, &n), -MIG_ETIMEOUT);
+    mig__conn_free(c);
+    close(w);
+    close(l);
+    free(data);
+    free(got);
     mig_ctx_free(ctx);
 }
 
@@ -1009,6 +1098,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(tcp_ipv6_insecure),
         cmocka_unit_test(data_channel_wrong_secret),
         cmocka_unit_test(tcp_flipped_byte_aborts),
+        cmocka_unit_test(tcp_large_reads),
         cmocka_unit_test(silent_peer_detected),
         cmocka_unit_test(shutdown_wakes_reader),
         cmocka_unit_test(unix_two_channels),

@@ -31,7 +31,8 @@ enum mig__auth {
 struct mig__conn_ops {
     /* Read up to 'len' bytes into 'buf'; *n_out 0 means orderly EOF
      * (-MIG_EPEER is returned instead). Waits at most timeout_ms for the first
-     * byte: -MIG_ETIMEOUT. */
+     * byte: -MIG_ETIMEOUT. A large read on a socket may wait (at most
+     * timeout_ms) for all of 'len' before returning what it has. */
     int (*read)(struct mig__conn *c, void *buf, size_t len, int timeout_ms, size_t *n_out);
     /* Write all of iov (the array may be modified). -MIG_ETIMEOUT when no
      * progress for timeout_ms. Never raises SIGPIPE. */
