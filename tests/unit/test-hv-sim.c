@@ -341,7 +341,7 @@ static void tracking_exact_mem(const char *mode, const char *env, const char *co
     for (uint64_t p = 0; p < np; p++) {
         bool want = p == data || p == data + 5 || p == data + 100 || p == np - 1;
         if (p == 1)
-            continue; /* the clock page, written by the ticker every 100 us */
+            continue; /* the clock page, written by the ticker every tick (1 ms) */
         if (p >= 2 && p < data) {
             /* table pages: exactly those holding the touched entries */
             want =
