@@ -102,11 +102,11 @@ struct sim_hv {
      * until a batch's pages are protected, clean and disable until all are.
      * Under wp_lock except wp_upto, which the thread publishes atomically. */
     pthread_mutex_t wp_lock;
-    pthread_cond_t wp_cond;  /* wp_upto advanced, or the thread ended */
+    pthread_cond_t wp_cond; /* wp_upto advanced, or the thread ended */
     pthread_t wp_thr;
-    bool wp_thr_on;          /* started, not joined (the engine's thread only) */
-    bool wp_stop;            /* disable: stop protecting */
-    int wp_err;              /* the thread's failure */
+    bool wp_thr_on;           /* started, not joined (the engine's thread only) */
+    bool wp_stop;             /* disable: stop protecting */
+    int wp_err;               /* the thread's failure */
     _Atomic uint64_t wp_upto; /* pages [0, wp_upto) are protected */
 
     /* map_pages' knowledge of the memfd's holes, so that a batch costs no
@@ -826,6 +826,8 @@ static int sim_logdirty_clean(struct mig__hv *hv, unsigned long *bitmap, uint64_
     if (!s->tracking_on)
         return -MIG_ESTATE;
     int rc = wp_join(s, false);
+    if (!rc && atomic_load(&s->wp_upto) < s->nr_pages)
+        rc = s->wp_err ? s->wp_err : -MIG_EBACKEND; /* failed earlier: never half-watched */
     if (rc)
         return rc;
     holes_forget(s);

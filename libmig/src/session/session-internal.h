@@ -68,8 +68,9 @@ struct mig__send_counters {
 };
 
 int mig__sender_new(struct mig_session *s, struct mig__sender **snd_out);
-/* Send pfns[0..n) (NULL: pages 0..n-1) as round 'round' over every data channel and wait until
- * each channel has sent ROUND_END (and, if 'final', its end-of-data mark).
+/* Send pfns[0..n) (NULL: pages 0..n-1) as round 'round' over every data
+ * channel and wait until each channel has sent ROUND_END (and, if 'final',
+ * its end-of-data mark).
  * While waiting, calls tick(s) every ~200 ms (progress, keepalive, cancel).
  * deadline_ns (mig__now_ns() clock; 0: none, ignored when final): no batch
  * starts after it, and the round ends early with pfns[*sent_out..n) unsent

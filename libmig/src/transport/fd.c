@@ -339,6 +339,7 @@ int mig__fd_conn_init(struct fd_conn *c, struct mig_ctx *ctx, int rfd, int wfd,
     c->is_sock = rfd == wfd && is_socket(rfd);
     c->rcv_tmo = c->snd_tmo = -1;
     c->rcv_lowat = 1; /* the kernel's default */
+
     if (c->is_sock) /* deadlines come from SO_*TIMEO: the socket must block */
         (void)fcntl(rfd, F_SETFL, fcntl(rfd, F_GETFL) & ~O_NONBLOCK);
     if (pipe2(c->wake, O_CLOEXEC | O_NONBLOCK))
