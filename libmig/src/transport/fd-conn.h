@@ -17,7 +17,7 @@ struct fd_conn {
     volatile bool down;         /* shutdown() called */
     pid_t child;                /* ssh: reaped on close; 0 */
     int rcv_tmo, snd_tmo;       /* sockets: SO_RCVTIMEO / SO_SNDTIMEO now set (ms) */
-    int rcv_lowat;              /* sockets: SO_RCVLOWAT now set (bytes; 0: unknown) */
+    int rcv_lowat;              /* sockets: SO_RCVLOWAT now set (bytes; 1 at start) */
 };
 
 int mig__fd_conn_init(struct fd_conn *c, struct mig_ctx *ctx, int rfd, int wfd,
