@@ -851,7 +851,8 @@ static int sim_map_pages(struct mig__hv *hv, const uint64_t *pfns, unsigned n, c
     uint64_t data_lo, data_hi, hole_lo, hole_hi, top = 0;
     if (!s->mem || n > 1024)
         return -MIG_EINVAL;
-    if (s->tracking_on) { /* read only what log-dirty already watches */
+    /* read only what log-dirty already watches (once all is, no per-page walk) */
+    if (s->tracking_on && atomic_load_explicit(&s->wp_upto, memory_order_acquire) < s->nr_pages) {
         for (unsigned i = 0; i < n; i++)
             top = pfns[i] > top ? pfns[i] : top;
         int rc = wp_wait(s, top + 1);
