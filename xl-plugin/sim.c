@@ -377,7 +377,7 @@ int xlml_demo_main(struct cli *c, struct mig_ctx *ctx)
            verify_name(g.verify), (unsigned long long)g.verify_pages,
            (unsigned long long)g.verify_errors);
     if (g.downtime_us >= 0)
-        printf("  downtime seen by the guest: %.1f ms (largest gap in its own 100 us clock)\n",
+        printf("  downtime seen by the guest: %.1f ms (largest gap in its own 1 ms clock)\n",
                g.downtime_us / 1000.0);
     rc = (g.verify == MIG_SIM_VERIFY_OK && gone) ? EXIT_OK : EXIT_FAILED;
     printf("demo: %s\n", rc == EXIT_OK ? "PASS" : "FAIL");
