@@ -18,6 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <errno.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -39,6 +42,7 @@ static struct {
     char src[1024], dst[1024];
     unsigned records;            /* destination: class records received */
     char blob[64];               /* destination: the begin blob it got */
+    int nicer;                   /* source, round 0: threads 10 nice levels below the session's */
 } hl = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 struct rec_hook {
@@ -82,10 +86,39 @@ static int h_src_begin(struct mig__hook *h, struct mig__hook_io *io, void **blob
     return maybe_fail(r, "begin");
 }
 
+/* Threads of this process at nice level 'prio'. */
+static int threads_at(int prio)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        errno = 0;
+        int p = getpriority(PRIO_PROCESS, (id_t)atoi(e->d_name));
+        if ((p != -1 || errno == 0) && p == prio)
+            n++;
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
 static int h_src_round(struct mig__hook *h, uint32_t round, bool final)
 {
     struct rec_hook *r = (struct rec_hook *)h;
     char ev[32];
+    if (round == 0) {
+        /* each data channel's CRC helper runs 10 nice levels below the
+         * session (sender.c, HELPER_NICE); it lowers itself as it starts */
+        int mine = getpriority(PRIO_PROCESS, (id_t)gettid()), n = 0;
+        for (int i = 0; i < 200 && (n = threads_at(mine + 10)) < (int)r->io->nchannels; i++)
+            usleep(10000);
+        pthread_mutex_lock(&hl.lock);
+        hl.nicer = mine + 10 <= 19 ? n : -1;
+        pthread_mutex_unlock(&hl.lock);
+    }
     snprintf(ev, sizeof(ev), "round%u%s", round, final ? "F" : "");
     logev(r, "%s", ev);
     r->rounds = round + 1;
@@ -248,6 +281,7 @@ static void migrate(bool channels, const char *fail_src, const char *fail_dst, s
     memset(&hl.dst, 0, sizeof(hl.dst));
     hl.records = 0;
     hl.blob[0] = 0;
+    hl.nicer = 0;
     fake_hv_reset();
     seen.fail_rename = fail_rename_next;
     seen.redirty_at = redirty_next;
@@ -335,6 +369,9 @@ static void test_order_success_one_stream(void **state)
     assert_string_equal(hl.dst, "dst_begin dst_ready dst_commit");
     assert_string_equal(hl.blob, "hello peer");
     assert_int_equal(hl.records, 3);
+    if (hl.nicer < 0)
+        fail_msg("this test runs at nice 10 or more: the helper cannot be 10 levels nicer");
+    assert_int_equal(hl.nicer, 1); /* the one data channel's helper */
     assert_int_equal(seen.src_destroyed, 1);
     assert_true(seen.dst_committed);
     /* as xl, the source gave its name up before COMMIT */
@@ -365,6 +402,7 @@ static void test_order_success_two_channels(void **state)
     assert_string_equal(hl.src, "begin round0 round1 stopcopy round2F ready commit settle");
     assert_string_equal(hl.dst, "dst_begin dst_ready dst_commit");
     assert_int_equal(hl.records, 6); /* 3 rounds x 2 channels, all before READY */
+    assert_int_equal(hl.nicer, 2);   /* one helper per data channel */
     assert_true(seen.dst_committed);
 }
 
