@@ -38,14 +38,14 @@
 #define MIG_SEND_DIRECT_PAGES 256u
 _Static_assert(MIG_SEND_DIRECT_PAGES >= MIG_SEND_RECORD_PAGES, "worker arrays hold a record");
 
-/* How much nicer than the worker the helper runs. At the worker's priority the helper, woken for
- * each batch, preempted the worker on its CPU (400 times in one 2 GiB move)
- * while the other CPU often stood idle: the worker spent 60-140 ms of a
- * 550 ms move runnable but waiting. At nice 10 it rarely does (2 GiB idle
- * guest, 20 paired moves: 3.6% less time), and under load the helper still
- * gets a share, so the worker, which waits for it, is not starved with it
- * (SCHED_IDLE was: with two busy loops beside it a move took 20 times
- * longer). */
+/* How much nicer than the worker the helper runs. At the worker's
+ * priority the helper, woken for each batch, preempted the worker on its
+ * CPU (400 times in one 2 GiB move) while the other CPU often stood idle:
+ * the worker spent 60-140 ms of a 550 ms move runnable but waiting. Ten
+ * levels lower it rarely does (2 GiB idle guest, 20 paired moves: 3.6%
+ * less time), and under load it still gets a share of the CPU, so the
+ * worker, which waits for it, is not starved with it (a SCHED_IDLE helper
+ * was: beside two busy loops a move took about 20 times longer). */
 #define HELPER_NICE 10
 
 /* zstd level for --compress: a fast negative level keeps up with the link. */
