@@ -10,6 +10,8 @@
  */
 #include <config.h>
 
+#include <dirent.h>
+#include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,8 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <dirent.h>
-#include <errno.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -359,6 +359,13 @@ static void assert_source_unchanged(void)
 
 /* ---- tests --------------------------------------------------------------------- */
 
+static void assert_helpers_nicer(int n)
+{
+    if (hl.nicer < 0)
+        fail_msg("this test runs at nice 10 or more: the helper cannot be 10 levels nicer");
+    assert_int_equal(hl.nicer, n);
+}
+
 static void test_order_success_one_stream(void **state)
 {
     (void)state;
@@ -369,9 +376,7 @@ static void test_order_success_one_stream(void **state)
     assert_string_equal(hl.dst, "dst_begin dst_ready dst_commit");
     assert_string_equal(hl.blob, "hello peer");
     assert_int_equal(hl.records, 3);
-    if (hl.nicer < 0)
-        fail_msg("this test runs at nice 10 or more: the helper cannot be 10 levels nicer");
-    assert_int_equal(hl.nicer, 1); /* the one data channel's helper */
+    assert_helpers_nicer(1); /* the one data channel's helper */
     assert_int_equal(seen.src_destroyed, 1);
     assert_true(seen.dst_committed);
     /* as xl, the source gave its name up before COMMIT */
@@ -402,7 +407,7 @@ static void test_order_success_two_channels(void **state)
     assert_string_equal(hl.src, "begin round0 round1 stopcopy round2F ready commit settle");
     assert_string_equal(hl.dst, "dst_begin dst_ready dst_commit");
     assert_int_equal(hl.records, 6); /* 3 rounds x 2 channels, all before READY */
-    assert_int_equal(hl.nicer, 2);   /* one helper per data channel */
+    assert_helpers_nicer(2); /* one helper per data channel */
     assert_true(seen.dst_committed);
 }
 
