@@ -261,9 +261,8 @@ static void *helper_main(void *arg)
 {
     struct worker *w = arg;
     errno = 0;
-    int prio = getpriority(PRIO_PROCESS, (id_t)gettid()); /* its creator's */
-    if ((prio != -1 || errno == 0) &&
-        setpriority(PRIO_PROCESS, (id_t)gettid(), prio + HELPER_NICE > 19 ? 19 : prio + HELPER_NICE))
+    int prio = getpriority(PRIO_PROCESS, (id_t)gettid()) + HELPER_NICE; /* its creator's + */
+    if (errno || setpriority(PRIO_PROCESS, (id_t)gettid(), prio > 19 ? 19 : prio))
         MIG_LOG(w->snd->s->ctx, DEBUG, "data channel %u: helper keeps its priority", w->idx);
     pthread_mutex_lock(&w->hlock);
     for (;;) {
