@@ -26,7 +26,15 @@
 #define WBUF_SIZE (256u << 10)
 #define RBUF_SIZE (64u << 10)
 #define COALESCE_MAX (32u << 10)   /* payloads above this go out by writev */
-#define READ_CHUNK (256u << 10)    /* direct reads, CRC'd while in cache */
+/* Direct reads (into place, or CRC'd while in cache): 1 MiB, one
+ * PAGES_CRC record's pages (the sender's MIG_SEND_DIRECT_PAGES) in one
+ * read, so the socket's low-water mark wakes the receiver once per record
+ * instead of four times (2 GiB idle guest, 30 and 24 paired moves: 6% and
+ * 3% less time than 256 KiB reads; 512 KiB gave the same as 1 MiB). */
+#define READ_CHUNK (1u << 20)
+/* Page data of an unplaced PAGES_CRC record is read into the payload in
+ * steps of this much, which it grows by only as the bytes arrive. */
+#define GROW_STEP (256u << 10)
 /* Buffered reads take at most this much beyond what is needed: a page
  * record's header and list come with a little of its pages, which are
  * copied out of the buffer, the rest read straight into place (64 KiB
@@ -561,7 +569,7 @@ static int place_pages(struct mig__stream *s, uint32_t len, uint32_t *crc, size_
 static int get_pages_crc(struct mig__stream *s, uint32_t len, uint32_t crc, uint32_t want,
                          struct mig__rec *rec)
 {
-    const uint32_t type = MIG_REC_PAGES_CRC, run_max = READ_CHUNK / MIG_PAGE_SIZE;
+    const uint32_t type = MIG_REC_PAGES_CRC, run_max = GROW_STEP / MIG_PAGE_SIZE;
     uint32_t *crcp = s->crc ? &crc : NULL;
     if (len < 8)
         return bad(s, -MIG_EPROTO, "page record too short", type, len);

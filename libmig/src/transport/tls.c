@@ -55,7 +55,7 @@
  * the 4-byte header as associated data. The zero first byte tells them from
  * a TLS record (0x14-0x17), such as the alert a peer sends when it refuses
  * our certificate after our side of the handshake ended. */
-#define REC_MAX (256u << 10)    /* plaintext bytes per record (= stream READ_CHUNK) */
+#define REC_MAX (256u << 10)    /* plaintext bytes per record (stream READ_CHUNK / 4) */
 #define REC_HDR 4u
 #define REC_TAG 16u
 #define REC_WBUF ((1u << 20) + 4u * (REC_HDR + REC_TAG)) /* sealed records per write */
@@ -321,7 +321,7 @@ static int rec_read(struct tls_conn *c, uint8_t *buf, size_t len, int timeout_ms
         if ((rc = rec_recv(c, REC_HDR + rl + REC_TAG, timeout_ms)))
             return rc;
         /* Straight into the caller's buffer when the record fits (the
-         * common case: a page batch's data is read in REC_MAX pieces). */
+         * common case: a page record's data is read in REC_MAX pieces). */
         uint8_t *dst = len >= rl ? buf : c->cbuf + REC_HDR;
         rc = rec_open(c, rl, dst);
         c->rx_have = 0;
