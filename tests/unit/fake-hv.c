@@ -28,6 +28,7 @@ struct fake_hv {
 };
 
 struct fake_seen seen = {.lock = PTHREAD_MUTEX_INITIALIZER};
+uint8_t fake_hv_salt;
 
 void fake_hv_reset(void)
 {
@@ -48,7 +49,7 @@ static int f_open(struct mig_ctx *ctx, const char *arg, enum mig_role role, stru
     f->mem = calloc(NPAGES, 4096);
     for (unsigned i = 0; i < NPAGES; i++)
         if (role == MIG_ROLE_SOURCE && i % 3)
-            memset(f->mem + i * 4096, (int)(i + 1), 4096);
+            memset(f->mem + i * 4096, (int)(uint8_t)(i + 1 + fake_hv_salt), 4096);
     f->base.ops = &fake_hv_ops;
     f->base.ctx = ctx;
     f->base.role = role;

@@ -27,6 +27,10 @@ struct fake_seen {
     uint8_t dst_mem[NPAGES * 4096];
 };
 extern struct fake_seen seen;
+/* Set by a test: added to the byte every non-zero source page is filled with
+ * (page i: i + 1 + fake_hv_salt), so no buffer left over from an earlier
+ * migration in the process holds this one's checksums. */
+extern uint8_t fake_hv_salt;
 extern const struct mig__hv_ops fake_hv_ops;
 void fake_hv_reset(void);
 

@@ -266,6 +266,26 @@ struct result {
     char err[512];
 };
 
+/* With capture_takeback the next migrate()'s source logs at debug level
+ * into takeback, keeping the sender's "taken back from the helper" lines. */
+static bool capture_takeback;
+static char takeback[2048];
+static pthread_mutex_t takeback_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void takeback_log(void *opaque, enum mig_log_level level, const char *module,
+                         const char *msg)
+{
+    (void)opaque;
+    (void)level;
+    pthread_mutex_lock(&takeback_lock);
+    if (!strcmp(module, "sender") && strstr(msg, "taken back") &&
+        strlen(takeback) + strlen(msg) + 2 < sizeof(takeback)) {
+        strcat(takeback, msg);
+        strcat(takeback, "\n");
+    }
+    pthread_mutex_unlock(&takeback_lock);
+}
+
 /* Migrate the fake domain with the recording hook; fail_src / fail_dst name
  * the event at which each side's hook fails (NULL: none). */
 static bool fail_rename_next; /* the next migrate()'s source cannot rename */
@@ -318,6 +338,11 @@ static void migrate(bool channels, const char *fail_src, const char *fail_dst, s
         usleep(200000); /* the listener binds */
 
     struct mig_ctx *sctx = new_ctx();
+    takeback[0] = 0;
+    if (capture_takeback) {
+        mig_ctx_set_logger(sctx, takeback_log, NULL);
+        mig_ctx_set_log_level(sctx, MIG_LOG_DEBUG);
+    }
     struct mig_params p;
     mig_params_init(&p);
     p.domain = "fake:hooked";
@@ -525,7 +550,8 @@ static void assert_dst_mem_is_source(void)
 {
     for (unsigned i = 0; i < NPAGES; i++)
         for (unsigned b = 0; b < 4096; b += 1021)
-            assert_int_equal(seen.dst_mem[i * 4096 + b], i % 3 ? (uint8_t)(i + 1) : 0);
+            assert_int_equal(seen.dst_mem[i * 4096 + b],
+                             i % 3 ? (uint8_t)(i + 1 + fake_hv_salt) : 0);
 }
 
 /* Migrate with MIG_FAULT set (both sides' contexts read it). */
@@ -580,6 +606,33 @@ static void test_damaged_page_not_resent_aborts(void **state)
     assert_source_unchanged();
 #else
     print_message("not a fault-injection build: src-torn-page cannot fire\n");
+    skip();
+#endif
+}
+
+/* The helper gets no CPU for a second (src-helper-late stalls it before it
+ * starts its first job): the worker takes back each batch the helper has
+ * not started and sends it with zero checks and CRCs of its own; every page
+ * arrives intact and the migration commits. */
+static void test_helper_late_batches_taken_back(void **state)
+{
+    (void)state;
+#ifdef MIG_FAULT_INJECTION
+    struct result r;
+    capture_takeback = true;
+    fake_hv_salt = 100; /* other pages than earlier tests' (their batches' CRCs) */
+    migrate_fault(false, "src-helper-late=stall:1", 0, &r);
+    capture_takeback = false;
+    print_message("%s", takeback);
+    assert_int_equal(r.src_rc, 0);
+    assert_true(seen.dst_committed);
+    assert_int_equal(seen.src_destroyed, 1);
+    assert_dst_mem_is_source();
+    /* round 0 is one batch (NPAGES pages), posted as the helper stalled */
+    assert_non_null(strstr(takeback, "round 0: 1 of 1 batches taken back"));
+    fake_hv_salt = 0;
+#else
+    print_message("not a fault-injection build: src-helper-late cannot fire\n");
     skip();
 #endif
 }
@@ -639,6 +692,7 @@ int main(void)
         cmocka_unit_test(test_torn_page_resent),
         cmocka_unit_test(test_damaged_page_not_resent_aborts),
         cmocka_unit_test(test_legacy_pages),
+        cmocka_unit_test(test_helper_late_batches_taken_back),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
