@@ -275,13 +275,15 @@ static void *helper_main(void *arg)
             pthread_cond_wait(&w->hcond, &w->hlock);
         if (!w->hjob)
             break;
+#ifdef MIG_FAULT_INJECTION
         /* test builds: a helper that gets no CPU for a while (stall) */
         pthread_mutex_unlock(&w->hlock);
         (void)mig__fault(w->snd->s->ctx, "src-helper-late", 0);
         pthread_mutex_lock(&w->hlock);
-        struct batch *b = w->hjob;
-        if (!b)
+        if (!w->hjob)
             continue; /* taken back meanwhile */
+#endif
+        struct batch *b = w->hjob;
         w->hstarted = true;
         pthread_mutex_unlock(&w->hlock);
         for (unsigned i = 0; i < b->n; i++) {
@@ -298,8 +300,7 @@ static void *helper_main(void *arg)
     return NULL;
 }
 
-/* Hand b to the helper / wait until it is done with its job (no-ops
- * without a helper) / see helper_finish. */
+/* Hand b to the helper (no-op without a helper). */
 static void helper_post(struct worker *w, struct batch *b)
 {
     if (!w->helper_on || !b)
@@ -307,16 +308,6 @@ static void helper_post(struct worker *w, struct batch *b)
     pthread_mutex_lock(&w->hlock);
     w->hjob = b;
     pthread_cond_broadcast(&w->hcond);
-    pthread_mutex_unlock(&w->hlock);
-}
-
-static void helper_wait(struct worker *w)
-{
-    if (!w->helper_on)
-        return;
-    pthread_mutex_lock(&w->hlock);
-    while (w->hjob)
-        pthread_cond_wait(&w->hcond, &w->hlock);
     pthread_mutex_unlock(&w->hlock);
 }
 
@@ -337,7 +328,6 @@ static bool helper_finish(struct worker *w)
     while (w->hjob)
         pthread_cond_wait(&w->hcond, &w->hlock);
     pthread_mutex_unlock(&w->hlock);
-    w->round_taken_back += take_back;
     return !take_back;
 }
 
@@ -401,6 +391,7 @@ static int send_batch(struct worker *w, uint32_t round, const struct batch *b, b
     if (rc == 0) {
         w->round_pages += b->n;
         w->round_batches++;
+        w->round_taken_back += w->helper_on && !found;
         atomic_fetch_add(&snd->c.payload_bytes, wire);
         bw_consume(snd, wire);
     }
@@ -425,7 +416,7 @@ static int worker_round(struct worker *w, const struct round_job *j)
         rc = more < 0 ? more : send_batch(w, j->round, cur, found);
         hv->ops->unmap_pages(hv, cur->map);
         if (more > 0 && rc < 0) { /* taken, not sent: the round fails */
-            helper_wait(w);
+            (void)helper_finish(w); /* the helper lets go of its mapping */
             hv->ops->unmap_pages(hv, nxt->map);
         }
         if (more <= 0 || rc < 0)
